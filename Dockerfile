@@ -1,0 +1,22 @@
+# payql: python slim, a non-root user, migrations on start, `payql serve` as the command.
+FROM python:3.11-slim AS base
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HOST=0.0.0.0 \
+    PORT=8000
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY payql ./payql
+RUN pip install . && useradd --create-home --uid 10001 payql && mkdir -p /data && chown payql /data
+
+USER payql
+# SQLite only for a quick look; production sets DATABASE_URL=postgresql://...
+ENV DATABASE_URL=sqlite:////data/payql.db
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz')"
+# `payql serve` applies the migrations before it starts uvicorn.
+CMD ["payql", "serve"]

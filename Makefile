@@ -1,0 +1,42 @@
+# payql: `make serve` runs the service, `make test` runs the suite. Both create .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: serve test lint format demo migrate bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/payql serve
+
+migrate: $(STAMP)
+	$(BIN)/payql migrate
+
+demo: $(STAMP)
+	$(BIN)/payql demo
+
+test: $(STAMP)
+	$(BIN)/ruff check payql tests
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check payql tests
+	$(BIN)/ruff format --check payql tests
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format payql tests
+	$(BIN)/ruff check --fix payql tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis payql.db payql.db-wal payql.db-shm

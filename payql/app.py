@@ -1,0 +1,84 @@
+"""The composition root: `create_app(settings)` builds everything; nothing is built at import time."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from payql.auth import JWTAuthBackend
+from payql.db import Database
+from payql.graphql_view import GraphQLView
+from payql.metrics import Metrics, MetricsMiddleware
+from payql.models.enums import ProviderName
+from payql.providers import build_providers
+from payql.providers.base import PaymentProvider
+from payql.schema import build_schema
+from payql.services import Services, build_services
+from payql.settings import Settings
+from payql.webhooks import webhook_route
+
+logger = logging.getLogger("payql.app")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    providers: dict[ProviderName, PaymentProvider] | None = None,
+    db: Database | None = None,
+) -> Starlette:
+    """Build the ASGI app. Tests pass their own settings, database and providers."""
+    settings = settings or Settings()
+    db = db or Database(settings.database_url)
+    services = build_services(settings, db, providers or build_providers(settings, db))
+    schema = build_schema(settings)
+    view = GraphQLView(schema, services)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(services.catalogue.sync, db)
+        try:
+            yield
+        finally:
+            db.dispose()
+
+    async def healthz(_request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> Response:
+        if await anyio.to_thread.run_sync(db.ping):
+            return JSONResponse({"status": "ready"})
+        return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
+
+    routes = [
+        Route("/graphql", view.handle, methods=["GET", "POST"]),
+        Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE), methods=["POST"]),  # type: ignore[arg-type]
+        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA), methods=["POST"]),  # type: ignore[arg-type]
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics.endpoint),
+    ]
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(MetricsMiddleware, metrics=metrics),
+            Middleware(AuthenticationMiddleware, backend=JWTAuthBackend(services.verifier)),
+        ],
+    )
+    app.state.services = services
+    return app
+
+
+def services_of(app: Starlette) -> Services:
+    services: Services = app.state.services
+    return services

@@ -1,0 +1,298 @@
+"""Bearer-token authentication: the only module that decodes JWTs.
+
+CONTRACT.md "Authentication", DESIGN.md §7. `TokenVerifier.verify` turns a token into a `Principal` or raises
+`AuthError`, whose message is safe to show a client. The algorithm list is fixed by configuration
+(`[settings.jwt_algorithm]`), never taken from the token, so `alg: none` and HS256/RS256 confusion are
+refused. `exp` and `sub` are required; `iss`/`aud` are checked when configured.
+
+`JWTAuthBackend` plugs the verifier into Starlette's `AuthenticationMiddleware`. A bad token does not end the
+request: public GraphQL fields must still answer, so the error is left in the scope under
+`AUTH_ERROR_SCOPE_KEY` for the GraphQL layer to report as UNAUTHENTICATED on protected fields
+(`principal_from_scope`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import anyio.to_thread
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from jwt.exceptions import InvalidSubjectError
+from jwt.types import Options
+from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
+from starlette.requests import HTTPConnection
+
+from payql.settings import Settings
+
+__all__ = [
+    "AUTH_ERROR_SCOPE_KEY",
+    "AuthError",
+    "JWTAuthBackend",
+    "Principal",
+    "PrincipalUser",
+    "TokenVerifier",
+    "bearer_token",
+    "issue_token",
+    "principal_from_scope",
+]
+
+AUTH_ERROR_SCOPE_KEY = "payql.auth_error"
+ADMIN_ROLE = "admin"
+PROVIDER_ROLE = "provider"
+MAX_SUBJECT_LENGTH = 128
+# Far above any real token; refusing larger ones early keeps a hostile header from costing base64/JSON work.
+MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller: the token's `sub` and its roles."""
+
+    user_id: str
+    roles: frozenset[str]
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_ROLE in self.roles
+
+    @property
+    def is_provider(self) -> bool:
+        return PROVIDER_ROLE in self.roles
+
+
+class AuthError(Exception):
+    """A token or header that does not authenticate; `message` is short and safe to show a client."""
+
+    code: ClassVar[str] = "UNAUTHENTICATED"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# Most specific first: InvalidSignatureError is a DecodeError, every token error an InvalidTokenError.
+_ERROR_MESSAGES: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token expired"),
+    (jwt.ImmatureSignatureError, "token not yet valid"),
+    (jwt.InvalidSignatureError, "invalid token signature"),
+    (jwt.InvalidAlgorithmError, "token algorithm not allowed"),
+    (jwt.InvalidIssuerError, "invalid token issuer"),
+    (jwt.InvalidAudienceError, "invalid token audience"),
+    (jwt.InvalidIssuedAtError, "invalid 'iat' claim"),
+    (InvalidSubjectError, "token 'sub' claim must be a string"),
+    (jwt.DecodeError, "malformed token"),
+    (jwt.PyJWKClientConnectionError, "signing keys unavailable"),
+    (jwt.PyJWKSetError, "signing keys unavailable"),
+    (jwt.PyJWKClientError, "unknown signing key"),
+    (jwt.PyJWKError, "unknown signing key"),
+)
+
+
+def _auth_error(exc: jwt.PyJWTError) -> AuthError:
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return AuthError(f"token is missing the '{exc.claim}' claim")
+    for error_type, message in _ERROR_MESSAGES:
+        if isinstance(exc, error_type):
+            return AuthError(message)
+    return AuthError("invalid token")
+
+
+def _check_subject(sub: object) -> str:
+    if not isinstance(sub, str):
+        raise AuthError("token 'sub' claim must be a string")
+    if not sub.strip():
+        raise AuthError("token has an empty 'sub' claim")
+    if len(sub) > MAX_SUBJECT_LENGTH:
+        raise AuthError("token 'sub' claim is too long")
+    return sub
+
+
+def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
+    roles: set[str] = set()
+    many = claims.get("roles")
+    if many is not None:
+        if not isinstance(many, list) or not all(isinstance(role, str) and role for role in many):
+            raise AuthError("invalid roles claim")
+        roles.update(many)
+    one = claims.get("role")
+    if one is not None:
+        if not isinstance(one, str) or not one:
+            raise AuthError("invalid roles claim")
+        roles.add(one)
+    return frozenset(roles)
+
+
+def _rsa_public_key(settings: Settings) -> RSAPublicKey:
+    if settings.jwt_public_key is not None:
+        key: object = load_pem_public_key(settings.jwt_public_key.get_secret_value().encode())
+    elif settings.jwt_private_key is not None:
+        # Development convenience: `payql token` signs with the private key, the server checks with its half.
+        private = load_pem_private_key(settings.jwt_private_key.get_secret_value().encode(), password=None)
+        if not isinstance(private, RSAPrivateKey):
+            raise TypeError("JWT_PRIVATE_KEY is not an RSA private key")
+        key = private.public_key()
+    else:
+        raise ValueError("JWT_ALGORITHM=RS256 needs JWT_PUBLIC_KEY or JWT_JWKS_URL")
+    if not isinstance(key, RSAPublicKey):
+        raise TypeError("JWT_PUBLIC_KEY is not an RSA public key")
+    return key
+
+
+class TokenVerifier:
+    """Verifies bearer tokens against the configured key; build once at startup and share."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._algorithms = [settings.jwt_algorithm]
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+        self._keys: str | RSAPublicKey | jwt.PyJWKClient
+        if settings.jwt_algorithm == "HS256":
+            self._keys = settings.jwt_secret.get_secret_value()
+        elif settings.jwt_jwks_url:
+            try:
+                self._keys = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True)
+            except jwt.PyJWKClientError as exc:
+                raise ValueError(f"JWT_JWKS_URL is not usable: {exc}") from exc
+        else:
+            self._keys = _rsa_public_key(settings)
+        self._options: Options = {
+            "require": ["exp", "sub"],
+            # Without a configured audience an `aud` claim cannot be checked; PyJWT would refuse it otherwise.
+            "verify_aud": self._audience is not None,
+        }
+
+    @property
+    def uses_jwks(self) -> bool:
+        """Whether `verify` may do blocking HTTP (fetching the JWKS) and so belongs in a worker thread."""
+        return isinstance(self._keys, jwt.PyJWKClient)
+
+    def verify(self, token: str) -> Principal:
+        if not token or len(token) > MAX_TOKEN_LENGTH:
+            raise AuthError("malformed token")
+        try:
+            claims = jwt.decode(
+                token,
+                key=self._signing_key(token),
+                algorithms=self._algorithms,
+                options=self._options,
+                issuer=self._issuer,
+                audience=self._audience,
+            )
+        except jwt.PyJWTError as exc:
+            raise _auth_error(exc) from exc
+        return Principal(user_id=_check_subject(claims.get("sub")), roles=_roles(claims))
+
+    def _signing_key(self, token: str) -> str | RSAPublicKey | jwt.PyJWK:
+        if not isinstance(self._keys, jwt.PyJWKClient):
+            return self._keys
+        kid = jwt.get_unverified_header(token).get("kid")
+        if not kid:
+            raise AuthError("token is missing the 'kid' header")
+        return self._keys.get_signing_key(kid)
+
+
+_BEARER = "bearer"
+
+
+def bearer_token(authorization_header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None when there is no header."""
+    if authorization_header is None:
+        return None
+    scheme, _, token = authorization_header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != _BEARER or not token or " " in token:
+        raise AuthError("malformed Authorization header")
+    return token
+
+
+def issue_token(
+    settings: Settings,
+    sub: str,
+    roles: Iterable[str] = (),
+    ttl_seconds: int = 3600,
+    *,
+    now: datetime | None = None,
+    kid: str | None = None,
+) -> str:
+    """A development token signed the way `TokenVerifier` checks it (RS256 needs JWT_PRIVATE_KEY)."""
+    _check_subject(sub)
+    if ttl_seconds <= 0:
+        raise ValueError("ttl_seconds must be positive")
+    issued = now if now is not None else datetime.now(UTC)
+    if issued.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    role_list = [roles] if isinstance(roles, str) else sorted(set(roles))
+    if not all(role_list):
+        raise ValueError("roles must be non-empty strings")
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "roles": role_list,
+        "iat": int(issued.timestamp()),
+        "exp": int((issued + timedelta(seconds=ttl_seconds)).timestamp()),
+    }
+    if settings.jwt_issuer is not None:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience is not None:
+        claims["aud"] = settings.jwt_audience
+    key: str
+    if settings.jwt_algorithm == "HS256":
+        key = settings.jwt_secret.get_secret_value()
+    elif settings.jwt_private_key is not None:
+        key = settings.jwt_private_key.get_secret_value()
+    else:
+        raise ValueError("issuing RS256 tokens needs JWT_PRIVATE_KEY")
+    headers = {"kid": kid} if kid is not None else None
+    return jwt.encode(claims, key, algorithm=settings.jwt_algorithm, headers=headers)
+
+
+class PrincipalUser(BaseUser):
+    """Starlette's view of a `Principal` (`request.user`)."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def display_name(self) -> str:
+        return self.principal.user_id
+
+    @property
+    def identity(self) -> str:
+        return self.principal.user_id
+
+
+class JWTAuthBackend(AuthenticationBackend):
+    """Authenticates `Authorization: Bearer` requests; never rejects a request by itself (see module doc)."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self._verifier = verifier
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
+        try:
+            token = bearer_token(conn.headers.get("authorization"))
+            if token is None:
+                return None
+            if self._verifier.uses_jwks:
+                principal = await anyio.to_thread.run_sync(self._verifier.verify, token)
+            else:
+                principal = self._verifier.verify(token)
+        except AuthError as exc:
+            conn.scope[AUTH_ERROR_SCOPE_KEY] = exc
+            return None
+        return AuthCredentials(["authenticated", *sorted(principal.roles)]), PrincipalUser(principal)
+
+
+def principal_from_scope(scope: Mapping[str, Any]) -> tuple[Principal | None, AuthError | None]:
+    """What `JWTAuthBackend` left in an ASGI scope: the principal, or why the presented token was refused."""
+    user = scope.get("user")
+    principal = user.principal if isinstance(user, PrincipalUser) else None
+    error = scope.get(AUTH_ERROR_SCOPE_KEY)
+    return principal, error if isinstance(error, AuthError) else None

@@ -1,0 +1,118 @@
+"""The `payql` console script (DESIGN.md §9)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from payql.settings import Settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def app_factory() -> object:
+    """uvicorn's factory: `uvicorn --factory payql.cli:app_factory` (used by `payql serve`)."""
+    from payql.app import create_app  # noqa: PLC0415 - built only when a server starts
+
+    settings = Settings()
+    _configure_logging(settings)
+    return create_app(settings)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn  # noqa: PLC0415
+
+    from payql.migrate import upgrade  # noqa: PLC0415
+
+    if not args.no_migrate:
+        upgrade(settings.database_url)
+    uvicorn.run(
+        "payql.cli:app_factory",
+        factory=True,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        workers=args.workers,
+        log_level=settings.log_level.lower(),
+        proxy_headers=False,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from payql.migrate import upgrade  # noqa: PLC0415
+
+    upgrade(settings.database_url, args.revision)
+    print(f"migrated {settings.database_url.split('@')[-1]} to {args.revision}")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
+    from payql.auth import issue_token  # noqa: PLC0415
+
+    print(issue_token(settings, args.sub, roles=args.role or (), ttl_seconds=args.ttl))
+    return 0
+
+
+def cmd_schema(_args: argparse.Namespace, settings: Settings) -> int:
+    from payql.schema import build_schema  # noqa: PLC0415
+
+    print(build_schema(settings).as_str())
+    return 0
+
+
+def cmd_demo(_args: argparse.Namespace, settings: Settings) -> int:
+    from payql.demo import run_demo  # noqa: PLC0415
+
+    print(run_demo(settings))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="payql", description="payql: a GraphQL payments service")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="apply migrations and serve HTTP with uvicorn")
+    serve.add_argument("--host", default=None)
+    serve.add_argument("--port", type=int, default=None)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
+    serve.set_defaults(run=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply the database migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.set_defaults(run=cmd_migrate)
+
+    token = commands.add_parser("token", help="print a development JWT signed with the configured key")
+    token.add_argument("--sub", required=True, help="the user id")
+    token.add_argument("--role", action="append", help="a role (admin, provider); repeat for several")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.set_defaults(run=cmd_token)
+
+    schema = commands.add_parser("schema", help="print the GraphQL SDL")
+    schema.set_defaults(run=cmd_schema)
+
+    demo = commands.add_parser("demo", help="create sample users, an enroll and paid mock payments; print tokens")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"payql: configuration error: {exc}", file=sys.stderr)
+        return 2
+    result: int = args.run(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Engine, session factory and the unit of work.
+
+SQLite runs in WAL mode with `synchronous=FULL` (a payment commit survives power loss) and foreign keys on. Its
+write transactions start with `BEGIN IMMEDIATE` so that two writers queue on the busy timeout instead of failing
+when a read lock is upgraded; read-only units of work use a plain `BEGIN`. PostgreSQL goes through psycopg 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_WRITE = "payql_write"
+
+
+def normalise_url(url: str) -> URL:
+    """`postgresql://` (and `postgres://`) mean psycopg 3 here; other URLs pass unchanged."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the driver: we emit BEGIN ourselves below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get(_WRITE, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(
+            parsed,
+            echo=echo,
+            connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            pool_size=8,
+            max_overflow=16,
+            pool_pre_ping=False,
+        )
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(parsed, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class UnitOfWork:
+    """One database transaction that rolls back unless `commit()` is called.
+
+    `with db.uow(write=True) as uow: ...; uow.commit()`. Services own their units of work (DESIGN.md rule 2).
+    """
+
+    def __init__(self, factory: sessionmaker[Session], *, write: bool = True) -> None:
+        self._factory = factory
+        self._write = write
+        self.session: Session
+        self._committed = False
+        self._flushed = False
+
+    def __enter__(self) -> Self:
+        self.session = self._factory()
+        self._flushed = False
+        if self._write:
+            event.listen(self.session, "after_flush", self._on_flush)
+        return self
+
+    def _on_flush(self, *_args: object) -> None:
+        self._flushed = True
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            # A unit of work that wrote and did not commit rolls back and expires what it loaded, so nothing
+            # half-written is used; one that only read just closes, and its rows stay readable (detached).
+            session = self.session
+            if not self._committed and (self._flushed or session.new or session.dirty or session.deleted):
+                session.rollback()
+        finally:
+            self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+        self._committed = True
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.engine = make_engine(url, echo=echo)
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self._write = sessionmaker(
+            self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False, autoflush=True
+        )
+
+    def uow(self, *, write: bool = True) -> UnitOfWork:
+        return UnitOfWork(self._write if write else self._read, write=write)
+
+    def new_session(self) -> Session:
+        """A plain read session; the caller closes it (the GraphQL context does, at the end of the request)."""
+        return self._read()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only session for queries; rolled back at the end whatever happened."""
+        with self.uow(write=False) as uow:
+            yield uow.session
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - readiness only reports up or down
+            return False
+        return True
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,152 @@
+"""GraphQL over HTTP: `POST /graphql` (and `GET` for queries), executed synchronously in a worker thread.
+
+The resolvers are synchronous (sync SQLAlchemy measured faster than async here, DESIGN.md §10), so a whole
+operation (validation, resolvers, provider calls) runs in one worker thread and never blocks the event loop.
+Parsed and validated documents are cached by the schema's extensions.
+
+Responses follow the GraphQL-over-HTTP spec where it is cheap to: `application/graphql-response+json` when the
+client accepts it (with 400 when execution never started), `application/json` otherwise; a batched request (a
+JSON array), a malformed body or a document over `GRAPHQL_MAX_BYTES` is refused with a GraphQL error body and a
+code; a mutation over GET is 405.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from typing import Any
+
+import anyio.to_thread
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from strawberry import Schema
+from strawberry.http.ides import get_graphql_ide_html
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from payql.auth import principal_from_scope
+from payql.schema.context import Context
+from payql.services import Services
+
+logger = logging.getLogger("payql.http")
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+REQUEST_ID_HEADER = "x-request-id"
+
+
+def _request_id(request: Request) -> str:
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    if given and len(given) <= 64 and given.replace("-", "").isalnum():  # noqa: PLR2004
+        return given
+    return secrets.token_hex(8)
+
+
+def _error_body(message: str, code: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str, code: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+class GraphQLView:
+    def __init__(self, schema: Schema, services: Services) -> None:
+        self.schema = schema
+        self.services = services
+        self.settings = services.settings
+
+    async def handle(self, request: Request) -> Response:
+        request_id = _request_id(request)
+        media = GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in request.headers.get("accept", "") else JSON
+        headers = {"X-Request-ID": request_id}
+        if request.method == "GET" and self._wants_ide(request):
+            if self.settings.production:
+                return JSONResponse(_error_body("GraphiQL is disabled in production", "NOT_FOUND"), status_code=404)
+            return HTMLResponse(get_graphql_ide_html("graphiql"))
+        try:
+            query, variables, operation_name = self._check(await self._read(request))
+        except BadRequest as exc:
+            return JSONResponse(
+                _error_body(exc.message, exc.code), status_code=exc.status, media_type=media, headers=headers
+            )
+
+        principal, auth_error = principal_from_scope(request.scope)
+        context = Context(services=self.services, principal=principal, auth_error=auth_error, request_id=request_id)
+        allowed = {OperationType.QUERY} if request.method == "GET" else {OperationType.QUERY, OperationType.MUTATION}
+
+        def execute() -> ExecutionResult:
+            try:
+                return self.schema.execute_sync(
+                    query,
+                    variable_values=variables,
+                    context_value=context,
+                    operation_name=operation_name,
+                    allowed_operation_types=allowed,
+                )
+            finally:
+                context.close()
+
+        try:
+            result = await anyio.to_thread.run_sync(execute)
+        except InvalidOperationTypeError:
+            headers["Allow"] = "POST"
+            body = _error_body("mutations are only accepted over POST", "METHOD_NOT_ALLOWED")
+            return JSONResponse(body, status_code=405, media_type=media, headers=headers)
+
+        payload: dict[str, Any] = {}
+        if result.errors:
+            payload["errors"] = [error.formatted for error in result.errors]
+        started = result.data is not None or not result.errors or any(e.path for e in result.errors)
+        if started:  # no `data` key when execution never started (parse or validation failure)
+            payload["data"] = result.data
+        status = 400 if media == GRAPHQL_RESPONSE and not started else 200
+        return JSONResponse(payload, status_code=status, media_type=media, headers=headers)
+
+    @staticmethod
+    def _wants_ide(request: Request) -> bool:
+        return "text/html" in request.headers.get("accept", "") and "query" not in request.query_params
+
+    async def _read(self, request: Request) -> Any:
+        if request.method == "GET":
+            params: dict[str, Any] = dict(request.query_params)
+            if "variables" in params:
+                try:
+                    params["variables"] = json.loads(params["variables"])
+                except ValueError as exc:
+                    raise BadRequest(400, "variables must be a JSON object", "BAD_REQUEST") from exc
+            return params
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in {JSON, GRAPHQL_RESPONSE}:
+            raise BadRequest(415, "send the request as application/json", "BAD_REQUEST")
+        body = await request.body()
+        if len(body) > self.settings.graphql_max_bytes:
+            raise BadRequest(413, f"the request is larger than {self.settings.graphql_max_bytes} bytes", "TOO_LARGE")
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise BadRequest(400, "the body is not valid JSON", "BAD_REQUEST") from exc
+
+    def _check(self, params: Any) -> tuple[str, dict[str, Any] | None, str | None]:
+        if isinstance(params, list):
+            raise BadRequest(400, "batched requests are not supported", "BATCHING_NOT_SUPPORTED")
+        if not isinstance(params, dict):
+            raise BadRequest(400, "the body must be a JSON object", "BAD_REQUEST")
+        query = params.get("query")
+        variables = params.get("variables")
+        operation_name = params.get("operationName")
+        if not isinstance(query, str) or not query.strip():
+            raise BadRequest(400, "no GraphQL query was given", "BAD_REQUEST")
+        if len(query.encode()) > self.settings.graphql_max_bytes:
+            raise BadRequest(413, f"the query is larger than {self.settings.graphql_max_bytes} bytes", "TOO_LARGE")
+        if variables is not None and not isinstance(variables, dict):
+            raise BadRequest(400, "variables must be a JSON object", "BAD_REQUEST")
+        if operation_name is not None and not isinstance(operation_name, str):
+            raise BadRequest(400, "operationName must be a string", "BAD_REQUEST")
+        return query, variables, operation_name

@@ -1,0 +1,24 @@
+"""SQLAlchemy tables, one module per aggregate."""
+
+from payql.models.base import Base, new_id, utcnow
+from payql.models.enroll import Enroll
+from payql.models.idempotency import IdempotencyRecord
+from payql.models.mock import MockObject
+from payql.models.package import CreditPackage
+from payql.models.payment import Payment, Refund
+from payql.models.user import User
+from payql.models.webhook import WebhookEvent
+
+__all__ = [
+    "Base",
+    "CreditPackage",
+    "Enroll",
+    "IdempotencyRecord",
+    "MockObject",
+    "Payment",
+    "Refund",
+    "User",
+    "WebhookEvent",
+    "new_id",
+    "utcnow",
+]

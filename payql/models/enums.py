@@ -1,0 +1,62 @@
+"""The domain's enumerations, shared by the tables, the services and the GraphQL schema."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    REQUIRES_ACTION = "REQUIRES_ACTION"
+    PROCESSING = "PROCESSING"
+    AUTHORIZED = "AUTHORIZED"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+
+
+class PaymentPurpose(StrEnum):
+    ENROLL = "ENROLL"
+    PACKAGE = "PACKAGE"
+
+
+class ProviderName(StrEnum):
+    STRIPE = "STRIPE"
+    YOOKASSA = "YOOKASSA"
+
+
+class CaptureMethod(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    MANUAL = "MANUAL"
+
+
+class EnrollStatus(StrEnum):
+    PENDING = "PENDING"
+    CONFIRMED = "CONFIRMED"
+    READY = "READY"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+class RefundStatus(StrEnum):
+    PENDING = "PENDING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELED = "CANCELED"
+
+
+class RefundReason(StrEnum):
+    REQUESTED_BY_CUSTOMER = "REQUESTED_BY_CUSTOMER"
+    DUPLICATE = "DUPLICATE"
+    FRAUDULENT = "FRAUDULENT"
+    OTHER = "OTHER"
+
+
+class WebhookStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    PROCESSED = "PROCESSED"
+    IGNORED = "IGNORED"
+    FAILED = "FAILED"

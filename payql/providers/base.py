@@ -1,0 +1,170 @@
+"""The neutral contract between the domain and every payment provider.
+
+Services speak only these DTOs; an adapter turns its SDK's objects into them and its SDK's exceptions into
+`ProviderError` subclasses. Amounts are integer minor units. A status a provider reports that we do not know maps
+to `PENDING`, never to success.
+
+Every method that changes something at the provider takes our idempotency key: calling it again with the same
+key must not do the work twice (the real APIs replay the first answer; the mock does the same).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, ProviderName, RefundReason, RefundStatus
+
+
+class ProviderError(Exception):
+    """A provider call failed. `code` is the ErrorCode clients see; `provider_code` is the provider's own."""
+
+    code = "PROVIDER_ERROR"
+    transient = False
+
+    def __init__(self, message: str, *, provider_code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider_code = provider_code
+
+
+class PaymentDeclined(ProviderError):
+    code = "PAYMENT_DECLINED"
+
+
+class ProviderUnavailable(ProviderError):
+    """Connection failure, timeout or a 5xx: the outcome is unknown, a retry with the same key is safe."""
+
+    code = "PROVIDER_UNAVAILABLE"
+    transient = True
+
+
+class RateLimited(ProviderError):
+    code = "RATE_LIMITED"
+    transient = True
+
+
+class ProviderInvalidRequest(ProviderError):
+    code = "INVALID_INPUT"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePaymentRequest:
+    """What we ask a provider to collect. `payment_id` is ours; providers store it as metadata."""
+
+    payment_id: str
+    purpose: PaymentPurpose
+    amount_minor: int
+    currency: str
+    capture_method: CaptureMethod
+    description: str
+    payer_id: str
+    return_url: str | None = None
+    package_code: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRefund:
+    provider_refund_id: str
+    amount_minor: int
+    currency: str
+    status: RefundStatus
+    reason: RefundReason | None = None
+    failure_message: str | None = None
+    # Our refund id when the refund was created through us (metadata), None for one made elsewhere.
+    refund_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPayment:
+    """A provider's view of one payment at one moment, already mapped to our status machine's vocabulary."""
+
+    provider_payment_id: str
+    status: PaymentStatus
+    amount_minor: int
+    currency: str
+    captured_minor: int = 0
+    authorized_minor: int = 0
+    refunds: tuple[ProviderRefund, ...] = ()
+    client_secret: str | None = None
+    confirmation_url: str | None = None
+    checkout_url: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+    expires_at: datetime | None = None
+    payment_id: str | None = None  # ours, from the provider's metadata
+    raw_status: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderEvent:
+    """A verified webhook delivery: what happened and to which provider object."""
+
+    dedupe_key: str
+    event_type: str
+    object_kind: str  # "payment", "refund", "checkout_session", "payout", ...
+    object_id: str
+    payment_id: str | None = None
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPayout:
+    provider_payout_id: str
+    amount_minor: int
+    currency: str
+    status: str  # "pending", "succeeded", "failed"
+
+
+class PaymentProvider(Protocol):
+    """One payment provider (or its mock). Adapters are built once in `create_app` and injected."""
+
+    name: ProviderName
+    mock: bool
+
+    def create_payment(self, request: CreatePaymentRequest, idempotency_key: str) -> ProviderPayment:
+        """Create the payment at the provider; the answer carries the client secret or redirect URL."""
+        ...
+
+    def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
+        """Read the payment as the provider sees it now (with its refunds)."""
+        ...
+
+    def confirm_payment(
+        self, provider_payment_id: str, payment_method: str | None, idempotency_key: str
+    ) -> ProviderPayment:
+        """Confirm server-side with `payment_method` when given (Stripe; the mock's test cards), else re-read."""
+        ...
+
+    def capture(
+        self, provider_payment_id: str, amount_minor: int, currency: str, idempotency_key: str
+    ) -> ProviderPayment: ...
+
+    def cancel(self, provider_payment_id: str, idempotency_key: str) -> ProviderPayment: ...
+
+    def refund(
+        self,
+        provider_payment_id: str,
+        amount_minor: int,
+        currency: str,
+        reason: RefundReason,
+        refund_id: str,
+        idempotency_key: str,
+    ) -> ProviderRefund: ...
+
+    def retrieve_refund(self, provider_refund_id: str) -> ProviderRefund: ...
+
+    def parse_webhook(self, headers: dict[str, str], body: bytes, client_ip: str | None) -> ProviderEvent:
+        """Verify a delivery and say what it is about; raises `WebhookRejected` when it cannot be trusted."""
+        ...
+
+    def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout: ...
+
+
+class WebhookRejected(Exception):
+    """A webhook delivery that is not verified (bad signature, untrusted sender, malformed body): HTTP 400."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message

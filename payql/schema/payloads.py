@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import strawberry
+
+from payql.schema.types import Enroll, Payment, Refund, UserError
+
+
+@strawberry.type
+class CreateIntentPayload:
+    payment: Payment | None = None
+    client_secret: str | None = strawberry.field(default=None, description="Stripe PaymentIntent client secret.")
+    checkout_url: str | None = strawberry.field(default=None, description="Stripe Checkout (credit packages).")
+    confirmation_url: str | None = strawberry.field(default=None, description="YooKassa redirect confirmation.")
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class ConfirmPayload:
+    payment: Payment | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class RefundPayload:
+    refund: Refund | None = None
+    payment: Payment | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class EnrollPayload:
+    enroll: Enroll | None = None
+    payment: Payment | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)

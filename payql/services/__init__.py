@@ -1,0 +1,49 @@
+"""Use cases. `Services` is the composition root's bundle of them, built once in `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from payql.auth import TokenVerifier
+from payql.db import Database
+from payql.models.enums import ProviderName
+from payql.providers.base import PaymentProvider
+from payql.services.catalogue import Catalogue
+from payql.services.enrolls import EnrollService
+from payql.services.idempotency import IdempotencyService
+from payql.services.payments import PaymentService
+from payql.services.refunds import RefundService
+from payql.services.users import UserService
+from payql.settings import Settings
+
+
+@dataclass(slots=True)
+class Services:
+    settings: Settings
+    db: Database
+    verifier: TokenVerifier
+    providers: dict[ProviderName, PaymentProvider]
+    catalogue: Catalogue
+    users: UserService
+    idempotency: IdempotencyService
+    payments: PaymentService
+    refunds: RefundService
+    enrolls: EnrollService
+
+
+def build_services(settings: Settings, db: Database, providers: dict[ProviderName, PaymentProvider]) -> Services:
+    catalogue = Catalogue(settings.credit_packages)
+    idempotency = IdempotencyService(db)
+    payments = PaymentService(db, settings, providers, catalogue, idempotency)
+    return Services(
+        settings=settings,
+        db=db,
+        verifier=TokenVerifier(settings),
+        providers=providers,
+        catalogue=catalogue,
+        users=UserService(db),
+        idempotency=idempotency,
+        payments=payments,
+        refunds=RefundService(db, payments, idempotency),
+        enrolls=EnrollService(db),
+    )

@@ -1,0 +1,396 @@
+"""Payments: start one (`create_intent`), confirm it, and apply what a provider reports (`apply`).
+
+Every provider call follows intent, call, apply (DESIGN.md §6): a pending row with its idempotency key is
+committed first, the provider is called outside any database transaction with that key, and the answer is
+applied in a second transaction through `PaymentService.apply`, the only code that moves a payment's status.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from payql.auth import Principal
+from payql.db import Database
+from payql.models import Enroll, Payment, Refund, new_id, utcnow
+from payql.models.enums import (
+    CaptureMethod,
+    EnrollStatus,
+    PaymentPurpose,
+    PaymentStatus,
+    ProviderName,
+    RefundStatus,
+)
+from payql.models.payment import OPEN_STATUSES
+from payql.money import split_fee
+from payql.providers.base import CreatePaymentRequest, PaymentDeclined, PaymentProvider, ProviderPayment, ProviderRefund
+from payql.services.catalogue import Catalogue
+from payql.services.errors import DomainError, InvalidInput, InvalidState, NotFound
+from payql.services.idempotency import IdempotencyService, derived_id
+from payql.services.status import CAPTURED, NOT_YET, can_move
+from payql.settings import Settings
+
+logger = logging.getLogger("payql.payments")
+
+ENROLL_CLOSED = frozenset({EnrollStatus.COMPLETED, EnrollStatus.CANCELLED, EnrollStatus.EXPIRED})
+
+
+@dataclass(frozen=True, slots=True)
+class IntentResult:
+    payment: Payment
+    client_secret: str | None
+    checkout_url: str | None
+    confirmation_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfirmResult:
+    payment: Payment
+    error: DomainError | None = None
+
+
+def can_see(principal: Principal, payment: Payment) -> bool:
+    return principal.is_admin or principal.user_id in {payment.payer_id, payment.payee_id}
+
+
+class PaymentService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        providers: dict[ProviderName, PaymentProvider],
+        catalogue: Catalogue,
+        idempotency: IdempotencyService,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._providers = providers
+        self._catalogue = catalogue
+        self._idempotency = idempotency
+
+    def provider(self, name: ProviderName) -> PaymentProvider:
+        return self._providers[name]
+
+    # -- reading -------------------------------------------------------------------------------------------
+
+    def get_visible(self, session: Session, principal: Principal, payment_id: str, *, lock: bool = False) -> Payment:
+        """The payment if `principal` may see it; otherwise NOT_FOUND, exactly as if it did not exist."""
+        payment = session.get(Payment, payment_id, with_for_update=lock)
+        if payment is None or not can_see(principal, payment):
+            raise NotFound("payment not found", field="paymentId")
+        return payment
+
+    # -- createIntent --------------------------------------------------------------------------------------
+
+    def create_intent(
+        self,
+        principal: Principal,
+        *,
+        enroll_id: str | None,
+        package_code: str | None,
+        provider: ProviderName,
+        capture_method: CaptureMethod | None,
+        return_url: str | None,
+        idempotency_key: str | None,
+    ) -> IntentResult:
+        if (enroll_id is None) == (package_code is None):
+            raise InvalidInput("give exactly one of enrollId and packageCode", field="enrollId")
+        if return_url is not None and not return_url.startswith(("https://", "http://")):
+            raise InvalidInput("returnUrl must be an http(s) URL", field="returnUrl")
+        request = {
+            "enrollId": enroll_id,
+            "packageCode": package_code,
+            "provider": provider.value,
+            "captureMethod": capture_method.value if capture_method else None,
+            "returnUrl": return_url,
+        }
+        return self._idempotency.run(
+            user_id=principal.user_id,
+            operation="createIntent",
+            key=idempotency_key,
+            request=request,
+            execute=lambda seed: self._create_intent(
+                principal, seed, enroll_id, package_code, provider, capture_method, return_url
+            ),
+            encode=lambda result: {"payment_id": result.payment.id},
+            decode=self._replay_intent,
+        )
+
+    def _replay_intent(self, stored: dict[str, Any]) -> IntentResult:
+        with self._db.read() as session:
+            payment = session.get(Payment, stored["payment_id"])
+            if payment is None:  # pragma: no cover - payments are never deleted
+                raise NotFound("payment not found")
+            return self._intent_result(payment)
+
+    @staticmethod
+    def _intent_result(payment: Payment) -> IntentResult:
+        return IntentResult(
+            payment=payment,
+            client_secret=payment.client_secret,
+            checkout_url=payment.checkout_url,
+            confirmation_url=payment.confirmation_url,
+        )
+
+    def _create_intent(
+        self,
+        principal: Principal,
+        seed: str,
+        enroll_id: str | None,
+        package_code: str | None,
+        provider_name: ProviderName,
+        capture_method: CaptureMethod | None,
+        return_url: str | None,
+    ) -> IntentResult:
+        provider = self._providers[provider_name]
+        payment_id = derived_id("pay", seed)
+        with self._db.uow() as uow:
+            session = uow.session
+            payment = session.get(Payment, payment_id)
+            if payment is None:
+                payment = self._new_payment(
+                    session, principal, payment_id, enroll_id, package_code, provider, capture_method, return_url
+                )
+                try:
+                    uow.commit()
+                except IntegrityError as exc:
+                    raise InvalidState("the enroll already has a payment in progress", field="enrollId") from exc
+        if payment.provider_payment_id is None:
+            payment = self._send(payment, provider)
+        return self._intent_result(payment)
+
+    def _new_payment(
+        self,
+        session: Session,
+        principal: Principal,
+        payment_id: str,
+        enroll_id: str | None,
+        package_code: str | None,
+        provider: PaymentProvider,
+        capture_method: CaptureMethod | None,
+        return_url: str | None,
+    ) -> Payment:
+        fees = self._settings.enroll_fees.get(provider.name.value)
+        payment = Payment(
+            id=payment_id,
+            provider=provider.name,
+            mock=provider.mock,
+            payer_id=principal.user_id,
+            provider_key=f"payql-{payment_id}-create",
+            return_url=return_url,
+            status=PaymentStatus.PENDING,
+        )
+        if enroll_id is not None:
+            enroll = session.get(Enroll, enroll_id, with_for_update=True)
+            if enroll is None or enroll.client_id != principal.user_id:
+                raise NotFound("enroll not found", field="enrollId")
+            if enroll.status in ENROLL_CLOSED:
+                raise InvalidState(f"the enroll is {enroll.status.value}: it cannot be paid", field="enrollId")
+            existing = session.scalars(
+                select(Payment).where(Payment.enroll_id == enroll.id, Payment.status.in_(OPEN_STATUSES))
+            ).first()
+            if existing is not None:
+                raise InvalidState(
+                    f"the enroll already has a payment ({existing.id}, {existing.status.value})", field="enrollId"
+                )
+            payment.purpose = PaymentPurpose.ENROLL
+            payment.enroll_id = enroll.id
+            payment.payee_id = enroll.provider_id
+            payment.amount_minor = enroll.price_minor
+            payment.currency = enroll.currency
+            payment.capture_method = capture_method or CaptureMethod.MANUAL
+            payment.platform_bps = fees.platform_bps if fees else 0
+            payment.tax_bps = fees.tax_bps if fees else 0
+        else:
+            package = self._catalogue.get(package_code or "")
+            if package is None:
+                raise NotFound(f"unknown package {package_code!r}", field="packageCode")
+            payment.purpose = PaymentPurpose.PACKAGE
+            payment.package_code = package.code
+            payment.credits = package.credits
+            payment.amount_minor = package.price.minor
+            payment.currency = package.price.currency
+            payment.capture_method = capture_method or CaptureMethod.AUTOMATIC
+            if payment.capture_method is CaptureMethod.MANUAL:
+                raise InvalidInput("credit packages are captured automatically", field="captureMethod")
+        session.add(payment)
+        return payment
+
+    def _send(self, payment: Payment, provider: PaymentProvider) -> Payment:
+        """Create the payment at the provider (outside any transaction) and apply the answer."""
+        request = CreatePaymentRequest(
+            payment_id=payment.id,
+            purpose=payment.purpose,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            capture_method=payment.capture_method,
+            description=f"payql {payment.purpose.value.lower()} {payment.enroll_id or payment.package_code}",
+            payer_id=payment.payer_id,
+            return_url=payment.return_url or self._settings.default_return_url,
+            package_code=payment.package_code,
+        )
+        try:
+            answer = provider.create_payment(request, payment.provider_key)
+        except DomainError:
+            raise
+        except Exception as exc:
+            if getattr(exc, "transient", True):
+                raise
+            self._fail(payment.id, getattr(exc, "provider_code", None), getattr(exc, "message", str(exc)))
+            raise
+        return self.apply_answer(payment.id, answer)
+
+    def _fail(self, payment_id: str, code: str | None, message: str) -> None:
+        """A definitive refusal to create the payment: it is FAILED and frees the enroll for another attempt."""
+        with self._db.uow() as uow:
+            payment = uow.session.get(Payment, payment_id, with_for_update=True)
+            if payment is not None and payment.status in NOT_YET:
+                payment.status = PaymentStatus.FAILED
+                payment.failure_code = code
+                payment.failure_message = message[:500]
+                uow.commit()
+
+    # -- confirm -------------------------------------------------------------------------------------------
+
+    def confirm(self, principal: Principal, payment_id: str, payment_method: str | None) -> ConfirmResult:
+        with self._db.read() as session:
+            payment = self.get_visible(session, principal, payment_id)
+        provider = self._providers[payment.provider]
+        if payment.provider_payment_id is None:
+            if payment.status not in NOT_YET:
+                raise InvalidState(f"the payment is {payment.status.value}")
+            payment = self._send(payment, provider)
+        if payment.provider_payment_id is None:  # pragma: no cover - _send always records the provider's id
+            raise InvalidState("the payment was not created at the provider")
+        try:
+            answer = provider.confirm_payment(
+                payment.provider_payment_id, payment_method, f"payql-{payment.id}-confirm-{secrets.token_hex(8)}"
+            )
+        except PaymentDeclined as exc:
+            answer = provider.retrieve_payment(payment.provider_payment_id)
+            payment = self.apply_answer(payment.id, answer, failure=(exc.provider_code, exc.message))
+            return ConfirmResult(payment=payment, error=DomainError(exc.message, code=exc.code))
+        return ConfirmResult(payment=self.apply_answer(payment.id, answer))
+
+    # -- apply: the one path that moves a payment ----------------------------------------------------------
+
+    def apply_answer(
+        self, payment_id: str, answer: ProviderPayment, *, failure: tuple[str | None, str] | None = None
+    ) -> Payment:
+        with self._db.uow() as uow:
+            payment = uow.session.get(Payment, payment_id, with_for_update=True)
+            if payment is None:  # pragma: no cover - callers pass ids they just read
+                raise NotFound("payment not found")
+            self.apply(uow.session, payment, answer)
+            if failure is not None:
+                payment.failure_code, message = failure
+                payment.failure_message = message[:500]
+            uow.commit()
+            return payment
+
+    def apply(self, session: Session, payment: Payment, answer: ProviderPayment) -> bool:
+        """Apply a provider's view of `payment`; idempotent, and never moves a payment backwards.
+
+        The caller holds the payment row locked in `session` and commits. Returns whether anything changed.
+        """
+        before = (payment.status, payment.captured_minor, payment.refunded_minor, payment.provider_payment_id)
+        if payment.provider_payment_id is None:
+            payment.provider_payment_id = answer.provider_payment_id
+        elif payment.provider_payment_id != answer.provider_payment_id:
+            logger.warning("ignored provider state for %s: it names %s", payment.id, answer.provider_payment_id)
+            return False
+        payment.client_secret = payment.client_secret or answer.client_secret
+        payment.confirmation_url = payment.confirmation_url or answer.confirmation_url
+        payment.checkout_url = payment.checkout_url or answer.checkout_url
+        if answer.expires_at is not None:
+            payment.expires_at = answer.expires_at
+
+        self._move(payment, answer)
+        for provider_refund in answer.refunds:
+            self.apply_refund(session, payment, provider_refund)
+        self.settle(session, payment)
+        return before != (payment.status, payment.captured_minor, payment.refunded_minor, payment.provider_payment_id)
+
+    def _move(self, payment: Payment, answer: ProviderPayment) -> None:
+        """Move along the status machine toward the provider's status, recording what a move brings with it."""
+        target = answer.status
+        if target is PaymentStatus.AUTHORIZED:
+            payment.authorized_minor = max(payment.authorized_minor, answer.authorized_minor or payment.amount_minor)
+        if target is PaymentStatus.SUCCEEDED and (payment.status in CAPTURED or can_move(payment.status, target)):
+            self._record_capture(payment, answer.captured_minor or payment.amount_minor)
+        if target in NOT_YET and payment.status in NOT_YET:
+            payment.failure_code = answer.failure_code
+            payment.failure_message = answer.failure_message
+        if payment.status is target:
+            return
+        if can_move(payment.status, target):
+            payment.status = target
+        elif not (target is PaymentStatus.SUCCEEDED and payment.status in CAPTURED):
+            logger.info("ignored %s -> %s for payment %s", payment.status.value, target.value, payment.id)
+
+    @staticmethod
+    def _record_capture(payment: Payment, captured: int) -> None:
+        if payment.captured_minor:
+            return  # one capture per payment: the first one recorded stands
+        payment.captured_minor = captured
+        payment.paid_at = payment.paid_at or utcnow()
+        payment.failure_code = None
+        payment.failure_message = None
+        if payment.purpose is PaymentPurpose.ENROLL:
+            payment.fee_minor, payment.tax_minor, payment.payee_minor = split_fee(
+                captured, payment.platform_bps, payment.tax_bps
+            )
+        else:
+            payment.fee_minor, payment.tax_minor, payment.payee_minor = captured, 0, None
+
+    def apply_refund(self, session: Session, payment: Payment, answer: ProviderRefund) -> Refund:
+        """Record a provider's refund object on `payment` (ours when we made it, a new row when made elsewhere)."""
+        refund = session.scalars(
+            select(Refund).where(
+                Refund.provider == payment.provider, Refund.provider_refund_id == answer.provider_refund_id
+            )
+        ).one_or_none()
+        if refund is None and answer.refund_id is not None:
+            refund = session.get(Refund, answer.refund_id)
+            if refund is not None and refund.payment_id != payment.id:
+                refund = None
+        if refund is None:
+            refund = Refund(
+                id=new_id("ref"),
+                payment_id=payment.id,
+                provider=payment.provider,
+                amount_minor=answer.amount_minor,
+                currency=answer.currency,
+                provider_key=f"external-{answer.provider_refund_id}",
+                status=RefundStatus.PENDING,
+            )
+            if answer.reason is not None:
+                refund.reason = answer.reason
+            session.add(refund)
+        refund.provider_refund_id = answer.provider_refund_id
+        if refund.status is RefundStatus.PENDING and answer.status is not RefundStatus.PENDING:
+            refund.status = answer.status
+            refund.failure_message = answer.failure_message
+        return refund
+
+    @staticmethod
+    def settle(session: Session, payment: Payment) -> None:
+        session.flush()
+        refunded = sum(
+            session.scalars(
+                select(Refund.amount_minor).where(
+                    Refund.payment_id == payment.id, Refund.status == RefundStatus.SUCCEEDED
+                )
+            )
+        )
+        payment.refunded_minor = refunded
+        if payment.status in CAPTURED and refunded > 0:
+            target = PaymentStatus.REFUNDED if refunded >= payment.captured_minor else PaymentStatus.PARTIALLY_REFUNDED
+            if can_move(payment.status, target):
+                payment.status = target

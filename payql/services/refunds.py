@@ -1,0 +1,172 @@
+"""Refunds: part or all of a captured payment, never more than captured minus already refunded.
+
+The check and the pending refund row are written under the payment's row lock (PostgreSQL `FOR UPDATE`, SQLite's
+single writer), so concurrent refunds cannot together exceed what was captured: a pending refund already counts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from payql.auth import Principal
+from payql.db import Database
+from payql.models import Payment, Refund
+from payql.models.enums import PaymentPurpose, RefundReason, RefundStatus
+from payql.money import Money
+from payql.providers.base import ProviderError
+from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from payql.services.idempotency import IdempotencyService, derived_id
+from payql.services.payments import PaymentService
+from payql.services.status import REFUNDABLE
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    refund: Refund
+    payment: Payment
+
+
+class RefundService:
+    def __init__(self, db: Database, payments: PaymentService, idempotency: IdempotencyService) -> None:
+        self._db = db
+        self._payments = payments
+        self._idempotency = idempotency
+
+    def refund_payment(
+        self,
+        principal: Principal,
+        payment_id: str,
+        amount: Money | None,
+        reason: RefundReason,
+        note: str | None,
+        idempotency_key: str | None,
+    ) -> RefundResult:
+        request = {
+            "paymentId": payment_id,
+            "amount": [amount.minor, amount.currency] if amount else None,
+            "reason": reason.value,
+            "note": note,
+        }
+        return self._idempotency.run(
+            user_id=principal.user_id,
+            operation="refund",
+            key=idempotency_key,
+            request=request,
+            execute=lambda seed: self._refund(principal, seed, payment_id, amount, reason, note),
+            encode=lambda result: {"refund_id": result.refund.id},
+            decode=self._replay,
+        )
+
+    def _replay(self, stored: dict[str, Any]) -> RefundResult:
+        with self._db.read() as session:
+            refund = session.get(Refund, stored["refund_id"])
+            payment = session.get(Payment, refund.payment_id) if refund else None
+            if refund is None or payment is None:  # pragma: no cover - never deleted
+                raise NotFound("refund not found")
+            return RefundResult(refund=refund, payment=payment)
+
+    def _refund(
+        self,
+        principal: Principal,
+        seed: str,
+        payment_id: str,
+        amount: Money | None,
+        reason: RefundReason,
+        note: str | None,
+    ) -> RefundResult:
+        refund_id = derived_id("ref", seed)
+        with self._db.uow() as uow:
+            session = uow.session
+            refund = session.get(Refund, refund_id)
+            if refund is None:
+                payment = self._payments.get_visible(session, principal, payment_id, lock=True)
+                self._check_actor(principal, payment)
+                if payment.status not in REFUNDABLE:
+                    raise InvalidState(f"the payment is {payment.status.value}: there is nothing to refund")
+                committed = session.scalar(
+                    select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                        Refund.payment_id == payment.id,
+                        Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED]),
+                    )
+                )
+                left = payment.captured_minor - int(committed or 0)
+                if amount is None:
+                    value = left
+                else:
+                    if amount.currency != payment.currency:
+                        raise InvalidInput(
+                            f"amount must be in the payment's currency {payment.currency}", field="amount"
+                        )
+                    value = amount.minor
+                if value <= 0:
+                    raise InvalidInput("nothing is left to refund on this payment", field="amount")
+                if value > left:
+                    raise InvalidInput(
+                        f"amount exceeds what is left to refund ({Money(left, payment.currency).format()} "
+                        f"{payment.currency})",
+                        field="amount",
+                    )
+                refund = Refund(
+                    id=refund_id,
+                    payment_id=payment.id,
+                    provider=payment.provider,
+                    amount_minor=value,
+                    currency=payment.currency,
+                    reason=reason,
+                    note=note,
+                    requested_by=principal.user_id,
+                    provider_key=f"payql-{refund_id}",
+                )
+                session.add(refund)
+                uow.commit()
+            else:
+                payment = self._payments.get_visible(session, principal, refund.payment_id)
+        if refund.status is not RefundStatus.PENDING:
+            return RefundResult(refund=refund, payment=payment)
+        return self._send(refund, payment)
+
+    @staticmethod
+    def _check_actor(principal: Principal, payment: Payment) -> None:
+        if principal.is_admin:
+            return
+        if payment.purpose is PaymentPurpose.PACKAGE:
+            raise Forbidden("only an admin can refund a credit package")
+        if principal.user_id != payment.payee_id:
+            raise Forbidden("only the payee or an admin can refund this payment")
+
+    def _send(self, refund: Refund, payment: Payment) -> RefundResult:
+        provider = self._payments.provider(payment.provider)
+        if payment.provider_payment_id is None:  # pragma: no cover - captured payments have provider ids
+            raise InvalidState("the payment has no provider id")
+        try:
+            answer = provider.refund(
+                payment.provider_payment_id,
+                refund.amount_minor,
+                refund.currency,
+                refund.reason,
+                refund.id,
+                refund.provider_key,
+            )
+        except ProviderError as exc:
+            if not exc.transient:
+                self._mark_failed(refund.id, exc.message)
+            raise
+        with self._db.uow() as uow:
+            locked = uow.session.get(Payment, payment.id, with_for_update=True)
+            if locked is None:  # pragma: no cover
+                raise NotFound("payment not found")
+            stored = self._payments.apply_refund(uow.session, locked, answer)
+            PaymentService.settle(uow.session, locked)
+            uow.commit()
+            return RefundResult(refund=stored, payment=locked)
+
+    def _mark_failed(self, refund_id: str, message: str) -> None:
+        with self._db.uow() as uow:
+            refund = uow.session.get(Refund, refund_id)
+            if refund is not None and refund.status is RefundStatus.PENDING:
+                refund.status = RefundStatus.FAILED
+                refund.failure_message = message[:500]
+                uow.commit()

@@ -1,0 +1,156 @@
+"""Settings: the only place that reads the environment (or a `.env` file).
+
+Every variable of CONTRACT.md's configuration table is here with its default. Amounts in settings are decimal
+strings (parsed by `payql.money`), never floats; timeouts are whole milliseconds.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_JWT_SECRET = "payql-development-secret-change-me-0123456789"  # noqa: S105 - refused in production
+
+# The networks YooKassa publishes for its HTTP notifications.
+YOOKASSA_NETWORKS = (
+    "185.71.76.0/27",
+    "185.71.77.0/27",
+    "77.75.153.0/25",
+    "77.75.156.11",
+    "77.75.156.35",
+    "77.75.154.128/25",
+    "2a02:5180::/32",
+)
+
+
+class FeePolicy(BaseModel):
+    """How an enroll payment is split, in basis points (1/100 of a percent)."""
+
+    platform_bps: int = Field(ge=0, le=10_000)
+    tax_bps: int = Field(ge=0, le=10_000)
+
+
+class PackageConfig(BaseModel):
+    """A credit package of the catalogue; `price` is a decimal string in `currency`."""
+
+    code: str
+    name: str
+    credits: int = Field(gt=0)
+    price: str
+    currency: str = "CNY"
+
+
+DEFAULT_FEES: dict[str, FeePolicy] = {
+    "STRIPE": FeePolicy(platform_bps=500, tax_bps=0),
+    "YOOKASSA": FeePolicy(platform_bps=1000, tax_bps=600),
+}
+
+# seeds/004's table.
+DEFAULT_PACKAGES: list[PackageConfig] = [
+    PackageConfig(code="trial", name="Trial", credits=500, price="50.00"),
+    PackageConfig(code="standard", name="Standard", credits=1100, price="100.00"),
+    PackageConfig(code="value", name="Value", credits=6000, price="500.00"),
+    PackageConfig(code="premium", name="Premium", credits=13000, price="1000.00"),
+]
+
+
+def _split_list(value: Any) -> Any:
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False)
+
+    payql_env: Literal["development", "test", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    database_url: str = "sqlite:///./payql.db"
+
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_public_key: SecretStr | None = None
+    jwt_private_key: SecretStr | None = None  # only for `payql token` with RS256 in development
+    jwt_jwks_url: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+
+    stripe_secret_key: SecretStr | None = None
+    stripe_publishable_key: str | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+
+    yookassa_shop_id: str | None = None
+    yookassa_secret_key: SecretStr | None = None
+    yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    yookassa_trusted_ips: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(YOOKASSA_NETWORKS))
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    provider_timeout_ms: int = Field(default=10_000, gt=0)
+    default_return_url: str = "http://127.0.0.1:8000/payments/return"
+
+    enroll_fees: dict[str, FeePolicy] = Field(default_factory=lambda: dict(DEFAULT_FEES))
+    payout_minimum: str = "50.00"
+    credit_expiry_days: int = Field(default=180, gt=0)
+    credit_packages: list[PackageConfig] = Field(default_factory=lambda: list(DEFAULT_PACKAGES))
+
+    rate_limit: str = "120/minute"
+    redis_url: str | None = None
+
+    graphql_max_depth: int = 12
+    graphql_max_aliases: int = 30
+    graphql_max_cost: int = 5000
+    graphql_max_bytes: int = 100_000
+
+    @field_validator("yookassa_trusted_ips", "trusted_proxies", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        networks = _split_list(value)
+        for item in networks:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not an address or network: {item!r}") from exc
+        return networks
+
+    @field_validator("enroll_fees", mode="before")
+    @classmethod
+    def _upper_providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if isinstance(value, dict):
+            return {str(key).upper(): policy for key, policy in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if self.jwt_algorithm == "HS256" and len(self.jwt_secret.get_secret_value().encode()) < 32:  # noqa: PLR2004
+            raise ValueError("JWT_SECRET must be at least 32 bytes")
+        if self.payql_env == "production":
+            if self.jwt_algorithm == "HS256" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ValueError("PAYQL_ENV=production refuses the default JWT_SECRET")
+            if self.stripe_secret_key is not None and self.stripe_webhook_secret is None:
+                raise ValueError("PAYQL_ENV=production needs STRIPE_WEBHOOK_SECRET with STRIPE_SECRET_KEY")
+        return self
+
+    @property
+    def production(self) -> bool:
+        return self.payql_env == "production"
+
+    @property
+    def stripe_mock(self) -> bool:
+        return self.stripe_secret_key is None
+
+    @property
+    def yookassa_mock(self) -> bool:
+        return self.yookassa_shop_id is None or self.yookassa_secret_key is None

@@ -1,0 +1,93 @@
+"""Shared fixtures: a real database per test (SQLite always, PostgreSQL too when TEST_POSTGRES_URL is set),
+the app built by `create_app` with mock providers, and an HTTP client that speaks GraphQL with real JWTs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from support import Api
+
+from payql.app import create_app
+from payql.db import Database, normalise_url
+from payql.migrate import upgrade
+from payql.models import Base
+from payql.settings import Settings
+
+TEST_SECRET = "payql-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
+BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "payql.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated() -> str:
+    assert POSTGRES_URL is not None
+    engine = create_engine(normalise_url(POSTGRES_URL))
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    upgrade(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = create_engine(normalise_url(url))
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    if request.param == "sqlite":
+        target = tmp_path / "payql.db"
+        shutil.copyfile(sqlite_template, target)
+        return f"sqlite:///{target}"
+    url: str = request.getfixturevalue("postgres_migrated")
+    _truncate_postgres(url)
+    return url
+
+
+def make_settings(database_url: str, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "database_url": database_url,
+        "jwt_secret": TEST_SECRET,
+        "payql_env": "test",
+        "stripe_secret_key": None,
+        "yookassa_shop_id": None,
+        "yookassa_secret_key": None,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def api(settings: Settings, db: Database) -> Iterator[Api]:
+    app = create_app(settings, db=db)
+    with Api(app, settings) as client:
+        yield client

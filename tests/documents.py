@@ -1,0 +1,86 @@
+"""GraphQL documents the tests send, as the SPA and the mobile app would."""
+
+PAYMENT_FIELDS = """
+  id status purpose provider mock captureMethod payerId payeeId failureCode failureMessage paidAt createdAt
+  amount { amount currency } capturedAmount { amount currency } refundedAmount { amount currency }
+  platformFee { amount currency } taxAmount { amount currency } payeeAmount { amount currency }
+  enroll { id status title } package { code credits } refunds { id amount { amount currency } status reason }
+"""
+
+CREATE_ENROLL = """
+mutation($providerId: ID!, $title: String!, $amount: String!, $currency: String!) {
+  createEnroll(input: {providerId: $providerId, title: $title, price: {amount: $amount, currency: $currency}}) {
+    enroll { id status clientId providerId title price { amount currency } payment { id } }
+    errors { code field message }
+  }
+}
+"""
+
+CREATE_INTENT = (
+    """
+mutation($input: CreateIntentInput!) {
+  createIntent(input: $input) {
+    payment { """
+    + PAYMENT_FIELDS
+    + """ }
+    clientSecret checkoutUrl confirmationUrl
+    errors { code field message }
+  }
+}
+"""
+)
+
+CONFIRM = (
+    """
+mutation($paymentId: ID!, $paymentMethod: String) {
+  confirm(paymentId: $paymentId, paymentMethod: $paymentMethod) {
+    payment { """
+    + PAYMENT_FIELDS
+    + """ }
+    errors { code field message }
+  }
+}
+"""
+)
+
+REFUND = (
+    """
+mutation($input: RefundInput!) {
+  refund(input: $input) {
+    refund { id paymentId status reason amount { amount currency } }
+    payment { """
+    + PAYMENT_FIELDS
+    + """ }
+    errors { code field message }
+  }
+}
+"""
+)
+
+PAYMENT = "query($id: ID!) { payment(id: $id) { " + PAYMENT_FIELDS + " } }"
+
+PAYMENTS = (
+    """
+query($first: Int, $after: String, $status: PaymentStatus, $purpose: PaymentPurpose) {
+  payments(first: $first, after: $after, status: $status, purpose: $purpose) {
+    totalCount
+    pageInfo { hasNextPage endCursor }
+    edges { cursor node { """
+    + PAYMENT_FIELDS
+    + """ } }
+  }
+}
+"""
+)
+
+ENROLL = "query($id: ID!) { enroll(id: $id) { id status title clientId providerId price { amount currency } payment { id status } } }"
+
+ENROLLS = """
+query($first: Int, $after: String, $status: EnrollStatus) {
+  enrolls(first: $first, after: $after, status: $status) {
+    totalCount pageInfo { hasNextPage endCursor } edges { node { id status title payment { id status } } }
+  }
+}
+"""
+
+PACKAGES = "{ packages { code name credits price { amount currency } unitPrice } }"

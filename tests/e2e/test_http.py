@@ -1,0 +1,145 @@
+"""GraphQL over HTTP and the operational routes."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import pytest
+from sqlalchemy import text
+from support import Api
+
+from payql.app import create_app
+from payql.db import Database
+from payql.settings import Settings
+
+QUERY = "{ packages { code } }"
+
+
+def test_health_and_readiness(api: Api) -> None:
+    assert api.request("GET", "/healthz").json() == {"status": "ok"}
+    assert api.request("GET", "/readyz").status_code == 200
+
+
+def test_readiness_fails_when_the_database_is_down(settings: Settings, tmp_path: object) -> None:
+    broken = Database("sqlite:////nonexistent-dir/for-sure/payql.db")
+    app = create_app(settings, db=broken)
+    # no lifespan: the catalogue sync would fail on this database, which is the point
+    import anyio  # noqa: PLC0415
+    import httpx  # noqa: PLC0415
+
+    async def probe() -> tuple[int, int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            return (await client.get("/readyz")).status_code, (await client.get("/healthz")).status_code
+
+    assert anyio.run(probe) == (503, 200)
+    broken.dispose()
+
+
+def test_get_serves_queries_and_graphiql_but_not_mutations(api: Api) -> None:
+    got = api.request("GET", "/graphql", params={"query": QUERY})
+    assert got.status_code == 200
+    assert got.json()["data"]["packages"][0]["code"] == "trial"
+
+    ide = api.request("GET", "/graphql", headers={"Accept": "text/html"})
+    assert ide.status_code == 200
+    assert "graphiql" in ide.text.lower()
+
+    mutation = api.request(
+        "GET", "/graphql", params={"query": 'mutation { confirm(paymentId: "x") { errors { code } } }'}
+    )
+    assert mutation.status_code == 405
+    assert mutation.json()["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b'[{"query": "{ packages { code } }"}]', "application/json", 400, "BATCHING_NOT_SUPPORTED"),
+        (b"{not json", "application/json", 400, "BAD_REQUEST"),
+        (b'{"variables": {}}', "application/json", 400, "BAD_REQUEST"),
+        (b'{"query": "{ packages { code } }", "variables": [1]}', "application/json", 400, "BAD_REQUEST"),
+        (b'"a string"', "application/json", 400, "BAD_REQUEST"),
+        (b"query=x", "application/x-www-form-urlencoded", 415, "BAD_REQUEST"),
+    ],
+)
+def test_malformed_requests_get_a_graphql_error_body(
+    api: Api, body: bytes, content_type: str, status: int, code: str
+) -> None:
+    response = api.request("POST", "/graphql", content=body, headers={"Content-Type": content_type})
+
+    assert response.status_code == status
+    assert response.json()["errors"][0]["extensions"]["code"] == code
+
+
+def test_oversized_documents_are_refused(api: Api) -> None:
+    padding = " " * (api.settings.graphql_max_bytes + 1)
+    response = api.request("POST", "/graphql", json={"query": "{ packages { code } }" + padding})
+
+    assert response.status_code == 413
+    assert response.json()["errors"][0]["extensions"]["code"] == "TOO_LARGE"
+
+
+def test_graphql_response_media_type_answers_400_when_execution_never_started(api: Api) -> None:
+    accept = {"Accept": "application/graphql-response+json"}
+    invalid = api.request("POST", "/graphql", json={"query": "{ nope }"}, headers=accept)
+    legacy = api.request("POST", "/graphql", json={"query": "{ nope }"})
+
+    assert invalid.status_code == 400
+    assert invalid.headers["content-type"].startswith("application/graphql-response+json")
+    assert "data" not in invalid.json()
+    assert invalid.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert legacy.status_code == 200
+
+
+def test_depth_and_alias_limits(api: Api) -> None:
+    aliases = " ".join(f"a{i}: packages {{ code }}" for i in range(api.settings.graphql_max_aliases + 1))
+    body = api.graphql("{ " + aliases + " }")
+    assert "errors" in body
+    assert "aliases" in body["errors"][0]["message"]
+
+    deep = "{ payments { edges { node { " + "enroll { payment { " * 6 + "id" + " } }" * 6 + " } } } }"
+    body = api.graphql(deep, token=api.token("u"))
+    assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+
+
+def test_unexpected_errors_are_masked_and_logged_with_the_request_id(
+    api: Api, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    user = api.user("u1")
+    user.data("{ payments { totalCount } }")
+    with db.engine.begin() as connection:  # break the database under the app's feet
+        connection.execute(text("ALTER TABLE payments RENAME TO payments_gone"))
+    try:
+        with caplog.at_level(logging.ERROR, logger="payql.graphql"):
+            response = api.request(
+                "POST",
+                "/graphql",
+                json={"query": "{ payments { totalCount } }"},
+                headers={"Authorization": f"Bearer {user.token}", "X-Request-ID": "req-123"},
+            )
+    finally:
+        with db.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE payments_gone RENAME TO payments"))
+
+    error = response.json()["errors"][0]
+    assert error["message"] == "Internal server error"
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR", "requestId": "req-123"}
+    assert not re.search(r"(?i)select|payments_gone|sqlite|psycopg|traceback", response.text)
+    assert response.headers["x-request-id"] == "req-123"
+    assert any("req-123" in record.getMessage() for record in caplog.records)
+
+
+def test_metrics_are_exposed(api: Api) -> None:
+    api.request("GET", "/healthz")
+    metrics = api.request("GET", "/metrics")
+
+    assert metrics.status_code == 200
+    assert 'payql_http_requests_total{method="GET",route="/healthz",status="200"}' in metrics.text
+
+
+def test_webhooks_are_refused_in_mock_mode(api: Api) -> None:
+    for route in ("/webhooks/stripe", "/webhooks/yookassa"):
+        response = api.request("POST", route, content=b'{"type": "payment_intent.succeeded"}')
+        assert response.status_code == 400
+        assert "mock mode" in response.json()["error"]

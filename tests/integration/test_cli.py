@@ -1,0 +1,86 @@
+"""The `payql` console script: token, schema, migrate, demo."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect
+
+from payql.auth import TokenVerifier
+from payql.cli import main
+from payql.db import Database
+from payql.models import Payment
+from payql.models.enums import PaymentStatus
+from payql.settings import Settings
+
+SECRET = "cli-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.chdir(tmp_path)  # no stray .env is read
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("JWT_SECRET", SECRET)
+    return url
+
+
+def test_token_prints_a_jwt_the_service_accepts(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["token", "--sub", "alice", "--role", "admin", "--role", "provider", "--ttl", "60"]) == 0
+
+    token = capsys.readouterr().out.strip()
+    principal = TokenVerifier(Settings(_env_file=None)).verify(token)  # type: ignore[call-arg]
+    assert principal.user_id == "alice"
+    assert principal.roles == frozenset({"admin", "provider"})
+
+
+def test_schema_prints_the_sdl(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema"]) == 0
+
+    out = capsys.readouterr().out
+    assert "createIntent(input: CreateIntentInput!): CreateIntentPayload!" in out
+    assert out == (Path(__file__).resolve().parents[2] / "schema.graphql").read_text(encoding="utf-8")
+
+
+def test_migrate_creates_the_tables(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+
+    engine = create_engine(env)
+    tables = set(inspect(engine).get_table_names())
+    engine.dispose()
+    assert {
+        "payments",
+        "refunds",
+        "enrolls",
+        "users",
+        "credit_packages",
+        "webhook_events",
+        "idempotency_records",
+    } <= tables
+    assert "head" in capsys.readouterr().out
+
+
+def test_demo_creates_paid_mock_payments_and_prints_tokens(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo"]) == 0
+
+    out = capsys.readouterr().out
+    assert "MOCK MODE" in out
+    tokens = re.findall(r"\((demo-\w+)\):\s+(\S+)", out)
+    verifier = TokenVerifier(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert {verifier.verify(token).user_id for _, token in tokens} == {"demo-client", "demo-provider", "demo-admin"}
+    db = Database(env)
+    with db.read() as session:
+        statuses = sorted(payment.status for payment in session.query(Payment))
+    db.dispose()
+    assert statuses == sorted([PaymentStatus.SUCCEEDED, PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED])
+
+
+def test_a_bad_configuration_is_a_clear_error(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", "short")
+
+    assert main(["token", "--sub", "x"]) == 2
+    assert "JWT_SECRET must be at least 32 bytes" in capsys.readouterr().err
