@@ -74,6 +74,22 @@ def cmd_demo(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_ledger_check(_args: argparse.Namespace, settings: Settings) -> int:
+    from payql.db import Database  # noqa: PLC0415
+    from payql.services.checks import ledger_problems  # noqa: PLC0415
+
+    db = Database(settings.database_url)
+    try:
+        with db.read() as session:
+            problems = ledger_problems(session)
+    finally:
+        db.dispose()
+    for problem in problems:
+        print(problem)
+    print(f"ledger check: {len(problems)} problem(s)" if problems else "ledger check: ok")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payql", description="payql: a GraphQL payments service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +116,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="create sample users, an enroll and paid mock payments; print tokens")
     demo.set_defaults(run=cmd_demo)
+
+    ledger = commands.add_parser("ledger", help="ledger tools")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
+    check = ledger_commands.add_parser(
+        "check", help="verify the ledger's invariants; exit 1 and print the offending rows otherwise"
+    )
+    check.set_defaults(run=cmd_ledger_check)
     return parser
 
 

@@ -16,6 +16,7 @@ from payql.app import create_app
 from payql.db import Database, normalise_url
 from payql.migrate import upgrade
 from payql.models import Base
+from payql.services.checks import ledger_problems
 from payql.settings import Settings
 
 TEST_SECRET = "payql-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
@@ -81,9 +82,13 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
+    """The test's database. After the test, the ledger's invariants must hold (`payql ledger check`)."""
     database = Database(settings.database_url)
     yield database
+    with database.read() as session:
+        problems = ledger_problems(session)
     database.dispose()
+    assert problems == [], "ledger check failed:\n" + "\n".join(problems)
 
 
 @pytest.fixture

@@ -84,3 +84,26 @@ query($first: Int, $after: String, $status: EnrollStatus) {
 """
 
 PACKAGES = "{ packages { code name credits price { amount currency } unitPrice } }"
+
+ENROLL_STEP_FIELDS = """
+    enroll { id status }
+    payment { id status capturedAmount { amount } refundedAmount { amount } platformFee { amount } taxAmount { amount } payeeAmount { amount } }
+    errors { code field message }
+"""
+ACCEPT_ENROLL = "mutation($id: ID!) { acceptEnroll(enrollId: $id) { " + ENROLL_STEP_FIELDS + " } }"
+MARK_ENROLL_READY = "mutation($id: ID!) { markEnrollReady(enrollId: $id) { " + ENROLL_STEP_FIELDS + " } }"
+CONFIRM_ENROLL = "mutation($id: ID!) { confirmEnroll(enrollId: $id) { " + ENROLL_STEP_FIELDS + " } }"
+CANCEL_ENROLL = (
+    "mutation($id: ID!, $reason: String) { cancelEnroll(enrollId: $id, reason: $reason) { "
+    + ENROLL_STEP_FIELDS
+    + " } }"
+)
+
+BALANCES = """
+{ balances { credits creditLots { id } accounts { currency available { amount currency } pending { amount } paidOut { amount } } } }
+"""
+
+PLATFORM_BALANCES = """
+{ platformBalances { currency revenue { amount } tax { amount } providerPayable { amount } escrow { amount }
+  payoutsInFlight { amount } providerCash { amount } } }
+"""

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from alembic import context
 
 from payql.db import make_engine
 from payql.models import Base
+from payql.models.base import UTCDateTime
 from payql.settings import Settings
 
 config = context.config
+
+
+def render_item(type_: str, obj: object, autogen_context: Any) -> str | Literal[False]:
+    """Autogenerate writes our UTCDateTime as an importable name."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        autogen_context.imports.add("from payql.models.base import UTCDateTime")
+        return "UTCDateTime()"
+    return False
+
+
 url = config.get_main_option("sqlalchemy.url") or Settings().database_url
 
 
@@ -22,7 +35,9 @@ def run_migrations_online() -> None:
     engine = make_engine(url)
     try:
         with engine.connect() as connection:
-            context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+            context.configure(
+                connection=connection, target_metadata=Base.metadata, render_as_batch=True, render_item=render_item
+            )
             with context.begin_transaction():
                 context.run_migrations()
             connection.commit()

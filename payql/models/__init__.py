@@ -3,6 +3,7 @@
 from payql.models.base import Base, new_id, utcnow
 from payql.models.enroll import Enroll
 from payql.models.idempotency import IdempotencyRecord
+from payql.models.ledger import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from payql.models.mock import MockObject
 from payql.models.package import CreditPackage
 from payql.models.payment import Payment, Refund
@@ -10,10 +11,15 @@ from payql.models.user import User
 from payql.models.webhook import WebhookEvent
 
 __all__ = [
+    "PLATFORM",
+    "AccountKind",
     "Base",
     "CreditPackage",
     "Enroll",
     "IdempotencyRecord",
+    "LedgerAccount",
+    "LedgerEntry",
+    "LedgerTransaction",
     "MockObject",
     "Payment",
     "Refund",

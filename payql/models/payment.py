@@ -36,7 +36,8 @@ class Payment(Timestamped, Base):
     """One attempt to collect money for an enroll or a package through one provider.
 
     Amounts are integer minor units of `currency`. `platform_bps`/`tax_bps` are the fee policy the payment was
-    created under; `fee_minor`/`tax_minor`/`payee_minor` are the split, set once the payment is captured.
+    created under; `fee_minor`/`tax_minor`/`payee_minor` are the split, set once the payment is captured (and set
+    again, on what is left, if part was refunded from escrow before the enroll completed).
     `provider_key` is the idempotency key the provider saw when the payment was created there.
     """
 
@@ -71,6 +72,11 @@ class Payment(Timestamped, Base):
     fee_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     tax_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
     payee_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    # Where the captured money stands in the ledger: parked in escrow, or split (on `split_base_minor`) between
+    # revenue, tax and the payee's payable; `split_refunded_minor` is what was refunded after the split.
+    escrow_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    split_base_minor: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    split_refunded_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
     payer_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
     payee_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"), default=None)

@@ -14,10 +14,21 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
-from payql.resolvers import confirm, create_enroll, create_intent, queries, refund
+from payql.resolvers import (
+    accept_enroll,
+    cancel_enroll,
+    confirm,
+    confirm_enroll,
+    create_enroll,
+    create_intent,
+    mark_enroll_ready,
+    queries,
+    refund,
+)
+from payql.resolvers import balances as balance_resolvers
 from payql.schema.errors import CodedErrors
 from payql.schema.permissions import IsAuthenticated
-from payql.schema.types import Connection, CreditPackage, Enroll, Payment
+from payql.schema.types import Balances, Connection, CreditPackage, Enroll, Payment, PlatformBalance
 from payql.settings import Settings
 
 
@@ -32,6 +43,10 @@ class Query:
     payment: Payment | None = strawberry.field(resolver=queries.payment, permission_classes=[IsAuthenticated])
     enroll: Enroll | None = strawberry.field(resolver=queries.enroll, permission_classes=[IsAuthenticated])
     enrolls: Connection[Enroll] = strawberry.field(resolver=queries.enrolls, permission_classes=[IsAuthenticated])
+    balances: Balances = strawberry.field(resolver=balance_resolvers.balances, permission_classes=[IsAuthenticated])
+    platform_balances: list[PlatformBalance] = strawberry.field(
+        resolver=balance_resolvers.platform_balances, permission_classes=[IsAuthenticated], description="Admin only."
+    )
 
 
 @strawberry.type
@@ -40,6 +55,12 @@ class Mutation:
     confirm = strawberry.mutation(resolver=confirm.confirm, permission_classes=[IsAuthenticated])
     refund = strawberry.mutation(resolver=refund.refund, permission_classes=[IsAuthenticated])
     create_enroll = strawberry.mutation(resolver=create_enroll.create_enroll, permission_classes=[IsAuthenticated])
+    accept_enroll = strawberry.mutation(resolver=accept_enroll.accept_enroll, permission_classes=[IsAuthenticated])
+    mark_enroll_ready = strawberry.mutation(
+        resolver=mark_enroll_ready.mark_enroll_ready, permission_classes=[IsAuthenticated]
+    )
+    confirm_enroll = strawberry.mutation(resolver=confirm_enroll.confirm_enroll, permission_classes=[IsAuthenticated])
+    cancel_enroll = strawberry.mutation(resolver=cancel_enroll.cancel_enroll, permission_classes=[IsAuthenticated])
 
 
 class Schema(strawberry.Schema):

@@ -176,3 +176,40 @@ class Payment:
 
 PaymentConnection = Connection[Payment]
 EnrollConnection = Connection[Enroll]
+
+
+@strawberry.type
+class CreditLot:
+    id: strawberry.ID
+    credits: int
+    remaining: int
+    expires_at: datetime
+    payment_id: strawberry.ID | None
+
+
+@strawberry.type(description="A user's money in one currency; all amounts are the user's, shown positive.")
+class AccountBalance:
+    currency: str
+    available: Money = strawberry.field(
+        description="What can be withdrawn now (negative after a refund that followed a payout)."
+    )
+    pending: Money = strawberry.field(description="The share of enroll payments held or in escrow, not completed yet.")
+    paid_out: Money = strawberry.field(description="What completed withdrawals sent.")
+
+
+@strawberry.type
+class Balances:
+    credits: int
+    credit_lots: list[CreditLot]
+    accounts: list[AccountBalance]
+
+
+@strawberry.type(description="The platform's books in one currency (admin).")
+class PlatformBalance:
+    currency: str
+    revenue: Money
+    tax: Money
+    provider_payable: Money
+    escrow: Money
+    payouts_in_flight: Money
+    provider_cash: Money = strawberry.field(description="= revenue + tax + providerPayable + escrow + payoutsInFlight")

@@ -35,6 +35,7 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
     catalogue = Catalogue(settings.credit_packages)
     idempotency = IdempotencyService(db)
     payments = PaymentService(db, settings, providers, catalogue, idempotency)
+    refunds = RefundService(db, payments, idempotency)
     return Services(
         settings=settings,
         db=db,
@@ -44,6 +45,6 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         users=UserService(db),
         idempotency=idempotency,
         payments=payments,
-        refunds=RefundService(db, payments, idempotency),
-        enrolls=EnrollService(db),
+        refunds=refunds,
+        enrolls=EnrollService(db, payments, refunds),
     )

@@ -30,6 +30,7 @@ from payql.models.enums import (
 from payql.models.payment import OPEN_STATUSES
 from payql.money import split_fee
 from payql.providers.base import CreatePaymentRequest, PaymentDeclined, PaymentProvider, ProviderPayment, ProviderRefund
+from payql.services import ledger
 from payql.services.catalogue import Catalogue
 from payql.services.errors import DomainError, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
@@ -381,6 +382,7 @@ class PaymentService:
 
     @staticmethod
     def settle(session: Session, payment: Payment) -> None:
+        """Derive the refunded amount and status from the refund rows, then bring the ledger in line."""
         session.flush()
         refunded = sum(
             session.scalars(
@@ -394,3 +396,7 @@ class PaymentService:
             target = PaymentStatus.REFUNDED if refunded >= payment.captured_minor else PaymentStatus.PARTIALLY_REFUNDED
             if can_move(payment.status, target):
                 payment.status = target
+        enroll = session.get(Enroll, payment.enroll_id) if payment.enroll_id else None
+        ledger.sync_payment(
+            session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED
+        )

@@ -60,6 +60,28 @@ class RefundService:
             decode=self._replay,
         )
 
+    def refund_rest_for_cancellation(self, principal: Principal, payment_id: str) -> RefundResult | None:
+        """Give the client back all that is left of a captured payment because its enroll is cancelled.
+
+        Whoever may cancel the enroll may cause this refund; one stable refund id per payment makes a retry of the
+        cancellation resume the same refund instead of making another. None when nothing is left.
+        """
+        with self._db.read() as session:
+            payment = self._payments.get_visible(session, principal, payment_id)
+        seed = derived_id("cxl", payment.id)
+        try:
+            return self._refund(
+                principal,
+                seed,
+                payment.id,
+                None,
+                RefundReason.REQUESTED_BY_CUSTOMER,
+                "enroll cancelled",
+                check_actor=False,
+            )
+        except InvalidInput:
+            return None  # nothing left to refund
+
     def _replay(self, stored: dict[str, Any]) -> RefundResult:
         with self._db.read() as session:
             refund = session.get(Refund, stored["refund_id"])
@@ -76,6 +98,8 @@ class RefundService:
         amount: Money | None,
         reason: RefundReason,
         note: str | None,
+        *,
+        check_actor: bool = True,
     ) -> RefundResult:
         refund_id = derived_id("ref", seed)
         with self._db.uow() as uow:
@@ -83,7 +107,8 @@ class RefundService:
             refund = session.get(Refund, refund_id)
             if refund is None:
                 payment = self._payments.get_visible(session, principal, payment_id, lock=True)
-                self._check_actor(principal, payment)
+                if check_actor:
+                    self._check_actor(principal, payment)
                 if payment.status not in REFUNDABLE:
                     raise InvalidState(f"the payment is {payment.status.value}: there is nothing to refund")
                 committed = session.scalar(

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, text
 
 from payql.auth import TokenVerifier
 from payql.cli import main
@@ -84,3 +84,24 @@ def test_a_bad_configuration_is_a_clear_error(
 
     assert main(["token", "--sub", "x"]) == 2
     assert "JWT_SECRET must be at least 32 bytes" in capsys.readouterr().err
+
+
+def test_ledger_check_is_clean_after_the_demo_and_names_what_is_broken(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo"]) == 0
+    assert main(["ledger", "check"]) == 0
+    assert capsys.readouterr().out.strip().endswith("ledger check: ok")
+
+    engine = create_engine(env)
+    with engine.begin() as connection:  # a balance edited in place, and an entry that unbalances its transaction
+        connection.execute(text("UPDATE ledger_accounts SET balance_minor = balance_minor + 1 WHERE kind = 'revenue'"))
+        connection.execute(text("UPDATE payments SET refunded_minor = captured_minor + 1 WHERE status = 'SUCCEEDED'"))
+    engine.dispose()
+
+    assert main(["ledger", "check"]) == 1
+    out = capsys.readouterr().out
+    assert "revenue" in out
+    assert "but its entries sum to" in out
+    assert "succeeded refunds sum to 0" in out
+    assert "problem(s)" in out

@@ -1,0 +1,260 @@
+"""The double-entry ledger (DESIGN.md §4): every money movement is one balanced transaction.
+
+Sign convention: debits are positive. Assets (`provider_cash`) carry positive balances; liabilities and revenue
+(`payable`, `escrow`, `revenue`, `tax`, `payouts_in_flight`, `credits`) carry negative ones and are shown positive.
+
+Postings for an amount A, fee F = ⌊A·platform_bps/10000⌋, tax T = ⌊(A−F)·tax_bps/10000⌋, payee P = A−F−T:
+
+| event                                   | entries                                                         |
+|-----------------------------------------|-----------------------------------------------------------------|
+| enroll captured at completion (capture) | provider_cash +A, revenue −F, tax −T, payable(payee) −P          |
+| enroll captured early (escrow)          | provider_cash +A, escrow −A                                     |
+| enroll completes after escrow (release) | escrow +N, revenue −F, tax −T, payable −P, split on N = A − refunds |
+| package paid (sale)                     | provider_cash +A, revenue −A                                    |
+| refund R from escrow                    | escrow +R, provider_cash −R                                     |
+| refund R after the split                | revenue +ΔF, tax +ΔT, payable +(R−ΔF−ΔT), provider_cash −R        |
+| refund R of a package                   | revenue +R, provider_cash −R                                    |
+
+A refund after the split reverses the fee and tax proportionally and cumulatively: with r the amount refunded
+after the split before this refund, ΔF = ⌊(r+R)·F/N⌋ − ⌊r·F/N⌋ (likewise ΔT), so refunds that add up to N reverse
+exactly F and T whatever their rounding. A payee's payable may go negative when a refund follows a payout.
+
+Each transaction names its cause (payment or refund, and the kind of posting) under a unique constraint: the same
+cause never posts twice, so applying the same provider state again changes nothing. A holding (AUTHORIZED) payment
+posts nothing.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from payql.models import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, Payment, Refund, new_id
+from payql.models.enums import PaymentPurpose, RefundStatus
+from payql.money import prorate, split_fee
+
+
+class UnbalancedPosting(ValueError):
+    """A posting whose entries do not sum to zero per currency: refused before anything is written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    owner_id: str
+    kind: AccountKind
+    currency: str
+    amount_minor: int
+
+
+def _insert_ignore(session: Session, values: list[dict[str, object]]) -> None:
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(insert(LedgerAccount).values(values).on_conflict_do_nothing())
+
+
+def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Iterable[Line]) -> bool:
+    """Write one balanced transaction and move the materialised balances with it.
+
+    Returns False (and writes nothing) when this cause already posted this kind. Zero lines are dropped.
+    """
+    lines = [line for line in lines if line.amount_minor != 0]
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        totals[line.currency] += line.amount_minor
+    if any(totals.values()):
+        raise UnbalancedPosting(f"{kind} for {cause_type} {cause_id} does not balance: {dict(totals)}")
+    exists = session.scalar(
+        select(LedgerTransaction.id).where(
+            LedgerTransaction.cause_type == cause_type,
+            LedgerTransaction.cause_id == cause_id,
+            LedgerTransaction.kind == kind,
+        )
+    )
+    if exists is not None or not lines:
+        return False
+    keys = sorted({(line.owner_id, line.kind, line.currency) for line in lines})
+    _insert_ignore(
+        session,
+        [
+            {"owner_id": owner, "kind": kind_, "currency": currency, "balance_minor": 0}
+            for owner, kind_, currency in keys
+        ],
+    )
+    accounts = {
+        (account.owner_id, account.kind, account.currency): account.id
+        for account in session.scalars(
+            select(LedgerAccount)
+            .where(
+                LedgerAccount.owner_id.in_({key[0] for key in keys}),
+                LedgerAccount.currency.in_({key[2] for key in keys}),
+            )
+            .order_by(LedgerAccount.id)
+            .with_for_update()
+        )
+    }
+    transaction = LedgerTransaction(id=new_id("ltx"), kind=kind, cause_type=cause_type, cause_id=cause_id)
+    session.add(transaction)
+    session.flush()
+    for line in lines:
+        account_id = accounts[(line.owner_id, line.kind, line.currency)]
+        session.add(
+            LedgerEntry(
+                transaction_id=transaction.id,
+                account_id=account_id,
+                amount_minor=line.amount_minor,
+                currency=line.currency,
+            )
+        )
+        session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == account_id)
+            .values(balance_minor=LedgerAccount.balance_minor + line.amount_minor)
+        )
+    session.flush()
+    return True
+
+
+def _cash(payment: Payment, amount: int) -> Line:
+    return Line(payment.provider.value, AccountKind.PROVIDER_CASH, payment.currency, amount)
+
+
+def _platform(kind: AccountKind, payment: Payment, amount: int) -> Line:
+    return Line(PLATFORM, kind, payment.currency, amount)
+
+
+def _payable(payment: Payment, amount: int) -> Line:
+    return Line(payment.payee_id or PLATFORM, AccountKind.PAYABLE, payment.currency, amount)
+
+
+def _split_lines(payment: Payment, base: int) -> list[Line]:
+    fee, tax, payee = split_fee(base, payment.platform_bps, payment.tax_bps)
+    payment.split_base_minor = base
+    payment.fee_minor, payment.tax_minor, payment.payee_minor = fee, tax, payee
+    return [
+        _platform(AccountKind.REVENUE, payment, -fee),
+        _platform(AccountKind.TAX, payment, -tax),
+        _payable(payment, -payee),
+    ]
+
+
+def post_captured(session: Session, payment: Payment, *, enroll_completed: bool) -> None:
+    """The payment's money was captured: sale (package), split (enroll completed) or escrow (not yet)."""
+    amount = payment.captured_minor
+    if payment.purpose is PaymentPurpose.PACKAGE:
+        lines = [_cash(payment, amount), _platform(AccountKind.REVENUE, payment, -amount)]
+        post(session, "sale", "payment", payment.id, lines)
+        return
+    if enroll_completed:
+        post(session, "capture", "payment", payment.id, [_cash(payment, amount), *_split_lines(payment, amount)])
+        return
+    escrow = [_cash(payment, amount), _platform(AccountKind.ESCROW, payment, -amount)]
+    if post(session, "escrow", "payment", payment.id, escrow):
+        payment.escrow_minor = amount
+
+
+def post_release(session: Session, payment: Payment) -> None:
+    """The enroll completed: what is left in escrow is split between revenue, tax and the payee."""
+    if payment.split_base_minor is not None or payment.escrow_minor <= 0:
+        return
+    base = payment.escrow_minor
+    lines = [_platform(AccountKind.ESCROW, payment, base), *_split_lines(payment, base)]
+    if post(session, "release", "payment", payment.id, lines):
+        payment.escrow_minor = 0
+
+
+def post_refund(session: Session, payment: Payment, refund: Refund) -> None:
+    """A refund succeeded: take it back from escrow, from the split (proportionally), or from the sale."""
+    amount = refund.amount_minor
+    if payment.purpose is PaymentPurpose.PACKAGE:
+        lines = [_platform(AccountKind.REVENUE, payment, amount), _cash(payment, -amount)]
+        post(session, "refund", "refund", refund.id, lines)
+        return
+    if payment.split_base_minor is None:
+        lines = [_platform(AccountKind.ESCROW, payment, amount), _cash(payment, -amount)]
+        if post(session, "refund", "refund", refund.id, lines):
+            payment.escrow_minor -= amount
+        return
+    base, before = payment.split_base_minor, payment.split_refunded_minor
+    after = before + amount
+    fee = prorate(after, base, payment.fee_minor or 0) - prorate(before, base, payment.fee_minor or 0)
+    tax = prorate(after, base, payment.tax_minor or 0) - prorate(before, base, payment.tax_minor or 0)
+    lines = [
+        _platform(AccountKind.REVENUE, payment, fee),
+        _platform(AccountKind.TAX, payment, tax),
+        _payable(payment, amount - fee - tax),
+        _cash(payment, -amount),
+    ]
+    if post(session, "refund", "refund", refund.id, lines):
+        payment.split_refunded_minor = after
+
+
+def post_pending_refunds(session: Session, payment: Payment) -> None:
+    """Post every succeeded refund of a captured payment that has not posted yet (a refund the provider reported
+    before we knew the payment was captured waits here until we do)."""
+    if payment.captured_minor <= 0:
+        return
+    posted = set(
+        session.scalars(
+            select(LedgerTransaction.cause_id)
+            .join(Refund, Refund.id == LedgerTransaction.cause_id)
+            .where(LedgerTransaction.cause_type == "refund", Refund.payment_id == payment.id)
+        )
+    )
+    refunds = session.scalars(
+        select(Refund)
+        .where(Refund.payment_id == payment.id, Refund.status == RefundStatus.SUCCEEDED)
+        .order_by(Refund.id)
+    )
+    for refund in refunds:
+        if refund.id not in posted:
+            post_refund(session, payment, refund)
+
+
+CAPTURE_KINDS = ("sale", "capture", "escrow")
+
+
+def sync_payment(session: Session, payment: Payment, *, enroll_completed: bool) -> None:
+    """Bring the ledger in line with the payment: its capture, its succeeded refunds, its release at completion.
+
+    Idempotent: called after every application of provider state and at an enroll's completion.
+    """
+    if payment.captured_minor <= 0:
+        return
+    posted = session.scalar(
+        select(func.count())
+        .select_from(LedgerTransaction)
+        .where(
+            LedgerTransaction.cause_type == "payment",
+            LedgerTransaction.cause_id == payment.id,
+            LedgerTransaction.kind.in_(CAPTURE_KINDS),
+        )
+    )
+    if not posted:
+        post_captured(session, payment, enroll_completed=enroll_completed)
+    post_pending_refunds(session, payment)
+    if enroll_completed:
+        post_release(session, payment)
+
+
+def balances(session: Session, owner_id: str) -> dict[tuple[AccountKind, str], int]:
+    rows = session.execute(
+        select(LedgerAccount.kind, LedgerAccount.currency, LedgerAccount.balance_minor).where(
+            LedgerAccount.owner_id == owner_id
+        )
+    )
+    return {(kind, currency): balance for kind, currency, balance in rows}
+
+
+def totals_by_kind(session: Session) -> dict[tuple[AccountKind, str], int]:
+    rows = session.execute(
+        select(LedgerAccount.kind, LedgerAccount.currency, func.sum(LedgerAccount.balance_minor)).group_by(
+            LedgerAccount.kind, LedgerAccount.currency
+        )
+    )
+    return {(kind, currency): int(total) for kind, currency, total in rows}
