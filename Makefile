@@ -25,12 +25,12 @@ demo: $(STAMP)
 	$(BIN)/payql demo
 
 test: $(STAMP)
-	$(BIN)/ruff check payql tests
+	$(BIN)/ruff check payql tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check payql tests
+	$(BIN)/ruff check payql tests bench
 	$(BIN)/ruff format --check payql tests
 	$(BIN)/mypy
 
@@ -40,3 +40,7 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis payql.db payql.db-wal payql.db-shm
+
+bench: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))
+	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -45,6 +45,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        # Few threads: each request's work is CPU-bound Python under the GIL, and many threads only convoy.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.query_thread_count
         await anyio.to_thread.run_sync(services.catalogue.sync, db)
         try:
             yield

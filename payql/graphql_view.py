@@ -12,12 +12,16 @@ code; a mutation over GET is 405.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
 from typing import Any
 
+import anyio
 import anyio.to_thread
+from graphql import GraphQLError, get_operation_ast, parse
+from graphql import OperationType as AstOperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry import Schema
@@ -44,6 +48,16 @@ def _request_id(request: Request) -> str:
     return secrets.token_hex(8)
 
 
+@functools.lru_cache(maxsize=512)
+def _is_mutation(query: str, operation_name: str | None) -> bool:
+    """Whether the operation to run is a mutation (which may wait on a provider): it runs on the larger pool."""
+    try:
+        operation = get_operation_ast(parse(query), operation_name)
+    except GraphQLError:
+        return False  # it will fail validation, quickly
+    return operation is not None and operation.operation is AstOperationType.MUTATION
+
+
 def _error_body(message: str, code: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
 
@@ -61,6 +75,7 @@ class GraphQLView:
         self.schema = schema
         self.services = services
         self.settings = services.settings
+        self._limiters: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
 
     async def handle(self, request: Request) -> Response:
         request_id = _request_id(request)
@@ -94,7 +109,7 @@ class GraphQLView:
                 context.close()
 
         try:
-            result = await anyio.to_thread.run_sync(execute)
+            result = await anyio.to_thread.run_sync(execute, limiter=self._limiter(query, operation_name))
         except InvalidOperationTypeError:
             headers["Allow"] = "POST"
             body = _error_body("mutations are only accepted over POST", "METHOD_NOT_ALLOWED")
@@ -108,6 +123,15 @@ class GraphQLView:
             payload["data"] = result.data
         status = 400 if media == GRAPHQL_RESPONSE and not started else 200
         return JSONResponse(payload, status_code=status, media_type=media, headers=headers)
+
+    def _limiter(self, query: str, operation_name: str | None) -> anyio.CapacityLimiter:
+        if self._limiters is None:  # made on first use: a limiter belongs to the running event loop
+            self._limiters = (
+                anyio.CapacityLimiter(self.settings.query_thread_count),
+                anyio.CapacityLimiter(self.settings.mutation_threads),
+            )
+        queries, mutations = self._limiters
+        return mutations if _is_mutation(query, operation_name) else queries
 
     @staticmethod
     def _wants_ide(request: Request) -> bool:

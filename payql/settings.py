@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     provider_timeout_ms: int = Field(default=10_000, gt=0)
+    # Threads that run GraphQL operations. Queries on SQLite are CPU-bound Python under the GIL: one thread serves
+    # them best (more only convoy with the event loop); on PostgreSQL they also wait on the network, so a few more
+    # help. 0 picks that (1 on SQLite, 4 otherwise). Mutations may wait on a provider for up to
+    # PROVIDER_TIMEOUT_MS: they get their own, larger pool.
+    query_threads: int = Field(default=0, ge=0, le=256)
+    mutation_threads: int = Field(default=32, ge=1, le=1024)
     default_return_url: str = "http://127.0.0.1:8000/payments/return"
 
     enroll_fees: dict[str, FeePolicy] = Field(default_factory=lambda: dict(DEFAULT_FEES))
@@ -142,6 +148,12 @@ class Settings(BaseSettings):
             if self.stripe_secret_key is not None and self.stripe_webhook_secret is None:
                 raise ValueError("PAYQL_ENV=production needs STRIPE_WEBHOOK_SECRET with STRIPE_SECRET_KEY")
         return self
+
+    @property
+    def query_thread_count(self) -> int:
+        if self.query_threads:
+            return self.query_threads
+        return 1 if self.database_url.startswith("sqlite") else 4
 
     @property
     def production(self) -> bool:

@@ -5,6 +5,7 @@ from typing import Annotated
 import strawberry
 
 from payql.resolvers.common import GQLInfo, caller, mutate, user_error
+from payql.schema.nodes import payment_node
 from payql.schema.payloads import ConfirmPayload
 
 
@@ -21,6 +22,6 @@ def confirm(
     def run() -> ConfirmPayload:
         result = info.context.services.payments.confirm(caller(info), payment_id, payment_method)
         errors = [user_error(result.error)] if result.error else []
-        return ConfirmPayload(payment=result.payment, errors=errors)  # type: ignore[arg-type]
+        return ConfirmPayload(payment=payment_node(info.context.loaders, result.payment), errors=errors)
 
     return mutate(run, lambda errors: ConfirmPayload(errors=errors))

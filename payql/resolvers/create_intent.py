@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from payql.resolvers.common import GQLInfo, caller, mutate
 from payql.schema.inputs import CreateIntentInput
+from payql.schema.nodes import payment_node
 from payql.schema.payloads import CreateIntentPayload
 
 
@@ -17,7 +18,7 @@ def create_intent(info: GQLInfo, input: CreateIntentInput) -> CreateIntentPayloa
             idempotency_key=input.idempotency_key,
         )
         return CreateIntentPayload(
-            payment=result.payment,  # type: ignore[arg-type]
+            payment=payment_node(info.context.loaders, result.payment),
             client_secret=result.client_secret,
             checkout_url=result.checkout_url,
             confirmation_url=result.confirmation_url,

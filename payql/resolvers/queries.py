@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import strawberry
 
 from payql import models as m
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
 from payql.resolvers.common import GQLInfo, caller
+from payql.schema.nodes import enroll_node, package_type, payment_node
 from payql.schema.types import Connection, CreditPackage, Edge, Enroll, PageInfo, Payment
 from payql.services import enrolls as enroll_rules
 from payql.services import queries
 from payql.services.errors import NotFound
 
 
-def _connection(page: queries.Page[object], node_id: str = "id") -> Connection[object]:
-    edges = [Edge(cursor=queries.encode_cursor(getattr(item, node_id)), node=item) for item in page.items]
+def _connection(page: queries.Page[Any], wrap: Callable[[Any], Any]) -> Connection[Any]:
+    edges = [Edge(cursor=queries.encode_cursor(item.id), node=wrap(item)) for item in page.items]
     return Connection(
         edges=edges,
         page_info=PageInfo(has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None),
@@ -23,7 +27,7 @@ def _connection(page: queries.Page[object], node_id: str = "id") -> Connection[o
 
 
 def packages(info: GQLInfo) -> list[CreditPackage]:
-    return info.context.services.catalogue.all()  # type: ignore[return-value]
+    return [package_type(package) for package in info.context.services.catalogue.all()]
 
 
 def payments(
@@ -35,13 +39,15 @@ def payments(
 ) -> Connection[Payment]:
     principal = caller(info)
     page = queries.list_payments(info.context.session, principal, first, after, status, purpose)
-    info.context.loaders.want_payments(page.items)
-    return _connection(page)  # type: ignore[arg-type, return-value]
+    loaders = info.context.loaders
+    loaders.want_payments(page.items)
+    return _connection(page, lambda row: payment_node(loaders, row))
 
 
 def payment(info: GQLInfo, id: strawberry.ID) -> Payment | None:  # noqa: A002 - the contract's argument name
     principal = caller(info)
-    return info.context.services.payments.get_visible(info.context.session, principal, id)  # type: ignore[return-value]
+    row = info.context.services.payments.get_visible(info.context.session, principal, id)
+    return payment_node(info.context.loaders, row)  # type: ignore[no-any-return]
 
 
 def enroll(info: GQLInfo, id: strawberry.ID) -> Enroll | None:  # noqa: A002 - the contract's argument name
@@ -49,7 +55,7 @@ def enroll(info: GQLInfo, id: strawberry.ID) -> Enroll | None:  # noqa: A002 - t
     row = info.context.session.get(m.Enroll, id)
     if row is None or not enroll_rules.can_see(principal, row):
         raise NotFound("enroll not found", field="id")
-    return row  # type: ignore[return-value]
+    return enroll_node(info.context.loaders, row)  # type: ignore[no-any-return]
 
 
 def enrolls(
@@ -57,5 +63,6 @@ def enrolls(
 ) -> Connection[Enroll]:
     principal = caller(info)
     page = queries.list_enrolls(info.context.session, principal, first, after, status)
-    info.context.loaders.enroll_payment.want(item.id for item in page.items)
-    return _connection(page)  # type: ignore[arg-type, return-value]
+    loaders = info.context.loaders
+    loaders.enroll_payment.want(item.id for item in page.items)
+    return _connection(page, lambda row: enroll_node(loaders, row))

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from payql.resolvers.common import GQLInfo, caller, money, mutate
 from payql.schema.inputs import RefundInput
+from payql.schema.nodes import payment_node, refund_node
 from payql.schema.payloads import RefundPayload
 
 
@@ -15,6 +16,8 @@ def refund(info: GQLInfo, input: RefundInput) -> RefundPayload:  # noqa: A002 - 
             input.note,
             input.idempotency_key,
         )
-        return RefundPayload(refund=result.refund, payment=result.payment)  # type: ignore[arg-type]
+        return RefundPayload(
+            refund=refund_node(result.refund), payment=payment_node(info.context.loaders, result.payment)
+        )
 
     return mutate(run, lambda errors: RefundPayload(errors=errors))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -27,6 +28,7 @@ from payql.resolvers import (
 )
 from payql.resolvers import balances as balance_resolvers
 from payql.schema.errors import CodedErrors
+from payql.schema.execution import FastExecutionContext
 from payql.schema.permissions import IsAuthenticated
 from payql.schema.types import Balances, Connection, CreditPackage, Enroll, Payment, PlatformBalance
 from payql.settings import Settings
@@ -69,15 +71,21 @@ class Schema(strawberry.Schema):
 
 
 def build_schema(settings: Settings) -> strawberry.Schema:
+    # The limit rules are classes made once here: the validation cache is keyed by the rules too, so rules made
+    # per request (as a fresh QueryDepthLimiter would) would never hit it.
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+    ]
     return Schema(
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(),
+        execution_context_class=FastExecutionContext,
         extensions=[
             # Factories: every operation gets fresh extension instances (operations run on several threads);
             # the parser and validation caches are shared module-level LRUs whatever the instance.
-            lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+            lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=max(1000, settings.graphql_max_bytes // 10)),
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),

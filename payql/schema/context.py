@@ -37,7 +37,7 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.session)
+            self._loaders = Loaders(self.session, self.services.catalogue)
         return self._loaders
 
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""GraphQL object types. Resolvers receive the ORM row as `root` and map it; no SQL here but through loaders."""
+"""GraphQL object types (CONTRACT.md's names). No SQL here: values come through `nodes` and the loaders."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ from datetime import datetime
 from typing import Generic, TypeVar
 
 import strawberry
-from strawberry.types import Info
 
-from payql import models as m
 from payql.money import format_minor
-from payql.schema.context import Context
 from payql.schema.enums import (
     CaptureMethod,
     EnrollStatus,
@@ -21,7 +18,6 @@ from payql.schema.enums import (
     RefundReason,
     RefundStatus,
 )
-from payql.services.catalogue import Package
 
 N = TypeVar("N")
 
@@ -72,30 +68,24 @@ class CreditPackage:
     code: str
     name: str
     credits: int
+    price: Money
+    unit_price: str = strawberry.field(
+        description="The price of one credit, two decimals finer than the currency, rounded down."
+    )
 
-    @strawberry.field
-    def price(self, root: Package) -> Money:
-        return Money.of(root.price.minor, root.price.currency)
 
-    @strawberry.field
-    def unit_price(self, root: Package) -> str:
-        return root.unit_price
+# The object types below declare fields only: the values come from the adapters in `payql.schema.nodes`, whose
+# plain properties GraphQL reads as attributes. A Strawberry resolver per field costs several times more.
 
 
 @strawberry.type
 class Refund:
     id: strawberry.ID
+    payment_id: strawberry.ID
+    amount: Money
     status: RefundStatus
     reason: RefundReason
     created_at: datetime
-
-    @strawberry.field
-    def payment_id(self, root: m.Refund) -> strawberry.ID:
-        return strawberry.ID(root.payment_id)
-
-    @strawberry.field
-    def amount(self, root: m.Refund) -> Money:
-        return Money.of(root.amount_minor, root.currency)
 
 
 @strawberry.type
@@ -105,16 +95,10 @@ class Enroll:
     client_id: strawberry.ID
     provider_id: strawberry.ID
     title: str
+    price: Money
+    payment: Payment | None
     created_at: datetime
     expires_at: datetime | None
-
-    @strawberry.field
-    def price(self, root: m.Enroll) -> Money:
-        return Money.of(root.price_minor, root.currency)
-
-    @strawberry.field
-    def payment(self, root: m.Enroll, info: Info[Context, None]) -> Payment | None:
-        return info.context.loaders.enroll_payment.load(root.id)  # type: ignore[return-value]
 
 
 @strawberry.type
@@ -125,53 +109,22 @@ class Payment:
     provider: Provider
     mock: bool
     capture_method: CaptureMethod
+    amount: Money
+    captured_amount: Money
+    refunded_amount: Money
+    platform_fee: Money | None = strawberry.field(description="The platform's fee, once captured.")
+    tax_amount: Money | None = strawberry.field(description="Tax withheld from the payee's share, once captured.")
+    payee_amount: Money | None = strawberry.field(description="What the payee earns, once captured.")
     payer_id: strawberry.ID
     payee_id: strawberry.ID | None
+    enroll: Enroll | None
+    package: CreditPackage | None
+    refunds: list[Refund]
     failure_code: str | None
     failure_message: str | None
     created_at: datetime
     updated_at: datetime
     paid_at: datetime | None
-
-    @strawberry.field
-    def amount(self, root: m.Payment) -> Money:
-        return Money.of(root.amount_minor, root.currency)
-
-    @strawberry.field
-    def captured_amount(self, root: m.Payment) -> Money:
-        return Money.of(root.captured_minor, root.currency)
-
-    @strawberry.field
-    def refunded_amount(self, root: m.Payment) -> Money:
-        return Money.of(root.refunded_minor, root.currency)
-
-    @strawberry.field
-    def platform_fee(self, root: m.Payment) -> Money | None:
-        return None if root.fee_minor is None else Money.of(root.fee_minor, root.currency)
-
-    @strawberry.field
-    def tax_amount(self, root: m.Payment) -> Money | None:
-        return None if root.tax_minor is None else Money.of(root.tax_minor, root.currency)
-
-    @strawberry.field
-    def payee_amount(self, root: m.Payment) -> Money | None:
-        return None if root.payee_minor is None else Money.of(root.payee_minor, root.currency)
-
-    @strawberry.field
-    def enroll(self, root: m.Payment, info: Info[Context, None]) -> Enroll | None:
-        if root.enroll_id is None:
-            return None
-        return info.context.loaders.enroll.load(root.enroll_id)  # type: ignore[return-value]
-
-    @strawberry.field
-    def package(self, root: m.Payment, info: Info[Context, None]) -> CreditPackage | None:
-        if root.package_code is None:
-            return None
-        return info.context.services.catalogue.get(root.package_code)  # type: ignore[return-value]
-
-    @strawberry.field
-    def refunds(self, root: m.Payment, info: Info[Context, None]) -> list[Refund]:
-        return info.context.loaders.refunds.load(root.id)  # type: ignore[return-value]
 
 
 PaymentConnection = Connection[Payment]

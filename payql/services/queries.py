@@ -1,25 +1,33 @@
-"""The read side: keyset-paginated lists of what a principal may see, and per-request batch loaders."""
+"""The read side: keyset-paginated lists of what a principal may see, and per-request batch loaders.
+
+Lists and loaders read plain rows (SQLAlchemy Core), not ORM objects: they are only read, and building ORM
+instances for every row of a page cost more than the queries themselves.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Integer, Select, Table, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.models import Enroll, Payment, Refund
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
 from payql.models.payment import OPEN_STATUSES
+from payql.services.catalogue import Catalogue
 from payql.services.errors import InvalidInput
 
 _CURSOR = re.compile(r"[a-z]{2,8}_[0-9a-f]{14,40}")
+# A row read by attribute only: a Core row from a list or loader, or an ORM object a mutation returned.
+Record = Any
 T = TypeVar("T")
 K = TypeVar("K")
 DEFAULT_PAGE = 20
@@ -48,17 +56,55 @@ class Page(Generic[T]):
     count: Callable[[], int]
 
 
-def _page(session: Session, query: Select[Any], id_column: Any, first: int | None, after: str | None) -> Page[Any]:
+PAYMENTS = cast("Table", Payment.__table__)
+ENROLLS = cast("Table", Enroll.__table__)
+
+
+@functools.cache
+def _list_statements(
+    table: Table, owners: tuple[str, str] | None, filters: tuple[str, ...], after: bool
+) -> tuple[Select[Any], Select[Any]]:
+    """The page and count statements of one list shape, built once: building and hashing a statement on every
+    request cost more than running it. `owners` are the two columns that make a row the caller's (None: admin)."""
+    conditions: list[Any] = []
+    if owners is not None:
+        conditions.append(or_(table.c[owners[0]] == bindparam("user"), table.c[owners[1]] == bindparam("user")))
+    conditions.extend(table.c[name] == bindparam(name) for name in filters)
+    count = select(func.count()).select_from(table).where(*conditions)
+    if after:
+        conditions.append(table.c.id < bindparam("after"))
+    page = select(*table.c).where(*conditions).order_by(table.c.id.desc()).limit(bindparam("limit", type_=Integer))
+    return page, count
+
+
+def _page(
+    session: Session,
+    table: Table,
+    owners: tuple[str, str],
+    principal: Principal,
+    first: int | None,
+    after: str | None,
+    filters: dict[str, Any],
+) -> Page[Record]:
     size = DEFAULT_PAGE if first is None else first
     if not 0 <= size <= MAX_PAGE:
         raise InvalidInput(f"first must be between 0 and {MAX_PAGE}", field="first")
-    counted = query
+    params: dict[str, Any] = {name: value for name, value in filters.items() if value is not None}
+    if not principal.is_admin:
+        params["user"] = principal.user_id
     if after is not None:
-        query = query.where(id_column < decode_cursor(after))
-    rows = list(session.scalars(query.order_by(id_column.desc()).limit(size + 1)))
+        params["after"] = decode_cursor(after)
+    page, counted = _list_statements(
+        table,
+        None if principal.is_admin else owners,
+        tuple(sorted(name for name in params if name in filters)),
+        after is not None,
+    )
+    connection = session.connection()  # Core rows: no ORM compile step or instances for rows that are only read
+    rows = list(connection.execute(page, {**params, "limit": size + 1}))
 
     def count() -> int:
-        return int(session.scalar(select(func.count()).select_from(counted.order_by(None).subquery())) or 0)
+        return int(connection.scalar(counted, params) or 0)
 
     return Page(items=rows[:size], has_next=len(rows) > size, count=count)
 
@@ -70,26 +116,24 @@ def list_payments(
     after: str | None,
     status: PaymentStatus | None,
     purpose: PaymentPurpose | None,
-) -> Page[Payment]:
-    query = select(Payment)
-    if not principal.is_admin:
-        query = query.where(or_(Payment.payer_id == principal.user_id, Payment.payee_id == principal.user_id))
-    if status is not None:
-        query = query.where(Payment.status == status)
-    if purpose is not None:
-        query = query.where(Payment.purpose == purpose)
-    return _page(session, query, Payment.id, first, after)
+) -> Page[Record]:
+    filters = {"status": status, "purpose": purpose}
+    return _page(session, PAYMENTS, ("payer_id", "payee_id"), principal, first, after, filters)
 
 
 def list_enrolls(
     session: Session, principal: Principal, first: int | None, after: str | None, status: EnrollStatus | None
-) -> Page[Enroll]:
-    query = select(Enroll)
-    if not principal.is_admin:
-        query = query.where(or_(Enroll.client_id == principal.user_id, Enroll.provider_id == principal.user_id))
-    if status is not None:
-        query = query.where(Enroll.status == status)
-    return _page(session, query, Enroll.id, first, after)
+) -> Page[Record]:
+    return _page(session, ENROLLS, ("client_id", "provider_id"), principal, first, after, {"status": status})
+
+
+_ENROLLS = select(*Enroll.__table__.c).where(Enroll.id.in_(bindparam("ids", expanding=True)))
+_REFUNDS = (
+    select(*Refund.__table__.c).where(Refund.payment_id.in_(bindparam("ids", expanding=True))).order_by(Refund.id)
+)
+_ENROLL_PAYMENTS = (
+    select(*Payment.__table__.c).where(Payment.enroll_id.in_(bindparam("ids", expanding=True))).order_by(Payment.id)
+)
 
 
 class BatchLoader(Generic[K, T]):
@@ -120,29 +164,30 @@ class BatchLoader(Generic[K, T]):
 class Loaders:
     """Per-request loaders (never module-level: they cache for the life of the request only)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, catalogue: Catalogue) -> None:
         self.session = session
-        self.enroll: BatchLoader[str, Enroll | None] = BatchLoader(self._enrolls, lambda: None)
-        self.refunds: BatchLoader[str, list[Refund]] = BatchLoader(self._refunds, list)
-        self.enroll_payment: BatchLoader[str, Payment | None] = BatchLoader(self._enroll_payments, lambda: None)
+        self.catalogue = catalogue
+        self.enroll: BatchLoader[str, Record | None] = BatchLoader(self._enrolls, lambda: None)
+        self.refunds: BatchLoader[str, list[Record]] = BatchLoader(self._refunds, list)
+        self.enroll_payment: BatchLoader[str, Record | None] = BatchLoader(self._enroll_payments, lambda: None)
 
-    def want_payments(self, payments: Sequence[Payment]) -> None:
+    def want_payments(self, payments: Sequence[Any]) -> None:
         self.enroll.want(payment.enroll_id for payment in payments)
         self.refunds.want(payment.id for payment in payments)
 
-    def _enrolls(self, ids: list[str]) -> dict[str, Enroll | None]:
-        return {row.id: row for row in self.session.scalars(select(Enroll).where(Enroll.id.in_(ids)))}
+    def _enrolls(self, ids: list[str]) -> dict[str, Record | None]:
+        return {row.id: row for row in self.session.connection().execute(_ENROLLS, {"ids": ids})}
 
-    def _refunds(self, ids: list[str]) -> dict[str, list[Refund]]:
-        grouped: dict[str, list[Refund]] = defaultdict(list)
-        for row in self.session.scalars(select(Refund).where(Refund.payment_id.in_(ids)).order_by(Refund.id)):
+    def _refunds(self, ids: list[str]) -> dict[str, list[Record]]:
+        grouped: dict[str, list[Record]] = defaultdict(list)
+        for row in self.session.connection().execute(_REFUNDS, {"ids": ids}):
             grouped[row.payment_id].append(row)
         return dict(grouped)
 
-    def _enroll_payments(self, ids: list[str]) -> dict[str, Payment | None]:
+    def _enroll_payments(self, ids: list[str]) -> dict[str, Record | None]:
         """An enroll's payment: the open one if there is one, else the latest attempt."""
-        chosen: dict[str, Payment | None] = {}
-        for row in self.session.scalars(select(Payment).where(Payment.enroll_id.in_(ids)).order_by(Payment.id)):
+        chosen: dict[str, Record | None] = {}
+        for row in self.session.connection().execute(_ENROLL_PAYMENTS, {"ids": ids}):
             key = row.enroll_id or ""
             current = chosen.get(key)
             if current is None or current.status not in OPEN_STATUSES or row.status in OPEN_STATUSES:

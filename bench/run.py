@@ -1,0 +1,304 @@
+"""payql's benchmark: `make bench`.
+
+Seeds a database (10k payments across 100 users, with enrolls and refunds), serves it with one uvicorn worker on
+loopback, and loads it with wrk (32 connections): (a) GraphQL `payments(first: 20)` with nested `enroll` and
+`refunds`; (b) the same page from a minimal Starlette + SQLAlchemy Core JSON route, the stack's limit; (c)
+`balances`; (d) SQL statements per page for page sizes 10 and 100, counted in process. Prints a table, then one
+JSON line as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, insert
+
+from payql.auth import issue_token
+from payql.db import Database
+from payql.migrate import upgrade
+from payql.models import Enroll, Payment, Refund, User
+from payql.models.enums import (
+    CaptureMethod,
+    EnrollStatus,
+    PaymentPurpose,
+    PaymentStatus,
+    ProviderName,
+    RefundReason,
+    RefundStatus,
+)
+from payql.services.catalogue import Catalogue
+from payql.settings import Settings
+
+HERE = Path(__file__).resolve().parent
+SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+USERS = 100
+PAYMENTS = 10_000
+LIST_QUERY = (
+    "query { payments(first: 20) { totalCount pageInfo { hasNextPage endCursor } edges { node { id status "
+    "amount { amount currency } enroll { id title status } refunds { id amount { amount } status } } } } }"
+)
+BALANCES_QUERY = "query { balances { credits accounts { currency available { amount } pending { amount } } } }"
+
+
+def seed(url: str, rng: random.Random) -> None:
+    """Bulk rows (not through the services: 10k payments would take minutes of fsyncs). Read-only bench data."""
+    upgrade(url)
+    db = Database(url)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    users = [{"id": f"user-{i:03d}", "roles": "provider" if i % 2 else ""} for i in range(USERS)]
+    enrolls: list[dict[str, Any]] = []
+    payments: list[dict[str, Any]] = []
+    refunds: list[dict[str, Any]] = []
+    for i in range(PAYMENTS):
+        created = start + timedelta(seconds=i * 37)
+        stamp = f"{int(created.timestamp() * 1_000_000):014x}"
+        payer = users[rng.randrange(0, USERS, 2)]["id"]
+        payee = users[rng.randrange(1, USERS, 2)]["id"]
+        amount = rng.randrange(1_000, 100_000)
+        payment: dict[str, Any] = {
+            "id": f"pay_{stamp}{i:010x}",
+            "purpose": PaymentPurpose.ENROLL,
+            "provider": ProviderName.STRIPE,
+            "mock": True,
+            "capture_method": CaptureMethod.AUTOMATIC,
+            "status": PaymentStatus.SUCCEEDED,
+            "currency": "USD",
+            "amount_minor": amount,
+            "captured_minor": amount,
+            "refunded_minor": 0,
+            "platform_bps": 500,
+            "tax_bps": 0,
+            "payer_id": payer,
+            "payee_id": payee,
+            "provider_payment_id": f"pi_bench_{i}",
+            "provider_key": f"bench-{i}",
+            "created_at": created,
+            "updated_at": created,
+            "paid_at": created,
+            "escrow_minor": 0,
+            "split_refunded_minor": 0,
+        }
+        if i % 3:
+            enroll_id = f"enr_{stamp}{i:010x}"
+            enrolls.append(
+                {
+                    "id": enroll_id,
+                    "client_id": payer,
+                    "provider_id": payee,
+                    "title": f"Lesson {i}",
+                    "price_minor": amount,
+                    "currency": "USD",
+                    "status": EnrollStatus.COMPLETED,
+                    "created_at": created,
+                    "updated_at": created,
+                }
+            )
+            payment["enroll_id"] = enroll_id
+        else:
+            payment.update(purpose=PaymentPurpose.PACKAGE, package_code="standard", payee_id=None, credits=1100)
+        if i % 5 == 0:
+            part = amount // 4
+            for n in range(1 + i % 2):
+                refunds.append(
+                    {
+                        "id": f"ref_{stamp}{i:08x}{n:02x}",
+                        "payment_id": payment["id"],
+                        "provider": ProviderName.STRIPE,
+                        "amount_minor": part,
+                        "currency": "USD",
+                        "status": RefundStatus.SUCCEEDED,
+                        "reason": RefundReason.REQUESTED_BY_CUSTOMER,
+                        "provider_refund_id": f"re_bench_{i}_{n}",
+                        "provider_key": f"bench-refund-{i}-{n}",
+                        "created_at": created,
+                        "updated_at": created,
+                    }
+                )
+                payment["refunded_minor"] += part
+            payment["status"] = PaymentStatus.PARTIALLY_REFUNDED
+        payments.append(payment)
+    now = datetime.now(UTC)
+    Catalogue(Settings(_env_file=None).credit_packages).sync(db)  # type: ignore[call-arg]
+    with db.uow() as uow:
+        session = uow.session
+        session.execute(insert(User), [{**user, "created_at": now, "updated_at": now} for user in users])
+        session.execute(insert(Enroll), enrolls)
+        session.execute(insert(Payment), payments)
+        session.execute(insert(Refund), refunds)
+        uow.commit()
+    db.dispose()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wrk(url: str, body: dict[str, Any] | None, token: str, seconds: int, connections: int) -> dict[str, float]:
+    script = HERE / "out" / "post.lua"
+    script.parent.mkdir(exist_ok=True)
+    headers = f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    if body is not None:
+        payload = json.dumps(body).replace("\\", "\\\\").replace('"', '\\"')
+        script.write_text(
+            f'wrk.method = "POST"\nwrk.body = "{payload}"\nwrk.headers["Content-Type"] = "application/json"\n{headers}'
+        )
+    else:
+        script.write_text(headers)
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+
+    def percentile(label: str) -> float:
+        value, unit = re.search(rf"\s{label}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": rps, "p50_ms": percentile("50"), "p99_ms": percentile("99")}
+
+
+def statements_per_page(url: str, token_user: str, size: int) -> int:
+    """SQL statements one `payments(first: size)` page costs, counted with an engine event listener."""
+    from payql.app import create_app, services_of  # noqa: PLC0415
+    from payql.auth import Principal  # noqa: PLC0415
+    from payql.schema import build_schema  # noqa: PLC0415
+    from payql.schema.context import Context  # noqa: PLC0415
+
+    settings = Settings(_env_file=None, database_url=url, jwt_secret=SECRET)  # type: ignore[call-arg]
+    app = create_app(settings)
+    services = services_of(app)
+    schema = build_schema(settings)
+    principal = Principal(token_user, frozenset())
+    query = LIST_QUERY.replace("first: 20", f"first: {size}")
+    services.users.ensure(principal)
+    statements: list[str] = []
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if not statement.startswith(("BEGIN", "SAVEPOINT", "RELEASE")):
+            statements.append(statement)
+
+    event.listen(services.db.engine, "before_cursor_execute", count)
+    context = Context(services=services, principal=principal, auth_error=None, request_id="bench")
+    try:
+        result = schema.execute_sync(query, context_value=context)
+    finally:
+        context.close()
+        event.remove(services.db.engine, "before_cursor_execute", count)
+        services.db.dispose()
+    assert not result.errors, result.errors
+    assert len(result.data["payments"]["edges"]) == size  # type: ignore[index]
+    return len(statements)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved runs per scenario (median kept)")
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: `make bench` installs it (apt-get install wrk)")
+
+    workdir = Path(tempfile.mkdtemp(prefix="payql-bench-"))
+    url = f"sqlite:///{workdir / 'bench.db'}"
+    started = time.perf_counter()
+    seed(url, random.Random(7))
+    print(f"seeded {PAYMENTS} payments for {USERS} users in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    user = "user-000"
+    settings = Settings(_env_file=None, jwt_secret=SECRET)  # type: ignore[call-arg]
+    token = issue_token(settings, user, ttl_seconds=3600)
+    sql_10 = statements_per_page(url, user, 10)
+    sql_100 = statements_per_page(url, user, 100)
+
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": url, "JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(HERE)}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench_app:create",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=workdir,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 - loopback
+                break
+            except OSError:
+                time.sleep(0.1)
+        scenarios = [
+            ("graphql_list", f"{base}/graphql", {"query": LIST_QUERY}),
+            ("raw_list", f"{base}/raw/payments?user={user}&first=20", None),
+            ("balances", f"{base}/graphql", {"query": BALANCES_QUERY}),
+        ]
+        for _, target, body in scenarios:
+            wrk(target, body, token, 2, args.connections)  # warm up caches and connections
+        # Rounds interleave the scenarios and each figure is the median over the rounds: this machine's speed
+        # drifts by tens of percent over a minute, and a ratio of two runs minutes apart would measure the drift.
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in scenarios}
+        for _ in range(args.rounds):
+            for name, target, body in scenarios:
+                runs[name].append(wrk(target, body, token, args.seconds, args.connections))
+        results = {
+            name: {key: statistics.median(run[key] for run in measured) for key in measured[0]}
+            for name, measured in runs.items()
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"{'scenario':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+    for name, row in results.items():
+        print(f"{name:<16}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
+    print(f"SQL statements per page: first 10 -> {sql_10}, first 100 -> {sql_100}")
+    graphql = results["graphql_list"]
+    summary = {
+        "graphql_list_rps": round(graphql["rps"], 1),
+        "raw_list_rps": round(results["raw_list"]["rps"], 1),
+        "graphql_vs_raw": round(graphql["rps"] / results["raw_list"]["rps"], 3),
+        "p99_over_p50": round(graphql["p99_ms"] / graphql["p50_ms"], 2),
+        "sql_per_page_10": sql_10,
+        "sql_per_page_100": sql_100,
+        "balances_rps": round(results["balances"]["rps"], 1),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""A faster execution context: plain attribute fields skip the per-field machinery they do not use.
+
+graphql-core builds a resolve-info object and runs Strawberry's resolver wrapper for every field, even for a field
+that only reads an attribute of its parent (most of a page: ids, statuses, amounts). For those "basic" fields,
+without arguments, whose type is a scalar, an enum or an object, this context reads the attribute directly and
+completes the value as graphql-core would. Anything else (resolvers, arguments, lists, a null where the schema
+forbids one, an error) goes through graphql-core's own path, so results and errors are the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import (
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLObjectType,
+    Undefined,
+    get_nullable_type,
+    is_leaf_type,
+    is_non_null_type,
+    is_object_type,
+)
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+# (attribute, leaf type or None for an object type, object type or None) per field; None: the full path.
+Plan = tuple[str, GraphQLLeafType | None, GraphQLObjectType | None]
+_PLANS: dict[int, Plan | None] = {}
+
+
+def _plan(field: GraphQLField) -> Plan | None:
+    """How to read a basic field, or None when the field needs graphql-core's full path."""
+    key = id(field)
+    if key in _PLANS:
+        return _PLANS[key]
+    plan: Plan | None = None
+    definition = (field.extensions or {}).get("strawberry-definition")
+    inner = get_nullable_type(field.type)
+    if definition is not None and getattr(field.resolve, "_is_default", False) and not field.args:
+        if is_leaf_type(inner):
+            plan = (definition.python_name, inner, None)
+        elif is_object_type(inner) and not inner.is_type_of:
+            plan = (definition.python_name, None, inner)
+    _PLANS[key] = plan  # fields live as long as the schema: the ids stay valid
+    return plan
+
+
+_FULL_PATH = object()
+
+
+class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def execute_field(
+        self,
+        parent_type: GraphQLObjectType,
+        source: Any,
+        field_details_list: Any,
+        path: Any,
+        position_context: Any,
+    ) -> Any:
+        result = self._fast_field(parent_type, source, field_details_list, path, position_context)
+        if result is _FULL_PATH:
+            return super().execute_field(parent_type, source, field_details_list, path, position_context)
+        return result
+
+    def _fast_field(
+        self, parent_type: GraphQLObjectType, source: Any, field_details_list: Any, path: Any, position_context: Any
+    ) -> Any:
+        node = field_details_list[0].node
+        field = self.schema.get_field(parent_type, node.name.value)
+        middleware = self.middleware_manager
+        plain = field is not None and not node.arguments and not (middleware is not None and middleware.middlewares)
+        plan = _plan(field) if plain else None  # type: ignore[arg-type]
+        if field is None or plan is None:
+            return _FULL_PATH
+        name, leaf, object_type = plan
+        try:
+            result = getattr(source, name)
+        except Exception:  # noqa: BLE001 - the full path reports it with its location
+            return _FULL_PATH
+        if result is None:
+            return _FULL_PATH if is_non_null_type(field.type) else None
+        try:
+            if leaf is not None:  # graphql-core's complete_leaf_value, without the dispatch around it
+                coerced = leaf.coerce_output_value(result)
+                return _FULL_PATH if coerced is None or coerced is Undefined else coerced
+            return self.collect_and_execute_subfields(object_type, field_details_list, path, result, position_context)  # type: ignore[arg-type]
+        except Exception as raw_error:  # noqa: BLE001 - handled exactly as graphql-core's execute_field does
+            self.handle_field_error(raw_error, field.type, field_details_list, path)
+            return None

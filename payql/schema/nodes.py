@@ -1,0 +1,142 @@
+"""Adapters that present rows as the GraphQL object types: plain properties, read by GraphQL as attributes.
+
+A field with a Strawberry resolver costs several times a plain attribute read (argument inspection, extension
+wrapping), and a page of payments reads hundreds of fields: so the types in `types.py` declare fields only and
+these adapters compute them (money formatting, nested objects through the per-request loaders).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from payql.schema.types import CreditPackage, Money
+from payql.services.catalogue import Package
+from payql.services.queries import Loaders, Record
+
+
+def _column(name: str) -> Any:
+    return property(lambda self: getattr(self._row, name))
+
+
+def _money(minor: str) -> Any:
+    def get(self: Any) -> Money:
+        return Money.of(getattr(self._row, minor), self._row.currency)
+
+    return property(get)
+
+
+def _optional_money(minor: str) -> Any:
+    def get(self: Any) -> Money | None:
+        value = getattr(self._row, minor)
+        return None if value is None else Money.of(value, self._row.currency)
+
+    return property(get)
+
+
+@lru_cache(maxsize=256)
+def package_type(package: Package) -> CreditPackage:
+    return CreditPackage(
+        code=package.code,
+        name=package.name,
+        credits=package.credits,
+        price=Money.of(package.price.minor, package.price.currency),
+        unit_price=package.unit_price,
+    )
+
+
+class RefundNode:
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Record) -> None:
+        self._row = row
+
+    id = _column("id")
+    payment_id = _column("payment_id")
+    status = _column("status")
+    reason = _column("reason")
+    created_at = _column("created_at")
+    amount = _money("amount_minor")
+
+
+class _Loaded:
+    """A row and the request's loaders, for nodes with nested objects."""
+
+    __slots__ = ("_loaders", "_row")
+
+    def __init__(self, row: Record, loaders: Loaders) -> None:
+        self._row = row
+        self._loaders = loaders
+
+
+class EnrollNode(_Loaded):
+    __slots__ = ()
+
+    id = _column("id")
+    status = _column("status")
+    client_id = _column("client_id")
+    provider_id = _column("provider_id")
+    title = _column("title")
+    created_at = _column("created_at")
+    expires_at = _column("expires_at")
+    price = _money("price_minor")
+
+    @property
+    def payment(self) -> PaymentNode | None:
+        row = self._loaders.enroll_payment.load(self._row.id)
+        return None if row is None else PaymentNode(row, self._loaders)
+
+
+class PaymentNode(_Loaded):
+    __slots__ = ()
+
+    id = _column("id")
+    status = _column("status")
+    purpose = _column("purpose")
+    provider = _column("provider")
+    mock = _column("mock")
+    capture_method = _column("capture_method")
+    payer_id = _column("payer_id")
+    payee_id = _column("payee_id")
+    failure_code = _column("failure_code")
+    failure_message = _column("failure_message")
+    created_at = _column("created_at")
+    updated_at = _column("updated_at")
+    paid_at = _column("paid_at")
+    amount = _money("amount_minor")
+    captured_amount = _money("captured_minor")
+    refunded_amount = _money("refunded_minor")
+    platform_fee = _optional_money("fee_minor")
+    tax_amount = _optional_money("tax_minor")
+    payee_amount = _optional_money("payee_minor")
+
+    @property
+    def enroll(self) -> EnrollNode | None:
+        enroll_id = self._row.enroll_id
+        if enroll_id is None:
+            return None
+        row = self._loaders.enroll.load(enroll_id)
+        return None if row is None else EnrollNode(row, self._loaders)
+
+    @property
+    def refunds(self) -> list[RefundNode]:
+        return [RefundNode(row) for row in self._loaders.refunds.load(self._row.id)]
+
+    @property
+    def package(self) -> CreditPackage | None:
+        code = self._row.package_code
+        package = None if code is None else self._loaders.catalogue.get(code)
+        return None if package is None else package_type(package)
+
+
+def payment_node(loaders: Loaders, row: Record | None) -> Any:
+    """The GraphQL `Payment` for a row (typed Any: it stands in for the Strawberry type)."""
+    return None if row is None else PaymentNode(row, loaders)
+
+
+def enroll_node(loaders: Loaders, row: Record | None) -> Any:
+    return None if row is None else EnrollNode(row, loaders)
+
+
+def refund_node(row: Record | None) -> Any:
+    return None if row is None else RefundNode(row)
