@@ -1,0 +1,50 @@
+"""The ledger's own guarantees: balanced or refused, one posting per cause, balances move with their entries."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import func, select
+
+from payql.db import Database
+from payql.models import PLATFORM, AccountKind, LedgerEntry, LedgerTransaction
+from payql.services import ledger
+
+
+def lines(amount: int) -> list[ledger.Line]:
+    return [
+        ledger.Line("STRIPE", AccountKind.PROVIDER_CASH, "USD", amount),
+        ledger.Line(PLATFORM, AccountKind.REVENUE, "USD", -amount),
+    ]
+
+
+def test_an_unbalanced_posting_is_refused_before_anything_is_written(db: Database) -> None:
+    unbalanced = [*lines(100), ledger.Line("u1", AccountKind.PAYABLE, "EUR", -1)]
+
+    with db.uow() as uow, pytest.raises(ledger.UnbalancedPosting, match="does not balance"):
+        ledger.post(uow.session, "sale", "payment", "pay_1", unbalanced)
+
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+        assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 0
+
+
+def test_the_same_cause_posts_once_and_balances_move_with_their_entries(db: Database) -> None:
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "sale", "payment", "pay_1", lines(250)) is True
+        assert ledger.post(uow.session, "sale", "payment", "pay_1", lines(250)) is False  # a replay
+        assert ledger.post(uow.session, "refund", "refund", "ref_1", lines(-50)) is True
+        uow.commit()
+
+    with db.read() as session:
+        assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -200}
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 200}
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 2
+
+
+def test_an_empty_posting_writes_nothing(db: Database) -> None:
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "sale", "payment", "pay_0", lines(0)) is False
+        uow.commit()
+
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
