@@ -51,6 +51,10 @@ def create_app(
         try:
             yield
         finally:
+            for provider in services.providers.values():
+                close = getattr(provider, "close", None)
+                if close is not None:
+                    close()
             db.dispose()
 
     async def healthz(_request: Request) -> Response:
@@ -63,8 +67,8 @@ def create_app(
 
     routes = [
         Route("/graphql", view.handle, methods=["GET", "POST"]),
-        Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE), methods=["POST"]),  # type: ignore[arg-type]
-        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA), methods=["POST"]),  # type: ignore[arg-type]
+        Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE), methods=["POST"]),
+        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),

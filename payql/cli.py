@@ -90,6 +90,20 @@ def cmd_ledger_check(_args: argparse.Namespace, settings: Settings) -> int:
     return 1 if problems else 0
 
 
+def cmd_credits_expire(_args: argparse.Namespace, settings: Settings) -> int:
+    from payql.db import Database  # noqa: PLC0415
+    from payql.services.credits import CreditService  # noqa: PLC0415
+    from payql.services.idempotency import IdempotencyService  # noqa: PLC0415
+
+    db = Database(settings.database_url)
+    try:
+        expired = CreditService(db, IdempotencyService(db)).expire()
+    finally:
+        db.dispose()
+    print(f"credits expire: {expired} lot(s) expired")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payql", description="payql: a GraphQL payments service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="verify the ledger's invariants; exit 1 and print the offending rows otherwise"
     )
     check.set_defaults(run=cmd_ledger_check)
+
+    credits = commands.add_parser("credits", help="credit tools")
+    credit_commands = credits.add_subparsers(dest="credits_command", required=True)
+    expire = credit_commands.add_parser("expire", help="post the unspent remainder of lapsed credit lots as breakage")
+    expire.set_defaults(run=cmd_credits_expire)
     return parser
 
 

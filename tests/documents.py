@@ -107,3 +107,24 @@ PLATFORM_BALANCES = """
 { platformBalances { currency revenue { amount } tax { amount } providerPayable { amount } escrow { amount }
   payoutsInFlight { amount } providerCash { amount } } }
 """
+
+SPEND_CREDITS = """
+mutation($input: SpendCreditsInput!) {
+  spendCredits(input: $input) {
+    transaction { id type credits balanceAfter reference expiresAt createdAt }
+    balance { credits creditLots { id credits remaining expiresAt paymentId } }
+    errors { code field message }
+  }
+}
+"""
+
+CREDIT_TRANSACTIONS = """
+query($first: Int, $after: String) {
+  creditTransactions(first: $first, after: $after) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { node { id type credits balanceAfter reference expiresAt } }
+  }
+}
+"""
+
+CREDIT_BALANCE = "{ balances { credits creditLots { id credits remaining expiresAt paymentId } } }"

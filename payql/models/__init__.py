@@ -1,6 +1,7 @@
 """SQLAlchemy tables, one module per aggregate."""
 
 from payql.models.base import Base, new_id, utcnow
+from payql.models.credits import CreditLot, CreditTransaction, ProviderCustomer
 from payql.models.enroll import Enroll
 from payql.models.idempotency import IdempotencyRecord
 from payql.models.ledger import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
@@ -14,7 +15,9 @@ __all__ = [
     "PLATFORM",
     "AccountKind",
     "Base",
+    "CreditLot",
     "CreditPackage",
+    "CreditTransaction",
     "Enroll",
     "IdempotencyRecord",
     "LedgerAccount",
@@ -22,6 +25,7 @@ __all__ = [
     "LedgerTransaction",
     "MockObject",
     "Payment",
+    "ProviderCustomer",
     "Refund",
     "User",
     "WebhookEvent",

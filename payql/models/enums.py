@@ -60,3 +60,10 @@ class WebhookStatus(StrEnum):
     PROCESSED = "PROCESSED"
     IGNORED = "IGNORED"
     FAILED = "FAILED"
+
+
+class CreditTransactionType(StrEnum):
+    PURCHASED = "PURCHASED"
+    SPENT = "SPENT"
+    REFUNDED = "REFUNDED"
+    EXPIRED = "EXPIRED"

@@ -118,3 +118,6 @@ class Refund(Timestamped, Base):
     provider_refund_id: Mapped[str | None] = mapped_column(String(255), default=None)
     provider_key: Mapped[str] = mapped_column(String(100), unique=True)
     failure_message: Mapped[str | None] = mapped_column(String(500), default=None)
+    # A package refund takes back the lot's unspent credits when it is requested; a refund that then fails
+    # gives them back.
+    credits_voided: Mapped[int] = mapped_column(Integer, default=0)

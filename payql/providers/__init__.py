@@ -16,9 +16,20 @@ logger = logging.getLogger("payql.providers")
 def build_providers(settings: Settings, db: Database) -> dict[ProviderName, PaymentProvider]:
     """A provider without keys runs in mock mode (and says so in the log)."""
     providers: dict[ProviderName, PaymentProvider] = {}
-    for name, mock in ((ProviderName.STRIPE, settings.stripe_mock), (ProviderName.YOOKASSA, settings.yookassa_mock)):
-        if not mock:
-            raise RuntimeError(f"{name.value} keys are set, but this build has only the mock {name.value} provider")
-        logger.warning("MOCK MODE: %s has no keys; payments through it are simulated", name.value)
-        providers[name] = MockProvider(name, db)
+    if settings.stripe_secret_key is not None:
+        from payql.providers.stripe import StripeProvider  # noqa: PLC0415 - the SDK loads only when used
+
+        secret = settings.stripe_webhook_secret
+        providers[ProviderName.STRIPE] = StripeProvider(
+            settings.stripe_secret_key.get_secret_value(),
+            api_base=settings.stripe_api_base,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            timeout_ms=settings.provider_timeout_ms,
+        )
+    if settings.yookassa_shop_id is not None and settings.yookassa_secret_key is not None:
+        raise RuntimeError("YooKassa keys are set, but this build has only the mock YooKassa provider")
+    for name in ProviderName:
+        if name not in providers:
+            logger.warning("MOCK MODE: %s has no keys; payments through it are simulated", name.value)
+            providers[name] = MockProvider(name, db)
     return providers

@@ -62,6 +62,7 @@ class CreatePaymentRequest:
     payer_id: str
     return_url: str | None = None
     package_code: str | None = None
+    customer_id: str | None = None  # the payer at the provider (Stripe Customer), when the provider has them
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,10 @@ class PaymentProvider(Protocol):
 
     name: ProviderName
     mock: bool
+
+    def create_customer(self, user_id: str, idempotency_key: str) -> str | None:
+        """The payer's record at the provider (a Stripe Customer), or None for a provider without them."""
+        ...
 
     def create_payment(self, request: CreatePaymentRequest, idempotency_key: str) -> ProviderPayment:
         """Create the payment at the provider; the answer carries the client secret or redirect URL."""

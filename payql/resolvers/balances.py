@@ -2,18 +2,42 @@
 
 from __future__ import annotations
 
+import strawberry
+from sqlalchemy import select
+
+from payql.models import CreditLot as CreditLotRow
+from payql.models import utcnow
 from payql.resolvers.common import GQLInfo, caller
-from payql.schema.types import AccountBalance, Balances, Money, PlatformBalance
+from payql.schema.types import AccountBalance, Balances, CreditLot, Money, PlatformBalance
 from payql.services import balances as books
+from payql.services import credits
 from payql.services.errors import Forbidden
 
 
 def balances(info: GQLInfo) -> Balances:
-    principal = caller(info)
-    accounts = books.user_accounts(info.context.session, principal.user_id)
+    return balances_of(info, caller(info).user_id)
+
+
+def balances_of(info: GQLInfo, user_id: str) -> Balances:
+    session = info.context.session
+    accounts = books.user_accounts(session, user_id)
+    now = utcnow()
+    lots = session.scalars(
+        select(CreditLotRow).where(CreditLotRow.user_id == user_id).order_by(CreditLotRow.expires_at, CreditLotRow.id)
+    )
     return Balances(
-        credits=0,
-        credit_lots=[],
+        credits=credits.unexpired(session, user_id, now),
+        credit_lots=[
+            CreditLot(
+                id=strawberry.ID(lot.id),
+                credits=lot.credits,
+                remaining=lot.remaining,
+                expires_at=lot.expires_at,
+                payment_id=strawberry.ID(lot.payment_id),
+            )
+            for lot in lots
+            if lot.remaining > 0 and lot.expires_at > now
+        ],
         accounts=[
             AccountBalance(
                 currency=account.currency,

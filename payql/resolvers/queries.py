@@ -11,7 +11,7 @@ from payql import models as m
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
 from payql.resolvers.common import GQLInfo, caller
 from payql.schema.nodes import enroll_node, package_type, payment_node
-from payql.schema.types import Connection, CreditPackage, Edge, Enroll, PageInfo, Payment
+from payql.schema.types import Connection, CreditPackage, CreditTransaction, Edge, Enroll, PageInfo, Payment
 from payql.services import enrolls as enroll_rules
 from payql.services import queries
 from payql.services.errors import NotFound
@@ -66,3 +66,11 @@ def enrolls(
     loaders = info.context.loaders
     loaders.enroll_payment.want(item.id for item in page.items)
     return _connection(page, lambda row: enroll_node(loaders, row))
+
+
+def credit_transactions(
+    info: GQLInfo, first: int = queries.DEFAULT_PAGE, after: str | None = None
+) -> Connection[CreditTransaction]:
+    principal = caller(info)
+    page = queries.list_credit_transactions(info.context.session, principal, first, after)
+    return _connection(page, lambda row: row)

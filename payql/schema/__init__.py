@@ -25,12 +25,13 @@ from payql.resolvers import (
     mark_enroll_ready,
     queries,
     refund,
+    spend_credits,
 )
 from payql.resolvers import balances as balance_resolvers
 from payql.schema.errors import CodedErrors
 from payql.schema.execution import FastExecutionContext
 from payql.schema.permissions import IsAuthenticated
-from payql.schema.types import Balances, Connection, CreditPackage, Enroll, Payment, PlatformBalance
+from payql.schema.types import Balances, Connection, CreditPackage, CreditTransaction, Enroll, Payment, PlatformBalance
 from payql.settings import Settings
 
 
@@ -46,6 +47,11 @@ class Query:
     enroll: Enroll | None = strawberry.field(resolver=queries.enroll, permission_classes=[IsAuthenticated])
     enrolls: Connection[Enroll] = strawberry.field(resolver=queries.enrolls, permission_classes=[IsAuthenticated])
     balances: Balances = strawberry.field(resolver=balance_resolvers.balances, permission_classes=[IsAuthenticated])
+    credit_transactions: Connection[CreditTransaction] = strawberry.field(
+        resolver=queries.credit_transactions,
+        permission_classes=[IsAuthenticated],
+        description="The caller's credit ledger, newest first.",
+    )
     platform_balances: list[PlatformBalance] = strawberry.field(
         resolver=balance_resolvers.platform_balances, permission_classes=[IsAuthenticated], description="Admin only."
     )
@@ -62,6 +68,7 @@ class Mutation:
         resolver=mark_enroll_ready.mark_enroll_ready, permission_classes=[IsAuthenticated]
     )
     confirm_enroll = strawberry.mutation(resolver=confirm_enroll.confirm_enroll, permission_classes=[IsAuthenticated])
+    spend_credits = strawberry.mutation(resolver=spend_credits.spend_credits, permission_classes=[IsAuthenticated])
     cancel_enroll = strawberry.mutation(resolver=cancel_enroll.cancel_enroll, permission_classes=[IsAuthenticated])
 
 

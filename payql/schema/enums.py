@@ -8,6 +8,7 @@ import strawberry
 
 from payql.models.enums import (
     CaptureMethod,
+    CreditTransactionType,
     EnrollStatus,
     PaymentPurpose,
     PaymentStatus,
@@ -16,7 +17,15 @@ from payql.models.enums import (
     RefundStatus,
 )
 
-for _enum in (CaptureMethod, EnrollStatus, PaymentPurpose, PaymentStatus, RefundReason, RefundStatus):
+for _enum in (
+    CaptureMethod,
+    CreditTransactionType,
+    EnrollStatus,
+    PaymentPurpose,
+    PaymentStatus,
+    RefundReason,
+    RefundStatus,
+):
     strawberry.enum(_enum)
 strawberry.enum(ProviderName, name="Provider")
 Provider = ProviderName
@@ -39,6 +48,7 @@ class ErrorCode(StrEnum):
 
 __all__ = [
     "CaptureMethod",
+    "CreditTransactionType",
     "EnrollStatus",
     "ErrorCode",
     "PaymentPurpose",

@@ -37,3 +37,10 @@ class CreateEnrollInput:
     provider_id: strawberry.ID
     title: str
     price: MoneyInput
+
+
+@strawberry.input
+class SpendCreditsInput:
+    credits: int
+    reference: str | None = None
+    idempotency_key: str | None = None

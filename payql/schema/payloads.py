@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import strawberry
 
-from payql.schema.types import Enroll, Payment, Refund, UserError
+from payql.schema.types import Balances, CreditTransaction, Enroll, Payment, Refund, UserError
 
 
 @strawberry.type
@@ -31,4 +31,11 @@ class RefundPayload:
 class EnrollPayload:
     enroll: Enroll | None = None
     payment: Payment | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class SpendCreditsPayload:
+    transaction: CreditTransaction | None = None
+    balance: Balances | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)

@@ -10,6 +10,7 @@ import strawberry
 from payql.money import format_minor
 from payql.schema.enums import (
     CaptureMethod,
+    CreditTransactionType,
     EnrollStatus,
     ErrorCode,
     PaymentPurpose,
@@ -138,6 +139,17 @@ class CreditLot:
     remaining: int
     expires_at: datetime
     payment_id: strawberry.ID | None
+
+
+@strawberry.type(description="A line of the credit ledger: `credits` is signed (PURCHASED positive).")
+class CreditTransaction:
+    id: strawberry.ID
+    type: CreditTransactionType
+    credits: int
+    balance_after: int
+    expires_at: datetime | None
+    reference: str | None
+    created_at: datetime
 
 
 @strawberry.type(description="A user's money in one currency; all amounts are the user's, shown positive.")

@@ -9,11 +9,13 @@ from payql.db import Database
 from payql.models.enums import ProviderName
 from payql.providers.base import PaymentProvider
 from payql.services.catalogue import Catalogue
+from payql.services.credits import CreditService
 from payql.services.enrolls import EnrollService
 from payql.services.idempotency import IdempotencyService
 from payql.services.payments import PaymentService
 from payql.services.refunds import RefundService
 from payql.services.users import UserService
+from payql.services.webhooks import WebhookService
 from payql.settings import Settings
 
 
@@ -29,6 +31,8 @@ class Services:
     payments: PaymentService
     refunds: RefundService
     enrolls: EnrollService
+    credits: CreditService
+    webhooks: WebhookService
 
 
 def build_services(settings: Settings, db: Database, providers: dict[ProviderName, PaymentProvider]) -> Services:
@@ -47,4 +51,6 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         payments=payments,
         refunds=refunds,
         enrolls=EnrollService(db, payments, refunds),
+        credits=CreditService(db, idempotency),
+        webhooks=WebhookService(db, payments),
     )

@@ -1,11 +1,13 @@
-"""The invariants that must always hold (DESIGN.md §4), checked by `payql ledger check` and after every test."""
+"""The invariants that must always hold (DESIGN.md §4), checked by `payql ledger check` and after every test:
+every transaction sums to zero, every materialised balance equals its entries, refunds never exceed captures,
+no credit lot below zero."""
 
 from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from payql.models import LedgerAccount, LedgerEntry, Payment, Refund
+from payql.models import CreditLot, LedgerAccount, LedgerEntry, Payment, Refund
 from payql.models.enums import RefundStatus
 
 
@@ -68,4 +70,10 @@ def ledger_problems(session: Session) -> list[str]:
         f"payment {pid} shows {shown} refunded but its succeeded refunds sum to {total}"
         for pid, shown, total in mismatched
     )
+    negative = session.execute(
+        select(CreditLot.id, CreditLot.remaining, CreditLot.credits).where(
+            (CreditLot.remaining < 0) | (CreditLot.remaining > CreditLot.credits)
+        )
+    )
+    problems.extend(f"credit lot {lot} has {left} of {granted} credits left" for lot, left, granted in negative)
     return problems

@@ -7,6 +7,7 @@ applied in a second transaction through `PaymentService.apply`, the only code th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
-from payql.models import Enroll, Payment, Refund, new_id, utcnow
+from payql.models import Enroll, Payment, ProviderCustomer, Refund, new_id, utcnow
 from payql.models.enums import (
     CaptureMethod,
     EnrollStatus,
@@ -29,8 +30,15 @@ from payql.models.enums import (
 )
 from payql.models.payment import OPEN_STATUSES
 from payql.money import split_fee
-from payql.providers.base import CreatePaymentRequest, PaymentDeclined, PaymentProvider, ProviderPayment, ProviderRefund
-from payql.services import ledger
+from payql.providers.base import (
+    CreatePaymentRequest,
+    PaymentDeclined,
+    PaymentProvider,
+    ProviderError,
+    ProviderPayment,
+    ProviderRefund,
+)
+from payql.services import credits, ledger
 from payql.services.catalogue import Catalogue
 from payql.services.errors import DomainError, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
@@ -54,6 +62,16 @@ class IntentResult:
 class ConfirmResult:
     payment: Payment
     error: DomainError | None = None
+
+
+def _resumable(payment: Payment, provider: PaymentProvider, capture_method: CaptureMethod | None) -> bool:
+    """An open payment that never reached its provider, asked for again the same way."""
+    return (
+        payment.provider_payment_id is None
+        and payment.status is PaymentStatus.PENDING
+        and payment.provider is provider.name
+        and payment.capture_method is (capture_method or CaptureMethod.MANUAL)
+    )
 
 
 def can_see(principal: Principal, payment: Payment) -> bool:
@@ -196,6 +214,8 @@ class PaymentService:
             existing = session.scalars(
                 select(Payment).where(Payment.enroll_id == enroll.id, Payment.status.in_(OPEN_STATUSES))
             ).first()
+            if existing is not None and _resumable(existing, provider, capture_method):
+                return existing  # never reached the provider (an outage): this attempt resumes it, same key
             if existing is not None:
                 raise InvalidState(
                     f"the enroll already has a payment ({existing.id}, {existing.status.value})", field="enrollId"
@@ -223,8 +243,29 @@ class PaymentService:
         session.add(payment)
         return payment
 
+    def _customer(self, payer_id: str, provider: PaymentProvider) -> str | None:
+        """The payer's customer at the provider: created on their first payment there, then reused."""
+        key = (payer_id, provider.name.value, provider.mock)
+        with self._db.read() as session:
+            known = session.get(ProviderCustomer, key)
+            if known is not None:
+                return known.customer_id
+        customer_id = provider.create_customer(payer_id, f"payql-customer-{payer_id}")
+        if customer_id is None:
+            return None
+        with self._db.uow() as uow:
+            if uow.session.get(ProviderCustomer, key) is None:
+                uow.session.add(
+                    ProviderCustomer(user_id=payer_id, provider=key[1], mock=provider.mock, customer_id=customer_id)
+                )
+                # a concurrent first payment may record it first: the same customer (same idempotency key)
+                with contextlib.suppress(IntegrityError):
+                    uow.commit()
+        return customer_id
+
     def _send(self, payment: Payment, provider: PaymentProvider) -> Payment:
         """Create the payment at the provider (outside any transaction) and apply the answer."""
+        customer_id = self._customer(payment.payer_id, provider)
         request = CreatePaymentRequest(
             payment_id=payment.id,
             purpose=payment.purpose,
@@ -235,16 +276,14 @@ class PaymentService:
             payer_id=payment.payer_id,
             return_url=payment.return_url or self._settings.default_return_url,
             package_code=payment.package_code,
+            customer_id=customer_id,
         )
         try:
             answer = provider.create_payment(request, payment.provider_key)
-        except DomainError:
-            raise
-        except Exception as exc:
-            if getattr(exc, "transient", True):
-                raise
-            self._fail(payment.id, getattr(exc, "provider_code", None), getattr(exc, "message", str(exc)))
-            raise
+        except ProviderError as exc:
+            if not exc.transient:
+                self._fail(payment.id, exc.provider_code, exc.message)
+            raise  # transient: the payment stays PENDING; a retry sends the same provider key
         return self.apply_answer(payment.id, answer)
 
     def _fail(self, payment_id: str, code: str | None, message: str) -> None:
@@ -378,11 +417,13 @@ class PaymentService:
         if refund.status is RefundStatus.PENDING and answer.status is not RefundStatus.PENDING:
             refund.status = answer.status
             refund.failure_message = answer.failure_message
+            if answer.status in {RefundStatus.FAILED, RefundStatus.CANCELED}:
+                credits.restore_after_failed_refund(session, refund)
         return refund
 
-    @staticmethod
-    def settle(session: Session, payment: Payment) -> None:
-        """Derive the refunded amount and status from the refund rows, then bring the ledger in line."""
+    def settle(self, session: Session, payment: Payment) -> None:
+        """Derive the refunded amount and status from the refund rows, then bring the ledger (and a package's
+        credits) in line."""
         session.flush()
         refunded = sum(
             session.scalars(
@@ -400,3 +441,4 @@ class PaymentService:
         ledger.sync_payment(
             session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED
         )
+        credits.grant_for_payment(session, payment, self._settings.credit_expiry_days)

@@ -19,7 +19,7 @@ from sqlalchemy import Integer, Select, Table, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.models import Enroll, Payment, Refund
+from payql.models import CreditTransaction, Enroll, Payment, Refund
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
 from payql.models.payment import OPEN_STATUSES
 from payql.services.catalogue import Catalogue
@@ -58,6 +58,7 @@ class Page(Generic[T]):
 
 PAYMENTS = cast("Table", Payment.__table__)
 ENROLLS = cast("Table", Enroll.__table__)
+CREDIT_TRANSACTIONS = cast("Table", CreditTransaction.__table__)
 
 
 @functools.cache
@@ -125,6 +126,14 @@ def list_enrolls(
     session: Session, principal: Principal, first: int | None, after: str | None, status: EnrollStatus | None
 ) -> Page[Record]:
     return _page(session, ENROLLS, ("client_id", "provider_id"), principal, first, after, {"status": status})
+
+
+def list_credit_transactions(
+    session: Session, principal: Principal, first: int | None, after: str | None
+) -> Page[Record]:
+    """The caller's own credit history, newest first (an admin sees their own too: credits are personal)."""
+    me = Principal(principal.user_id, frozenset())
+    return _page(session, CREDIT_TRANSACTIONS, ("user_id", "user_id"), me, first, after, {})
 
 
 _ENROLLS = select(*Enroll.__table__.c).where(Enroll.id.in_(bindparam("ids", expanding=True)))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
@@ -17,6 +18,7 @@ from payql.models import Payment, Refund
 from payql.models.enums import PaymentPurpose, RefundReason, RefundStatus
 from payql.money import Money
 from payql.providers.base import ProviderError
+from payql.services import credits
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
 from payql.services.payments import PaymentService
@@ -111,29 +113,7 @@ class RefundService:
                     self._check_actor(principal, payment)
                 if payment.status not in REFUNDABLE:
                     raise InvalidState(f"the payment is {payment.status.value}: there is nothing to refund")
-                committed = session.scalar(
-                    select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-                        Refund.payment_id == payment.id,
-                        Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED]),
-                    )
-                )
-                left = payment.captured_minor - int(committed or 0)
-                if amount is None:
-                    value = left
-                else:
-                    if amount.currency != payment.currency:
-                        raise InvalidInput(
-                            f"amount must be in the payment's currency {payment.currency}", field="amount"
-                        )
-                    value = amount.minor
-                if value <= 0:
-                    raise InvalidInput("nothing is left to refund on this payment", field="amount")
-                if value > left:
-                    raise InvalidInput(
-                        f"amount exceeds what is left to refund ({Money(left, payment.currency).format()} "
-                        f"{payment.currency})",
-                        field="amount",
-                    )
+                value = self._amount(session, payment, amount)
                 refund = Refund(
                     id=refund_id,
                     payment_id=payment.id,
@@ -146,12 +126,43 @@ class RefundService:
                     provider_key=f"payql-{refund_id}",
                 )
                 session.add(refund)
+                session.flush()
+                if payment.purpose is PaymentPurpose.PACKAGE:
+                    credits.void_for_refund(session, payment, refund)
                 uow.commit()
             else:
                 payment = self._payments.get_visible(session, principal, refund.payment_id)
         if refund.status is not RefundStatus.PENDING:
             return RefundResult(refund=refund, payment=payment)
         return self._send(refund, payment)
+
+    @staticmethod
+    def _amount(session: Session, payment: Payment, amount: Money | None) -> int:
+        """The refund's amount: what was asked, or what is left (for a package, less the credits spent), never more
+        than captured minus what other refunds (pending ones included) already take."""
+        committed = session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+                Refund.payment_id == payment.id,
+                Refund.status.in_([RefundStatus.PENDING, RefundStatus.SUCCEEDED]),
+            )
+        )
+        left = payment.captured_minor - int(committed or 0)
+        if amount is None and payment.purpose is PaymentPurpose.PACKAGE:
+            value = min(left, credits.refundable_for_package(session, payment))  # spent credits stay paid for
+        elif amount is None:
+            value = left
+        elif amount.currency != payment.currency:
+            raise InvalidInput(f"amount must be in the payment's currency {payment.currency}", field="amount")
+        else:
+            value = amount.minor
+        if value <= 0:
+            raise InvalidInput("nothing is left to refund on this payment", field="amount")
+        if value > left:
+            raise InvalidInput(
+                f"amount exceeds what is left to refund ({Money(left, payment.currency).format()} {payment.currency})",
+                field="amount",
+            )
+        return value
 
     @staticmethod
     def _check_actor(principal: Principal, payment: Payment) -> None:
@@ -184,14 +195,15 @@ class RefundService:
             if locked is None:  # pragma: no cover
                 raise NotFound("payment not found")
             stored = self._payments.apply_refund(uow.session, locked, answer)
-            PaymentService.settle(uow.session, locked)
+            self._payments.settle(uow.session, locked)
             uow.commit()
             return RefundResult(refund=stored, payment=locked)
 
     def _mark_failed(self, refund_id: str, message: str) -> None:
         with self._db.uow() as uow:
-            refund = uow.session.get(Refund, refund_id)
+            refund = uow.session.get(Refund, refund_id, with_for_update=True)
             if refund is not None and refund.status is RefundStatus.PENDING:
                 refund.status = RefundStatus.FAILED
                 refund.failure_message = message[:500]
+                credits.restore_after_failed_refund(uow.session, refund)
                 uow.commit()

@@ -1,27 +1,30 @@
 """Webhook routes: `POST /webhooks/stripe` and `POST /webhooks/yookassa`.
 
 The body is read raw (signatures are over the exact bytes) and handed to the provider's `parse_webhook`, which
-verifies it; an unverified delivery is answered 400 before anything is read from it. In mock mode nothing is
-verified, so every delivery is refused.
+verifies it before anything is read from it. Answers (CONTRACT.md): 200 for processed, duplicate and ignored
+events; 400 for a bad or missing signature, a stale timestamp, malformed JSON or an untrusted sender; 500 for a
+failure the provider should retry (the event stays recorded as failed) or a webhook secret that is not configured.
+In mock mode nothing can be verified, so every delivery is refused with 400.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from payql.models.enums import ProviderName
-from payql.providers.base import WebhookRejected
+from payql.providers.base import ProviderError, WebhookRejected
 from payql.services import Services
 
 logger = logging.getLogger("payql.webhooks")
 MAX_BODY = 1_000_000
 
 
-def webhook_route(services: Services, provider: ProviderName) -> object:
+def webhook_route(services: Services, provider: ProviderName) -> Callable[[Request], Awaitable[Response]]:
     async def receive(request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_BODY:
@@ -30,10 +33,20 @@ def webhook_route(services: Services, provider: ProviderName) -> object:
         client_ip = request.client.host if request.client else None
         adapter = services.providers[provider]
         try:
-            await anyio.to_thread.run_sync(adapter.parse_webhook, headers, body, client_ip)
+            event = await anyio.to_thread.run_sync(adapter.parse_webhook, headers, body, client_ip)
         except WebhookRejected as exc:
             logger.warning("%s webhook refused from %s: %s", provider.value, client_ip, exc.message)
             return JSONResponse({"error": exc.message}, status_code=400)
-        return JSONResponse({"error": "webhook processing is not available yet"}, status_code=400)
+        except ProviderError as exc:
+            logger.error("%s webhook cannot be verified: %s", provider.value, exc.message)  # noqa: TRY400 - a setup error
+            return JSONResponse({"error": "webhook verification is not configured"}, status_code=500)
+        try:
+            outcome = await anyio.to_thread.run_sync(
+                services.webhooks.receive, provider, event, body, headers, client_ip
+            )
+        except Exception:
+            logger.exception("%s webhook %s (%s) failed", provider.value, event.dedupe_key, event.event_type)
+            return JSONResponse({"status": "failed"}, status_code=500)
+        return JSONResponse({"status": outcome.value})
 
     return receive

@@ -151,6 +151,11 @@ class MockProvider:
 
     # -- the protocol --------------------------------------------------------------------------------------
 
+    def create_customer(self, user_id: str, idempotency_key: str) -> str | None:
+        if self.name is not ProviderName.STRIPE:
+            return None
+        return f"cus_mock_{_digest(self.name, user_id)[:24]}"
+
     def create_payment(self, request: CreatePaymentRequest, idempotency_key: str) -> ProviderPayment:
         params = _digest(request.amount_minor, request.currency, request.capture_method, request.payment_id)
 

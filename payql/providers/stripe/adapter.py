@@ -1,0 +1,317 @@
+"""The Stripe adapter: the only module that calls the `stripe` SDK.
+
+One `StripeClient` is built in `create_app` with its own HTTPX client and timeout; nothing is configured globally
+per call (only `stripe.enable_telemetry = False`). Operations run synchronously (`allow_sync_methods`): every
+GraphQL operation already runs in a worker thread, so a call never blocks the event loop. Our idempotency key goes
+on every POST, suffixed per endpoint because Stripe refuses one key reused across endpoints. SDK exceptions become
+`ProviderError`s here and nowhere else.
+
+Enroll payments are PaymentIntents (`capture_method=manual` for MANUAL); credit packages are Checkout Sessions,
+whose id is the payment's provider id (its PaymentIntent is looked up when a refund needs it).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar, cast
+
+import stripe
+
+from payql.models.enums import CaptureMethod, PaymentPurpose, ProviderName, RefundReason
+from payql.providers.base import (
+    CreatePaymentRequest,
+    PaymentDeclined,
+    ProviderError,
+    ProviderEvent,
+    ProviderInvalidRequest,
+    ProviderPayment,
+    ProviderPayout,
+    ProviderRefund,
+    ProviderUnavailable,
+    RateLimited,
+    WebhookRejected,
+)
+from payql.providers.stripe import mapping
+
+logger = logging.getLogger("payql.providers.stripe")
+T = TypeVar("T")
+
+# Event types we act on; anything else is recorded and acknowledged.
+HANDLED_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "payment_intent.canceled",
+        "payment_intent.processing",
+        "payment_intent.requires_action",
+        "payment_intent.amount_capturable_updated",
+        "charge.refunded",
+        "refund.created",
+        "refund.updated",
+        "refund.failed",
+        "checkout.session.completed",
+        "checkout.session.async_payment_succeeded",
+        "checkout.session.async_payment_failed",
+        "checkout.session.expired",
+    }
+)
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Stripe's exceptions as ours: declines, rate limits, outages and the rest."""
+    try:
+        yield
+    except stripe.CardError as exc:
+        code = mapping.decline_code(exc.error) or exc.code or "card_declined"
+        if code in mapping.DECLINE_CODES:
+            raise PaymentDeclined(
+                f"{exc.user_message or 'the card was declined'} ({code})", provider_code=code
+            ) from exc
+        raise ProviderError(f"Stripe refused the card ({code})", provider_code=code) from exc
+    except stripe.RateLimitError as exc:
+        raise RateLimited("Stripe is rate limiting requests; retry later", provider_code="rate_limit") from exc
+    except stripe.APIConnectionError as exc:
+        raise ProviderUnavailable("Stripe could not be reached in time", provider_code="connection") from exc
+    except stripe.APIError as exc:
+        if (exc.http_status or 500) >= 500:  # noqa: PLR2004
+            raise ProviderUnavailable("Stripe answered with a server error", provider_code="api_error") from exc
+        raise ProviderError(f"Stripe error: {exc.user_message or exc.code}", provider_code=exc.code) from exc
+    except stripe.InvalidRequestError as exc:
+        raise ProviderInvalidRequest(
+            f"Stripe refused the request: {exc.user_message or exc.code}", provider_code=exc.code
+        ) from exc
+    except stripe.StripeError as exc:
+        raise ProviderError(f"Stripe error: {exc.code or type(exc).__name__}", provider_code=exc.code) from exc
+
+
+def _options(key: str, endpoint: str) -> Any:
+    return {"idempotency_key": f"{key}:{endpoint}"}
+
+
+class StripeProvider:
+    name = ProviderName.STRIPE
+    mock = False
+
+    def __init__(
+        self,
+        secret_key: str,
+        *,
+        api_base: str,
+        webhook_secret: str | None,
+        timeout_ms: int,
+        max_network_retries: int = 0,
+    ) -> None:
+        stripe.enable_telemetry = False
+        self._http = stripe.HTTPXClient(timeout=timeout_ms / 1000, allow_sync_methods=True)
+        self._client = stripe.StripeClient(
+            secret_key,
+            base_addresses={"api": api_base},
+            http_client=self._http,
+            max_network_retries=max_network_retries,
+        )
+        self._webhook_secret = webhook_secret
+
+    def close(self) -> None:
+        self._http.close()  # type: ignore[no-untyped-call]
+
+    def _call(self, fn: Callable[[], T]) -> T:
+        with _translated():
+            return fn()
+
+    # -- customers ---------------------------------------------------------------------------------------
+
+    def create_customer(self, user_id: str, idempotency_key: str) -> str | None:
+        customer = self._call(
+            lambda: self._client.v1.customers.create(
+                params={"metadata": {"user_id": user_id}}, options=_options(idempotency_key, "customer")
+            )
+        )
+        return str(customer["id"])
+
+    # -- payments ----------------------------------------------------------------------------------------
+
+    def create_payment(self, request: CreatePaymentRequest, idempotency_key: str) -> ProviderPayment:
+        currency = request.currency.lower()
+        metadata = {"payment_id": request.payment_id, "purpose": request.purpose.value}
+        if request.purpose is PaymentPurpose.PACKAGE:
+            return_url = request.return_url or ""
+            params: Any = {
+                "mode": "payment",
+                "client_reference_id": request.payment_id,
+                "line_items": [
+                    {
+                        "price_data": {
+                            "currency": currency,
+                            "unit_amount": request.amount_minor,
+                            "product_data": {"name": request.description},
+                        },
+                        "quantity": 1,
+                    }
+                ],
+                "success_url": _with_status(return_url, "success"),
+                "cancel_url": _with_status(return_url, "cancel"),
+                "metadata": metadata,
+                "payment_intent_data": {"metadata": metadata},
+            }
+            if request.customer_id:
+                params["customer"] = request.customer_id
+            session = self._call(
+                lambda: self._client.v1.checkout.sessions.create(
+                    params=params, options=_options(idempotency_key, "checkout")
+                )
+            )
+            return mapping.checkout_session(session, None)
+        intent_params: Any = {
+            "amount": request.amount_minor,
+            "currency": currency,
+            "capture_method": "manual" if request.capture_method is CaptureMethod.MANUAL else "automatic",
+            "payment_method_types": ["card"],
+            "description": request.description,
+            "metadata": metadata,
+        }
+        if request.customer_id:
+            intent_params["customer"] = request.customer_id
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.create(
+                params=intent_params, options=_options(idempotency_key, "intent")
+            )
+        )
+        return mapping.payment_intent(intent)
+
+    def _intent_refunds(self, intent_id: str) -> list[Any]:
+        listed = self._call(lambda: self._client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100}))
+        return cast("list[Any]", listed.data)
+
+    def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
+        if provider_payment_id.startswith("cs_"):
+            session = self._call(lambda: self._client.v1.checkout.sessions.retrieve(provider_payment_id))
+            intent_id = session["payment_intent"]
+            if intent_id is None:
+                return mapping.checkout_session(session, None)
+            intent = self._call(lambda: self._client.v1.payment_intents.retrieve(str(intent_id)))
+            return mapping.checkout_session(session, intent, self._intent_refunds(str(intent_id)))
+        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(provider_payment_id))
+        refunds = self._intent_refunds(provider_payment_id) if intent["status"] == "succeeded" else []
+        return mapping.payment_intent(intent, refunds)
+
+    def confirm_payment(
+        self, provider_payment_id: str, payment_method: str | None, idempotency_key: str
+    ) -> ProviderPayment:
+        if payment_method is None or provider_payment_id.startswith("cs_"):
+            return self.retrieve_payment(provider_payment_id)
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.confirm(
+                provider_payment_id,
+                params={"payment_method": payment_method},
+                options=_options(idempotency_key, "confirm"),
+            )
+        )
+        return mapping.payment_intent(intent)
+
+    def capture(
+        self, provider_payment_id: str, amount_minor: int, currency: str, idempotency_key: str
+    ) -> ProviderPayment:
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.capture(
+                provider_payment_id,
+                params={"amount_to_capture": amount_minor},
+                options=_options(idempotency_key, "capture"),
+            )
+        )
+        return mapping.payment_intent(intent)
+
+    def cancel(self, provider_payment_id: str, idempotency_key: str) -> ProviderPayment:
+        if provider_payment_id.startswith("cs_"):
+            self._call(
+                lambda: self._client.v1.checkout.sessions.expire(
+                    provider_payment_id, options=_options(idempotency_key, "expire")
+                )
+            )
+            return self.retrieve_payment(provider_payment_id)
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.cancel(
+                provider_payment_id, params={}, options=_options(idempotency_key, "cancel")
+            )
+        )
+        return mapping.payment_intent(intent)
+
+    def refund(
+        self,
+        provider_payment_id: str,
+        amount_minor: int,
+        currency: str,
+        reason: RefundReason,
+        refund_id: str,
+        idempotency_key: str,
+    ) -> ProviderRefund:
+        intent_id = provider_payment_id
+        if provider_payment_id.startswith("cs_"):
+            session = self._call(lambda: self._client.v1.checkout.sessions.retrieve(provider_payment_id))
+            intent_id = str(session["payment_intent"])
+        params: Any = {"payment_intent": intent_id, "amount": amount_minor, "metadata": {"refund_id": refund_id}}
+        if reason in mapping.REASON_TO_STRIPE:
+            params["reason"] = mapping.REASON_TO_STRIPE[reason]
+        created = self._call(
+            lambda: self._client.v1.refunds.create(params=params, options=_options(idempotency_key, "refund"))
+        )
+        return mapping.refund(created)
+
+    def retrieve_refund(self, provider_refund_id: str) -> ProviderRefund:
+        return mapping.refund(self._call(lambda: self._client.v1.refunds.retrieve(provider_refund_id)))
+
+    # -- webhooks ----------------------------------------------------------------------------------------
+
+    def parse_webhook(self, headers: dict[str, str], body: bytes, client_ip: str | None) -> ProviderEvent:
+        if not self._webhook_secret:
+            raise ProviderError("STRIPE_WEBHOOK_SECRET is not configured")
+        signature = headers.get("stripe-signature")
+        if not signature:
+            raise WebhookRejected("missing Stripe-Signature header")
+        try:
+            event = self._client.construct_event(body, signature, self._webhook_secret)
+        except stripe.SignatureVerificationError as exc:
+            raise WebhookRejected("invalid Stripe signature or stale timestamp") from exc
+        except ValueError as exc:
+            raise WebhookRejected("malformed JSON body") from exc
+        obj = event["data"]["object"]
+        kind = str(obj["object"]) if "object" in obj else "unknown"
+        payment_ref: str | None = None
+        if kind in {"payment_intent", "checkout.session"}:
+            payment_ref = str(obj["id"])
+        elif kind in {"charge", "refund"} and obj.get("payment_intent"):
+            payment_ref = str(obj["payment_intent"])
+        payment_id = mapping.metadata_payment_id(obj)
+        if kind == "checkout.session":
+            payment_id = obj.get("client_reference_id") or payment_id
+        return ProviderEvent(
+            dedupe_key=str(event["id"]),
+            event_type=str(event["type"]),
+            object_kind=kind,
+            object_id=str(obj.get("id", "")),
+            payment_id=payment_id,
+            data={"payment_ref": payment_ref, "handled": str(event["type"]) in HANDLED_EVENTS},
+        )
+
+    # -- payouts -----------------------------------------------------------------------------------------
+
+    def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout:
+        transfer = self._call(
+            lambda: self._client.v1.transfers.create(
+                params={"amount": amount_minor, "currency": currency.lower(), "destination": destination},
+                options=_options(idempotency_key, "transfer"),
+            )
+        )
+        return ProviderPayout(
+            provider_payout_id=str(transfer["id"]),
+            amount_minor=int(transfer["amount"]),
+            currency=str(transfer["currency"]).upper(),
+            status="succeeded",
+        )
+
+
+def _with_status(url: str, status: str) -> str:
+    separator = "&" if "?" in url else "?"
+    return f"{url}{separator}checkout={status}"

@@ -1,0 +1,123 @@
+"""Stripe objects to neutral DTOs. An unknown Stripe status maps to PENDING, never to success."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from payql.models.enums import PaymentStatus, RefundReason, RefundStatus
+from payql.providers.base import ProviderPayment, ProviderRefund
+
+INTENT_STATUS = {
+    "requires_payment_method": PaymentStatus.PENDING,
+    "requires_confirmation": PaymentStatus.PENDING,
+    "requires_action": PaymentStatus.REQUIRES_ACTION,
+    "processing": PaymentStatus.PROCESSING,
+    "requires_capture": PaymentStatus.AUTHORIZED,
+    "succeeded": PaymentStatus.SUCCEEDED,
+    "canceled": PaymentStatus.CANCELED,
+}
+
+REFUND_STATUS = {
+    "pending": RefundStatus.PENDING,
+    "requires_action": RefundStatus.PENDING,
+    "succeeded": RefundStatus.SUCCEEDED,
+    "failed": RefundStatus.FAILED,
+    "canceled": RefundStatus.CANCELED,
+}
+
+REASON_TO_STRIPE = {
+    RefundReason.REQUESTED_BY_CUSTOMER: "requested_by_customer",
+    RefundReason.DUPLICATE: "duplicate",
+    RefundReason.FRAUDULENT: "fraudulent",
+}
+REASON_FROM_STRIPE = {value: key for key, value in REASON_TO_STRIPE.items()}
+
+
+def _get(obj: Any, key: str, default: Any = None) -> Any:
+    """Stripe objects are dict-like; nested expandable fields may be an id or an object."""
+    try:
+        value = obj[key]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+DECLINE_CODES = frozenset({"card_declined", "insufficient_funds", "expired_card", "incorrect_cvc", "processing_error"})
+
+
+def decline_code(error: Any) -> str | None:
+    """The most telling of Stripe's `decline_code` and `code` (insufficient funds come as a decline code)."""
+    specific, general = _get(error, "decline_code"), _get(error, "code")
+    if specific in DECLINE_CODES:
+        return str(specific)
+    return str(general) if general else None
+
+
+def metadata_payment_id(obj: Any) -> str | None:
+    metadata = _get(obj, "metadata", {})
+    value = _get(metadata, "payment_id")
+    return str(value) if value else None
+
+
+def refund(obj: Any) -> ProviderRefund:
+    return ProviderRefund(
+        provider_refund_id=str(obj["id"]),
+        amount_minor=int(obj["amount"]),
+        currency=str(obj["currency"]).upper(),
+        status=REFUND_STATUS.get(str(_get(obj, "status", "")), RefundStatus.PENDING),
+        reason=REASON_FROM_STRIPE.get(str(_get(obj, "reason", "")), RefundReason.OTHER),
+        failure_message=_get(obj, "failure_reason"),
+        refund_id=(_get(_get(obj, "metadata", {}), "refund_id") or None),
+    )
+
+
+def payment_intent(obj: Any, refunds: Iterable[Any] = ()) -> ProviderPayment:
+    raw = str(_get(obj, "status", ""))
+    status = INTENT_STATUS.get(raw, PaymentStatus.PENDING)
+    error = _get(obj, "last_payment_error", {})
+    received = int(_get(obj, "amount_received", 0))
+    return ProviderPayment(
+        provider_payment_id=str(obj["id"]),
+        status=status,
+        amount_minor=int(obj["amount"]),
+        currency=str(obj["currency"]).upper(),
+        captured_minor=received if status is PaymentStatus.SUCCEEDED else 0,
+        authorized_minor=int(_get(obj, "amount_capturable", 0)),
+        refunds=tuple(refund(item) for item in refunds),
+        client_secret=_get(obj, "client_secret"),
+        failure_code=decline_code(error) if status is PaymentStatus.PENDING else None,
+        failure_message=_get(error, "message") if status is PaymentStatus.PENDING else None,
+        payment_id=metadata_payment_id(obj),
+        raw_status=raw,
+    )
+
+
+def checkout_session(obj: Any, intent: Any | None, refunds: Iterable[Any] = ()) -> ProviderPayment:
+    """A Checkout Session is paid when its `payment_status` is `paid`; only then are credits granted."""
+    status_raw, paid = str(_get(obj, "status", "")), str(_get(obj, "payment_status", ""))
+    if paid in {"paid", "no_payment_required"}:
+        status = PaymentStatus.SUCCEEDED
+    elif status_raw == "expired":
+        status = PaymentStatus.CANCELED
+    elif status_raw == "complete":
+        status = PaymentStatus.PROCESSING  # an async payment method still settling
+    else:
+        status = PaymentStatus.PENDING
+    if intent is not None and _get(intent, "status") == "canceled" and status is not PaymentStatus.SUCCEEDED:
+        status = PaymentStatus.CANCELED
+    amount = int(_get(obj, "amount_total", 0))
+    expires = _get(obj, "expires_at")
+    return ProviderPayment(
+        provider_payment_id=str(obj["id"]),
+        status=status,
+        amount_minor=amount,
+        currency=str(_get(obj, "currency", "")).upper(),
+        captured_minor=amount if status is PaymentStatus.SUCCEEDED else 0,
+        refunds=tuple(refund(item) for item in refunds),
+        checkout_url=_get(obj, "url"),
+        expires_at=datetime.fromtimestamp(int(expires), UTC) if expires else None,
+        payment_id=_get(obj, "client_reference_id") or metadata_payment_id(obj),
+        raw_status=f"{status_raw}/{paid}",
+    )
