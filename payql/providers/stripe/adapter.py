@@ -168,7 +168,7 @@ class StripeProvider:
             "amount": request.amount_minor,
             "currency": currency,
             "capture_method": "manual" if request.capture_method is CaptureMethod.MANUAL else "automatic",
-            "payment_method_types": ["card"],
+            "allowed_payment_method_types": ["card"],
             "description": request.description,
             "metadata": metadata,
         }
@@ -276,8 +276,8 @@ class StripeProvider:
             raise WebhookRejected("invalid Stripe signature or stale timestamp") from exc
         except ValueError as exc:
             raise WebhookRejected("malformed JSON body") from exc
-        obj = event["data"]["object"]
-        kind = str(obj["object"]) if "object" in obj else "unknown"
+        obj: dict[str, Any] = event["data"]["object"].to_dict()
+        kind = str(obj.get("object", "unknown"))
         payment_ref: str | None = None
         if kind in {"payment_intent", "checkout.session"}:
             payment_ref = str(obj["id"])
