@@ -10,6 +10,8 @@ JSON line as the last line.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import os
 import random
@@ -21,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,6 +147,167 @@ def seed(url: str, rng: random.Random) -> None:
     db.dispose()
 
 
+WEBHOOK_SECRET = "whsec_bench_secret"
+STRIPE_KEY = "sk_test_bench"
+WEBHOOKS = 2000
+
+
+class StripeFakeProcess:
+    """The test fake of the Stripe API, in a process of its own (so it does not share a GIL with the load)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        script = HERE.parent / "tests" / "fakes" / "stripe_api.py"
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), "--port", str(self.port), "--secret-key", STRIPE_KEY],
+            stdout=subprocess.DEVNULL,
+        )
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"{self.url}/checkout/none", timeout=1)  # noqa: S310 - loopback
+            except urllib.error.HTTPError:
+                return  # it answers (404: no such session)
+            except OSError:
+                time.sleep(0.1)
+        raise SystemExit("the fake Stripe API did not start")
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def signed(event: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A delivery signed as Stripe signs: `t=<ts>,v1=<HMAC-SHA256 of "<ts>.<body>">`."""
+    body = json.dumps(event).encode()
+    stamp = int(time.time())
+    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{stamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Stripe-Signature": f"t={stamp},v1={digest}", "Content-Type": "application/json"}
+
+
+def seed_webhook_payments(url: str, fake: StripeFakeProcess, count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """`count` enroll payments that Stripe has taken (PaymentIntents paid at the fake) and we have not heard of
+    yet; returns their signed `payment_intent.succeeded` deliveries."""
+    import httpx  # noqa: PLC0415
+
+    db = Database(url)
+    now = datetime.now(UTC)
+    enrolls, payments, deliveries = [], [], []
+    with httpx.Client(base_url=fake.url, headers={"Authorization": f"Bearer {STRIPE_KEY}"}) as client:
+        for i in range(count):
+            stamp = f"{int(now.timestamp() * 1_000_000) + i:014x}{i:010x}"
+            payment_id, enroll_id = f"pay_{stamp}", f"enr_{stamp}"
+            created = client.post(
+                "/v1/payment_intents",
+                data={
+                    "amount": "5000",
+                    "currency": "usd",
+                    "capture_method": "automatic",
+                    "allowed_payment_method_types[0]": "card",
+                    "metadata[payment_id]": payment_id,
+                },
+            ).json()
+            intent = client.post(
+                f"/v1/payment_intents/{created['id']}/confirm", data={"payment_method": "pm_card_visa"}
+            ).json()
+            enrolls.append(
+                {
+                    "id": enroll_id,
+                    "client_id": "hook-client",
+                    "provider_id": "hook-provider",
+                    "title": "Hook",
+                    "price_minor": 5000,
+                    "currency": "USD",
+                    "status": EnrollStatus.PENDING,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            payments.append(
+                {
+                    "id": payment_id,
+                    "purpose": PaymentPurpose.ENROLL,
+                    "provider": ProviderName.STRIPE,
+                    "mock": False,
+                    "capture_method": CaptureMethod.AUTOMATIC,
+                    "status": PaymentStatus.PENDING,
+                    "currency": "USD",
+                    "amount_minor": 5000,
+                    "captured_minor": 0,
+                    "refunded_minor": 0,
+                    "authorized_minor": 0,
+                    "platform_bps": 500,
+                    "tax_bps": 0,
+                    "payer_id": "hook-client",
+                    "payee_id": "hook-provider",
+                    "enroll_id": enroll_id,
+                    "provider_payment_id": intent["id"],
+                    "provider_key": f"hook-{i}",
+                    "created_at": now,
+                    "updated_at": now,
+                    "escrow_minor": 0,
+                    "split_refunded_minor": 0,
+                }
+            )
+            event = {
+                "id": f"evt_hook_{i}",
+                "object": "event",
+                "type": "payment_intent.succeeded",
+                "api_version": "2026-10-28.endive",
+                "created": int(now.timestamp()),
+                "livemode": False,
+                "pending_webhooks": 1,
+                "request": {"id": None, "idempotency_key": None},
+                "data": {"object": intent},
+            }
+            deliveries.append(signed(event))
+    users = [
+        {"id": name, "roles": role, "created_at": now, "updated_at": now}
+        for name, role in (("hook-client", ""), ("hook-provider", "provider"))
+    ]
+    with db.uow() as uow:
+        uow.session.execute(insert(User), users)
+        uow.session.execute(insert(Enroll), enrolls)
+        uow.session.execute(insert(Payment), payments)
+        uow.commit()
+    db.dispose()
+    return deliveries
+
+
+def minimal_deliveries(template: tuple[bytes, dict[str, str]], count: int) -> list[tuple[bytes, dict[str, str]]]:
+    """Distinct signed events for the minimal route (its dedupe insert needs distinct event ids)."""
+    event = json.loads(template[0])
+    return [signed({**event, "id": f"evt_minimal_{i}"}) for i in range(count)]
+
+
+def post_all(url: str, deliveries: list[tuple[bytes, dict[str, str]]], connections: int) -> float:
+    """Send every delivery once, `connections` at a time; returns deliveries per second (all must answer 200)."""
+    import asyncio  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    async def run() -> float:
+        queue = list(reversed(deliveries))
+        failures: list[int] = []
+        async with httpx.AsyncClient(timeout=30) as client:
+
+            async def worker() -> None:
+                while queue:
+                    body, headers = queue.pop()
+                    answer = await client.post(url, content=body, headers=headers)
+                    if answer.status_code != 200:
+                        failures.append(answer.status_code)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            elapsed = time.perf_counter() - started
+        if failures:
+            raise SystemExit(f"webhook deliveries failed: {failures[:5]}")
+        return len(deliveries) / elapsed
+
+    return asyncio.run(run())
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -212,6 +376,35 @@ def statements_per_page(url: str, token_user: str, size: int) -> int:
     return len(statements)
 
 
+def start_server(env: dict[str, str], workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench_app:create_with_webhooks",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=workdir,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 - loopback
+            break
+        except OSError:
+            time.sleep(0.1)
+    return server, base
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5, help="length of one wrk run")
@@ -232,34 +425,22 @@ def main() -> int:
     sql_10 = statements_per_page(url, user, 10)
     sql_100 = statements_per_page(url, user, 100)
 
+    fake = StripeFakeProcess()
+    hooks = seed_webhook_payments(url, fake, WEBHOOKS)
+    minimal = minimal_deliveries(hooks[0], WEBHOOKS)
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "JWT_SECRET": SECRET, "LOG_LEVEL": "WARNING", "PYTHONPATH": str(HERE)}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "bench_app:create",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=workdir,
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "JWT_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(HERE),
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": fake.url,
+    }
+    server, base = start_server(env, workdir, port)
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 - loopback
-                break
-            except OSError:
-                time.sleep(0.1)
         scenarios = [
             ("graphql_list", f"{base}/graphql", {"query": LIST_QUERY}),
             ("raw_list", f"{base}/raw/payments?user={user}&first=20", None),
@@ -277,15 +458,28 @@ def main() -> int:
             name: {key: statistics.median(run[key] for run in measured) for key in measured[0]}
             for name, measured in runs.items()
         }
+        # Webhooks: every delivery once, alternating halves between the real route and the minimal one.
+        half = len(hooks) // 2
+        webhook_eps = [
+            post_all(f"{base}/webhooks/stripe", part, args.connections) for part in (hooks[:half], hooks[half:])
+        ]
+        minimal_eps = [
+            post_all(f"{base}/raw/webhook", part, args.connections) for part in (minimal[:half], minimal[half:])
+        ]
     finally:
         server.terminate()
         server.wait(timeout=10)
+        fake.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"{'scenario':<16}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
     for name, row in results.items():
         print(f"{name:<16}{row['rps']:>10.0f}{row['p50_ms']:>10.2f}{row['p99_ms']:>10.2f}")
     print(f"SQL statements per page: first 10 -> {sql_10}, first 100 -> {sql_100}")
+    webhook_rate, minimal_rate = statistics.mean(webhook_eps), statistics.mean(minimal_eps)
+    print(
+        f"webhooks: {webhook_rate:.0f} events/s through /webhooks/stripe, {minimal_rate:.0f} through the minimal route"
+    )
     graphql = results["graphql_list"]
     summary = {
         "graphql_list_rps": round(graphql["rps"], 1),
@@ -295,6 +489,8 @@ def main() -> int:
         "sql_per_page_10": sql_10,
         "sql_per_page_100": sql_100,
         "balances_rps": round(results["balances"]["rps"], 1),
+        "webhook_eps": round(webhook_rate, 1),
+        "webhook_vs_minimal": round(webhook_rate / minimal_rate, 3),
     }
     print(json.dumps(summary))
     return 0

@@ -29,13 +29,24 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from payql.models import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, Payment, Refund, new_id
+from payql.models import (
+    PLATFORM,
+    AccountKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    Refund,
+    new_id,
+    utcnow,
+)
 from payql.models.enums import PaymentPurpose, RefundStatus
 from payql.money import prorate, split_fee
 
@@ -52,10 +63,36 @@ class Line:
     amount_minor: int
 
 
-def _insert_ignore(session: Session, values: list[dict[str, object]]) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    session.execute(insert(LedgerAccount).values(values).on_conflict_do_nothing())
+_TRANSACTIONS = cast("Table", LedgerTransaction.__table__)
+_ENTRIES = cast("Table", LedgerEntry.__table__)
+_ACCOUNTS = cast("Table", LedgerAccount.__table__)
+# Statements built once: a posting runs on every capture, refund and webhook, and building and compiling its
+# statements each time cost more than executing them.
+_POSTED = select(_TRANSACTIONS.c.id).where(
+    _TRANSACTIONS.c.cause_type == bindparam("cause_type"),
+    _TRANSACTIONS.c.cause_id == bindparam("cause_id"),
+    _TRANSACTIONS.c.kind == bindparam("kind"),
+)
+_LOCK_ACCOUNTS = (
+    select(_ACCOUNTS.c.id, _ACCOUNTS.c.owner_id, _ACCOUNTS.c.kind, _ACCOUNTS.c.currency)
+    .where(
+        _ACCOUNTS.c.owner_id.in_(bindparam("owners", expanding=True)),
+        _ACCOUNTS.c.currency.in_(bindparam("currencies", expanding=True)),
+    )
+    .order_by(_ACCOUNTS.c.id)
+    .with_for_update()
+)
+_INSERT_TRANSACTION = insert(_TRANSACTIONS)
+_INSERT_ENTRY = insert(_ENTRIES)
+_MOVE_BALANCE = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("account"))
+    .values(balance_minor=_ACCOUNTS.c.balance_minor + bindparam("delta"))
+)
+_NEW_ACCOUNT = {
+    "postgresql": pg_insert(_ACCOUNTS).on_conflict_do_nothing(),
+    "sqlite": sqlite_insert(_ACCOUNTS).on_conflict_do_nothing(),
+}
 
 
 def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Iterable[Line]) -> bool:
@@ -69,54 +106,41 @@ def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Ite
         totals[line.currency] += line.amount_minor
     if any(totals.values()):
         raise UnbalancedPosting(f"{kind} for {cause_type} {cause_id} does not balance: {dict(totals)}")
-    exists = session.scalar(
-        select(LedgerTransaction.id).where(
-            LedgerTransaction.cause_type == cause_type,
-            LedgerTransaction.cause_id == cause_id,
-            LedgerTransaction.kind == kind,
-        )
-    )
-    if exists is not None or not lines:
+    connection = session.connection()
+    cause = {"cause_type": cause_type, "cause_id": cause_id, "kind": kind}
+    if not lines or connection.execute(_POSTED, cause).first() is not None:
         return False
     keys = sorted({(line.owner_id, line.kind, line.currency) for line in lines})
-    _insert_ignore(
-        session,
+    connection.execute(
+        _NEW_ACCOUNT[connection.dialect.name],
         [
             {"owner_id": owner, "kind": kind_, "currency": currency, "balance_minor": 0}
             for owner, kind_, currency in keys
         ],
     )
     accounts = {
-        (account.owner_id, account.kind, account.currency): account.id
-        for account in session.scalars(
-            select(LedgerAccount)
-            .where(
-                LedgerAccount.owner_id.in_({key[0] for key in keys}),
-                LedgerAccount.currency.in_({key[2] for key in keys}),
-            )
-            .order_by(LedgerAccount.id)
-            .with_for_update()
+        (row.owner_id, row.kind, row.currency): row.id
+        for row in connection.execute(
+            _LOCK_ACCOUNTS,
+            {"owners": sorted({key[0] for key in keys}), "currencies": sorted({key[2] for key in keys})},
         )
     }
-    transaction = LedgerTransaction(id=new_id("ltx"), kind=kind, cause_type=cause_type, cause_id=cause_id)
-    session.add(transaction)
-    session.flush()
-    for line in lines:
-        account_id = accounts[(line.owner_id, line.kind, line.currency)]
-        session.add(
-            LedgerEntry(
-                transaction_id=transaction.id,
-                account_id=account_id,
-                amount_minor=line.amount_minor,
-                currency=line.currency,
-            )
-        )
-        session.execute(
-            update(LedgerAccount)
-            .where(LedgerAccount.id == account_id)
-            .values(balance_minor=LedgerAccount.balance_minor + line.amount_minor)
-        )
-    session.flush()
+    transaction_id = new_id("ltx")
+    connection.execute(_INSERT_TRANSACTION, {"id": transaction_id, "created_at": utcnow(), **cause})
+    moves = [(accounts[(line.owner_id, line.kind, line.currency)], line) for line in lines]
+    connection.execute(
+        _INSERT_ENTRY,
+        [
+            {
+                "transaction_id": transaction_id,
+                "account_id": account,
+                "amount_minor": line.amount_minor,
+                "currency": line.currency,
+            }
+            for account, line in moves
+        ],
+    )
+    connection.execute(_MOVE_BALANCE, [{"account": account, "delta": line.amount_minor} for account, line in moves])
     return True
 
 
@@ -197,8 +221,8 @@ def post_refund(session: Session, payment: Payment, refund: Refund) -> None:
 def post_pending_refunds(session: Session, payment: Payment) -> None:
     """Post every succeeded refund of a captured payment that has not posted yet (a refund the provider reported
     before we knew the payment was captured waits here until we do)."""
-    if payment.captured_minor <= 0:
-        return
+    if payment.captured_minor <= 0 or payment.refunded_minor <= 0:
+        return  # no succeeded refund (settle has just counted them)
     posted = set(
         session.scalars(
             select(LedgerTransaction.cause_id)
@@ -217,6 +241,11 @@ def post_pending_refunds(session: Session, payment: Payment) -> None:
 
 
 CAPTURE_KINDS = ("sale", "capture", "escrow")
+_CAPTURE_POSTED = select(_TRANSACTIONS.c.id).where(
+    _TRANSACTIONS.c.cause_type == "payment",
+    _TRANSACTIONS.c.cause_id == bindparam("payment"),
+    _TRANSACTIONS.c.kind.in_(CAPTURE_KINDS),
+)
 
 
 def sync_payment(session: Session, payment: Payment, *, enroll_completed: bool) -> None:
@@ -226,16 +255,8 @@ def sync_payment(session: Session, payment: Payment, *, enroll_completed: bool) 
     """
     if payment.captured_minor <= 0:
         return
-    posted = session.scalar(
-        select(func.count())
-        .select_from(LedgerTransaction)
-        .where(
-            LedgerTransaction.cause_type == "payment",
-            LedgerTransaction.cause_id == payment.id,
-            LedgerTransaction.kind.in_(CAPTURE_KINDS),
-        )
-    )
-    if not posted:
+    posted = session.connection().execute(_CAPTURE_POSTED, {"payment": payment.id}).first()
+    if posted is None:
         post_captured(session, payment, enroll_completed=enroll_completed)
     post_pending_refunds(session, payment)
     if enroll_completed:

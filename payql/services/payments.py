@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -62,6 +62,11 @@ class IntentResult:
 class ConfirmResult:
     payment: Payment
     error: DomainError | None = None
+
+
+_REFUNDED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+    Refund.payment_id == bindparam("payment"), Refund.status == RefundStatus.SUCCEEDED
+)
 
 
 def _resumable(payment: Payment, provider: PaymentProvider, capture_method: CaptureMethod | None) -> bool:
@@ -425,13 +430,7 @@ class PaymentService:
         """Derive the refunded amount and status from the refund rows, then bring the ledger (and a package's
         credits) in line."""
         session.flush()
-        refunded = sum(
-            session.scalars(
-                select(Refund.amount_minor).where(
-                    Refund.payment_id == payment.id, Refund.status == RefundStatus.SUCCEEDED
-                )
-            )
-        )
+        refunded = int(session.connection().execute(_REFUNDED, {"payment": payment.id}).scalar_one())
         payment.refunded_minor = refunded
         if payment.status in CAPTURED and refunded > 0:
             target = PaymentStatus.REFUNDED if refunded >= payment.captured_minor else PaymentStatus.PARTIALLY_REFUNDED

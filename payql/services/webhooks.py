@@ -1,10 +1,17 @@
-"""Provider notifications: recorded before processing, deduplicated, and applied by re-reading the provider.
+"""Provider notifications: verified, deduplicated, applied by re-reading the provider, and always recorded.
 
-A delivery is verified by the provider adapter (`parse_webhook`), then written to the webhook log under a unique
-(provider, dedupe key). A repeat of a processed or ignored event changes nothing; a repeat of a failed one is
-processed again. Handlers treat the event as a trigger only: they re-read the payment at the provider and go
-through `PaymentService.apply`, so events in any order, late or repeated, end in the provider's current state and
-never move a payment backwards. Unknown event types and objects that are not ours are acknowledged and ignored.
+A delivery is verified by the provider adapter (`parse_webhook`) before this service sees it. The webhook log
+holds one row per (provider, dedupe key) under a unique constraint:
+
+- a delivery whose event was already processed or ignored is a duplicate: nothing happens, 200;
+- otherwise the handler re-reads the payment at the provider (the event is only a trigger: events in any order,
+  late or repeated, end in the provider's current state, and `PaymentService.apply` never moves a payment
+  backwards), then the log row and the payment's new state commit in one transaction;
+- a failure is recorded in a transaction of its own (status FAILED, the error, the attempt count) and the route
+  answers 500 so that the provider delivers again; the retry is processed once.
+
+Recording the delivery together with its effects keeps one commit (one fsync) per event on the common path,
+instead of a commit to record it and another to apply it.
 """
 
 from __future__ import annotations
@@ -12,10 +19,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from payql.db import Database
 from payql.models import Payment, WebhookEvent, new_id, utcnow
@@ -37,106 +46,150 @@ class RetryLater(Exception):
     """The event cannot be applied yet (its payment is still being created): answer 500 so it is sent again."""
 
 
+class _Duplicate(Exception):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    provider: ProviderName
+    event: ProviderEvent
+    body: bytes
+    headers: dict[str, str]
+    sender_ip: str | None
+
+
+Handler = Callable[[Delivery, Payment | None, Callable[[Session, WebhookStatus], None]], Outcome]
+
+
 class WebhookService:
     def __init__(self, db: Database, payments: PaymentService) -> None:
         self._db = db
         self._payments = payments
-        self._handlers: dict[ProviderName, Callable[[ProviderEvent], Outcome]] = {
-            ProviderName.STRIPE: self._sync_payment,
-        }
+        self._handlers: dict[ProviderName, Handler] = {ProviderName.STRIPE: self._sync_payment}
 
     def receive(
         self, provider: ProviderName, event: ProviderEvent, body: bytes, headers: dict[str, str], sender_ip: str | None
     ) -> Outcome:
-        record_id = self._record(provider, event, body, headers, sender_ip)
-        if record_id is None:
+        delivery = Delivery(provider, event, body, headers, sender_ip)
+        status, payment = self._look_up(delivery)
+        if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
             return Outcome.DUPLICATE
         handler = self._handlers.get(provider)
-        if handler is None or not event.data.get("handled", False):
-            logger.info(
-                "%s webhook %s (%s) acknowledged and ignored", provider.value, event.dedupe_key, event.event_type
-            )
-            self._finish(record_id, WebhookStatus.IGNORED, None)
-            return Outcome.IGNORED
-        try:
-            outcome = handler(event)
-        except Exception as exc:
-            self._finish(record_id, WebhookStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
-            raise
-        status = WebhookStatus.PROCESSED if outcome is Outcome.PROCESSED else WebhookStatus.IGNORED
-        self._finish(record_id, status, None)
-        return outcome
 
-    def _record(
-        self, provider: ProviderName, event: ProviderEvent, body: bytes, headers: dict[str, str], sender_ip: str | None
-    ) -> str | None:
-        """Write the delivery to the log; None when it was already processed (a duplicate)."""
-        kept = {name: headers[name] for name in KEPT_HEADERS if name in headers}
-        with self._db.uow() as uow:
+        def store(session: Session, outcome: WebhookStatus) -> None:
+            self._store(session, delivery, outcome, None, known_new=status is None)
+
+        try:
+            if handler is None or not event.data.get("handled", False):
+                logger.info(
+                    "%s webhook %s (%s) acknowledged and ignored", provider.value, event.dedupe_key, event.event_type
+                )
+                self._commit_alone(delivery, WebhookStatus.IGNORED, None)
+                return Outcome.IGNORED
+            return handler(delivery, payment, store)
+        except _Duplicate:
+            return Outcome.DUPLICATE
+        except Exception as exc:
+            self._commit_alone(delivery, WebhookStatus.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+            raise
+
+    # -- the log -----------------------------------------------------------------------------------------
+
+    def _look_up(self, delivery: Delivery) -> tuple[WebhookStatus | None, Payment | None]:
+        """The event's status in the log (None: never seen), and the payment it names (one read)."""
+        with self._db.read() as session:
+            status = session.scalar(
+                select(WebhookEvent.status).where(
+                    WebhookEvent.provider == delivery.provider, WebhookEvent.dedupe_key == delivery.event.dedupe_key
+                )
+            )
+            if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
+                return status, None
+            return status, self._find_payment(session, delivery.provider, delivery.event)
+
+    @staticmethod
+    def _store(
+        session: Session, delivery: Delivery, status: WebhookStatus, error: str | None, *, known_new: bool = False
+    ) -> None:
+        """Write the delivery's row (or move a failed one on) in the caller's transaction. `known_new`: the log had
+        no row a moment ago (a concurrent delivery that writes one first makes this commit fail, as a duplicate)."""
+        row = None
+        if not known_new:
+            row = session.scalars(
+                select(WebhookEvent)
+                .where(WebhookEvent.provider == delivery.provider, WebhookEvent.dedupe_key == delivery.event.dedupe_key)
+                .with_for_update()
+            ).one_or_none()
+        if row is None:
+            kept = {name: delivery.headers[name] for name in KEPT_HEADERS if name in delivery.headers}
             row = WebhookEvent(
                 id=new_id("whk"),
-                provider=provider,
-                dedupe_key=event.dedupe_key,
-                event_type=event.event_type,
-                payload=body.decode("utf-8", errors="replace"),
+                provider=delivery.provider,
+                dedupe_key=delivery.event.dedupe_key,
+                event_type=delivery.event.event_type,
+                payload=delivery.body.decode("utf-8", errors="replace"),
                 headers=json.dumps(kept),
-                sender_ip=sender_ip,
+                sender_ip=delivery.sender_ip,
+                attempts=1,
             )
-            uow.session.add(row)
+            session.add(row)
+        elif row.status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
+            raise _Duplicate
+        else:
+            row.attempts += 1  # a retry of a failed delivery
+        row.status = status
+        row.error = error
+        row.processed_at = utcnow()
+
+    def _commit_alone(self, delivery: Delivery, status: WebhookStatus, error: str | None) -> None:
+        with self._db.uow() as uow:
             try:
+                self._store(uow.session, delivery, status, error)
                 uow.commit()
-            except IntegrityError:
-                pass
-            else:
-                return row.id
-        with self._db.uow() as uow:
-            existing = uow.session.scalars(
-                select(WebhookEvent)
-                .where(WebhookEvent.provider == provider, WebhookEvent.dedupe_key == event.dedupe_key)
-                .with_for_update()
-            ).one()
-            if existing.status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
-                return None
-            existing.attempts += 1  # a retry of a failed (or interrupted) delivery: process it again
-            uow.commit()
-            return existing.id
+            except (IntegrityError, _Duplicate):
+                pass  # a concurrent delivery of the same event recorded it first
 
-    def _finish(self, record_id: str, status: WebhookStatus, error: str | None) -> None:
-        with self._db.uow() as uow:
-            row = uow.session.get(WebhookEvent, record_id)
-            if row is not None:
-                row.status = status
-                row.error = error
-                row.processed_at = utcnow()
-                uow.commit()
+    # -- handlers ----------------------------------------------------------------------------------------
 
-    def _find_payment(self, provider: ProviderName, event: ProviderEvent) -> Payment | None:
-        with self._db.read() as session:
-            if event.payment_id:
-                payment = session.get(Payment, event.payment_id)
-                if payment is not None and payment.provider is provider:
-                    return payment
-            ref = event.data.get("payment_ref")
-            if isinstance(ref, str) and ref:
-                return session.scalars(
-                    select(Payment).where(Payment.provider == provider, Payment.provider_payment_id == ref)
-                ).first()
+    @staticmethod
+    def _find_payment(session: Session, provider: ProviderName, event: ProviderEvent) -> Payment | None:
+        if event.payment_id:
+            payment = session.get(Payment, event.payment_id)
+            if payment is not None and payment.provider is provider:
+                return payment
+        ref = event.data.get("payment_ref")
+        if isinstance(ref, str) and ref:
+            return session.scalars(
+                select(Payment).where(Payment.provider == provider, Payment.provider_payment_id == ref)
+            ).first()
         return None
 
-    def _sync_payment(self, event: ProviderEvent) -> Outcome:
-        payment = self._find_payment(ProviderName.STRIPE, event)
+    def _sync_payment(
+        self, delivery: Delivery, payment: Payment | None, store: Callable[[Session, WebhookStatus], None]
+    ) -> Outcome:
+        event = delivery.event
         if payment is None:
-            logger.info("Stripe event %s names no payment of ours: ignored", event.dedupe_key)
+            logger.info("%s event %s names no payment of ours: ignored", delivery.provider.value, event.dedupe_key)
+            self._commit_alone(delivery, WebhookStatus.IGNORED, None)
             return Outcome.IGNORED
         provider_id = payment.provider_payment_id
         if provider_id is None:
-            ref = event.data.get("payment_ref")
-            checkout_event = event.object_kind == "checkout.session"
-            if payment.purpose is PaymentPurpose.PACKAGE and not checkout_event:
+            if payment.purpose is PaymentPurpose.PACKAGE and event.object_kind != "checkout.session":
                 raise RetryLater(f"payment {payment.id} is still being created")
+            ref = event.data.get("payment_ref")
             provider_id = str(ref) if ref else None
         if provider_id is None:
             raise RetryLater(f"payment {payment.id} has no provider id yet")
         answer = self._payments.provider(payment.provider).retrieve_payment(provider_id)
-        self._payments.apply_answer(payment.id, answer)
+        with self._db.uow() as uow:  # the delivery's row and the payment's new state commit together
+            locked = uow.session.get(Payment, payment.id, with_for_update=True)
+            if locked is None:  # pragma: no cover - payments are never deleted
+                raise RetryLater(f"payment {payment.id} vanished")
+            self._payments.apply(uow.session, locked, answer)
+            store(uow.session, WebhookStatus.PROCESSED)
+            try:
+                uow.commit()
+            except IntegrityError as exc:
+                raise _Duplicate from exc
         return Outcome.PROCESSED

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
+import anyio
 import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -19,12 +20,20 @@ from starlette.responses import JSONResponse, Response
 from payql.models.enums import ProviderName
 from payql.providers.base import ProviderError, WebhookRejected
 from payql.services import Services
+from payql.services.webhooks import Outcome
 
 logger = logging.getLogger("payql.webhooks")
 MAX_BODY = 1_000_000
 
 
 def webhook_route(services: Services, provider: ProviderName) -> Callable[[Request], Awaitable[Response]]:
+    limiters: list[anyio.CapacityLimiter] = []
+
+    def limiter() -> anyio.CapacityLimiter:
+        if not limiters:  # made on first use: a limiter belongs to the running event loop
+            limiters.append(anyio.CapacityLimiter(services.settings.mutation_threads))
+        return limiters[0]
+
     async def receive(request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_BODY:
@@ -32,21 +41,27 @@ def webhook_route(services: Services, provider: ProviderName) -> Callable[[Reque
         headers = {key.lower(): value for key, value in request.headers.items()}
         client_ip = request.client.host if request.client else None
         adapter = services.providers[provider]
-        try:
-            event = await anyio.to_thread.run_sync(adapter.parse_webhook, headers, body, client_ip)
-        except WebhookRejected as exc:
-            logger.warning("%s webhook refused from %s: %s", provider.value, client_ip, exc.message)
-            return JSONResponse({"error": exc.message}, status_code=400)
-        except ProviderError as exc:
-            logger.error("%s webhook cannot be verified: %s", provider.value, exc.message)  # noqa: TRY400 - a setup error
-            return JSONResponse({"error": "webhook verification is not configured"}, status_code=500)
-        try:
-            outcome = await anyio.to_thread.run_sync(
-                services.webhooks.receive, provider, event, body, headers, client_ip
-            )
-        except Exception:
-            logger.exception("%s webhook %s (%s) failed", provider.value, event.dedupe_key, event.event_type)
-            return JSONResponse({"status": "failed"}, status_code=500)
+
+        def verify_and_process() -> Response | Outcome:
+            try:
+                event = adapter.parse_webhook(headers, body, client_ip)
+            except WebhookRejected as exc:
+                logger.warning("%s webhook refused from %s: %s", provider.value, client_ip, exc.message)
+                return JSONResponse({"error": exc.message}, status_code=400)
+            except ProviderError as exc:
+                logger.error("%s webhook cannot be verified: %s", provider.value, exc.message)  # noqa: TRY400 - setup
+                return JSONResponse({"error": "webhook verification is not configured"}, status_code=500)
+            try:
+                return services.webhooks.receive(provider, event, body, headers, client_ip)
+            except Exception:
+                logger.exception("%s webhook %s (%s) failed", provider.value, event.dedupe_key, event.event_type)
+                return JSONResponse({"status": "failed"}, status_code=500)
+
+        # One hop to a worker thread: verification and processing (which waits on the provider's re-fetch) run
+        # on the larger pool, like mutations.
+        outcome = await anyio.to_thread.run_sync(verify_and_process, limiter=limiter())
+        if isinstance(outcome, Response):
+            return outcome
         return JSONResponse({"status": outcome.value})
 
     return receive

@@ -319,3 +319,27 @@ def test_webhooks_need_the_secret_when_keys_are_set(database_url: str, db: Datab
             {"id": "evt_1", "object": "event", "type": "x", "data": {"object": {}}}, WEBHOOK_SECRET
         )
         assert client.request("POST", "/webhooks/stripe", content=body, headers=headers).status_code == 500
+
+
+def test_a_failing_delivery_is_recorded_answered_500_and_processed_once_on_retry(
+    api: Api, fake: FakeStripe, db: Database
+) -> None:
+    client, mentor = api.user("client"), api.user("mentor", "provider")
+    created = stripe_enroll(client, mentor)
+    fake.customer_pays(created["clientSecret"].split("_secret_")[0], "pm_card_visa")
+    event = latest(fake, "payment_intent.succeeded")
+
+    fake.fail_next(count=1, status=500, path_prefix="/v1/payment_intents/", method="GET")
+    assert deliver(api, fake, event).status_code == 500
+    with db.read() as session:
+        (row,) = session.scalars(select(WebhookEvent))
+        assert (row.status.value, row.attempts) == ("FAILED", 1)
+        assert "ProviderUnavailable" in (row.error or "")
+    assert client.data(doc.PAYMENT, id=created["payment"]["id"])["payment"]["status"] == "PENDING"
+
+    assert deliver(api, fake, event).json() == {"status": "processed"}
+    assert deliver(api, fake, event).json() == {"status": "duplicate"}
+    with db.read() as session:
+        (row,) = session.scalars(select(WebhookEvent))
+        assert (row.status.value, row.attempts, row.error) == ("PROCESSED", 2, None)
+    assert client.data(doc.PAYMENT, id=created["payment"]["id"])["payment"]["status"] == "SUCCEEDED"

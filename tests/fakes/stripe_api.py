@@ -421,8 +421,8 @@ class _Route(NamedTuple):
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins every handler thread
 
-    def __init__(self, fake: FakeStripe) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, fake: FakeStripe, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.fake = fake
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -464,12 +464,15 @@ class _Handler(BaseHTTPRequestHandler):
 # ------------------------------------------------------------------------------------------------ the fake
 
 
+DEFAULT_SECRET_KEY = "sk_test_fake"
+
+
 class FakeStripe:
     """A Stripe API on 127.0.0.1 for the real SDK. All state sits behind one lock; the dicts by id
     (`payment_intents`, `charges`, `refunds`, `checkout_sessions`, `customers`, `transfers`, `payment_methods`) and
     `events` / `requests` are there for assertions."""
 
-    def __init__(self, secret_key: str = "sk_test_fake", *, api_version: str | None = None) -> None:  # noqa: S107 - a test key
+    def __init__(self, secret_key: str = DEFAULT_SECRET_KEY, *, api_version: str | None = None, port: int = 0) -> None:
         self.secret_key = secret_key
         self.api_version = api_version or stripe.api_version  # the account's default version, rendered in events
         self.refunds_pending = False  # new refunds start `pending` until `settle_refund`
@@ -492,7 +495,7 @@ class FakeStripe:
         self._intent_data: dict[str, Obj] = {}  # checkout session id → payment_intent_data
         self._session_of: dict[str, str] = {}  # payment intent id → the checkout session that created it
         self._routes = self._build_routes()
-        self._server = _Server(self)
+        self._server = _Server(self, port)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeStripe", daemon=True
@@ -712,6 +715,8 @@ class FakeStripe:
 
     def _serve(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply | None:
         incoming = self._receive(method, target, headers, body)
+        if method == "POST" and incoming.path.startswith("/_fake/"):
+            return self._customer_action(incoming.path)
         if method == "GET" and not incoming.path.startswith("/v1/"):
             return self._hosted_page(incoming.path)
         try:
@@ -856,6 +861,21 @@ class FakeStripe:
             ("GET", "/v1/events/([^/]+)", self._retrieve_event, "EventRetrieveParams"),
         ]
         return [_Route(method, re.compile(pattern), handler, kind) for method, pattern, handler, kind in table]
+
+    def _customer_action(self, path: str) -> _Reply:
+        """What the customer does in a browser, for a person driving the fake by hand (the runner below):
+        `POST /_fake/checkout/{id}/pay` and `POST /_fake/payment_intents/{id}/pay` (with the test card 4242)."""
+        parts = path.strip("/").split("/")
+        try:
+            if parts[1:2] == ["checkout"] and parts[3:] == ["pay"]:
+                done = self.pay_checkout(parts[2])
+            elif parts[1:2] == ["payment_intents"] and parts[3:] == ["pay"]:
+                done = self.customer_pays(parts[2])
+            else:
+                return _Reply(404, {"Content-Type": "application/json"}, b'{"error": "unknown action"}')
+        except (ValueError, StripeApiError) as exc:
+            return _Reply(400, {"Content-Type": "application/json"}, _dumps({"error": str(exc)}))
+        return _Reply(200, {"Content-Type": "application/json"}, _dumps(done))
 
     def _hosted_page(self, path: str) -> _Reply:
         """Stubs of the pages a customer visits (Checkout's `url`, 3-D Secure's `redirect_to_url`): tests act with
@@ -1436,3 +1456,47 @@ class FakeStripe:
         event_type = _str(params, "type")
         events = [event for event in reversed(self.events) if event_type in {None, event["type"]}]
         return self._page(events, params, "/v1/events")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fake on a fixed port for development: `python tests/fakes/stripe_api.py --forward-to URL`.
+
+    With `--forward-to`, every event is delivered there signed with `--webhook-secret`, as `stripe listen
+    --forward-to` does with the real Stripe. Card payments are confirmed through the API (`confirm` with
+    `pm_card_visa`) or `POST /_fake/payment_intents/{id}/pay`; Checkout Sessions are paid with
+    `POST /_fake/checkout/{id}/pay`.
+    """
+    import argparse  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="a local fake of the Stripe API")
+    parser.add_argument("--port", type=int, default=12111)
+    parser.add_argument("--secret-key", default="sk_test_local")
+    parser.add_argument("--forward-to", default=None, help="e.g. http://127.0.0.1:8000/webhooks/stripe")
+    parser.add_argument("--webhook-secret", default="whsec_local")
+    args = parser.parse_args(argv)
+    with FakeStripe(secret_key=args.secret_key, port=args.port) as fake:
+        print(f"fake Stripe API on {fake.url} (secret key {args.secret_key})", flush=True)  # noqa: T201
+        sent = 0
+        try:
+            while True:
+                time.sleep(0.2)
+                if args.forward_to is None:
+                    continue
+                with fake._lock:
+                    events = list(fake.events[sent:])
+                for event in events:
+                    body, headers = fake.signed_delivery(event, args.webhook_secret)
+                    try:
+                        answer = httpx.post(args.forward_to, content=body, headers=headers, timeout=10)
+                        print(f"{event['type']} -> {answer.status_code}", flush=True)  # noqa: T201
+                    except httpx.HTTPError as exc:
+                        print(f"{event['type']} -> {exc}", flush=True)  # noqa: T201
+                sent += len(events)
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

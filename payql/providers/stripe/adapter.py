@@ -193,8 +193,13 @@ class StripeProvider:
                 return mapping.checkout_session(session, None)
             intent = self._call(lambda: self._client.v1.payment_intents.retrieve(str(intent_id)))
             return mapping.checkout_session(session, intent, self._intent_refunds(str(intent_id)))
-        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(provider_payment_id))
-        refunds = self._intent_refunds(provider_payment_id) if intent["status"] == "succeeded" else []
+        intent = self._call(
+            lambda: self._client.v1.payment_intents.retrieve(provider_payment_id, params={"expand": ["latest_charge"]})
+        )
+        charge = intent["latest_charge"]
+        refunded = int(charge["amount_refunded"]) if charge is not None and not isinstance(charge, str) else 1
+        # Refunds are read from Stripe's refund objects, and only fetched when the charge says there are some.
+        refunds = self._intent_refunds(provider_payment_id) if intent["status"] == "succeeded" and refunded else []
         return mapping.payment_intent(intent, refunds)
 
     def confirm_payment(
