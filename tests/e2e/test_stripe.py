@@ -301,6 +301,10 @@ def test_an_outage_during_refund_refunds_once_on_retry(api: Api, fake: FakeStrip
 
     fake.fail_next(count=1, status=500, path_prefix="/v1/refunds")
     mentor.fails(doc.REFUND, "PROVIDER_UNAVAILABLE", input=ask)
+    started = time.monotonic()
+    fake.hang_next(count=1, seconds=10, path_prefix="/v1/refunds")
+    mentor.fails(doc.REFUND, "PROVIDER_UNAVAILABLE", input=ask)  # the deadline, not the hang, ends the call
+    assert time.monotonic() - started < 5
     # the pending refund still counts against what is left
     mentor.fails(
         doc.REFUND, "INVALID_INPUT", input={"paymentId": payment_id, "amount": {"amount": "90.01", "currency": "USD"}}
