@@ -104,6 +104,21 @@ def cmd_credits_expire(_args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_holds_expire(_args: argparse.Namespace, settings: Settings) -> int:
+    from payql.app import create_app, services_of  # noqa: PLC0415
+
+    services = services_of(create_app(settings))
+    try:
+        run = services.holds.expire()
+    finally:
+        services.db.dispose()
+    if run.skipped:
+        print("holds expire: another replica is running it")
+    else:
+        print(f"holds expire: {run.expired} hold(s) released, {run.failed} to retry")
+    return 1 if run.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payql", description="payql: a GraphQL payments service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -142,6 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     credit_commands = credits.add_subparsers(dest="credits_command", required=True)
     expire = credit_commands.add_parser("expire", help="post the unspent remainder of lapsed credit lots as breakage")
     expire.set_defaults(run=cmd_credits_expire)
+
+    holds = commands.add_parser("holds", help="payment hold tools")
+    hold_commands = holds.add_subparsers(dest="holds_command", required=True)
+    release = hold_commands.add_parser("expire", help="release holds about to lapse and expire their enrolls")
+    release.set_defaults(run=cmd_holds_expire)
     return parser
 
 

@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     query_threads: int = Field(default=0, ge=0, le=256)
     mutation_threads: int = Field(default=32, ge=1, le=1024)
     default_return_url: str = "http://127.0.0.1:8000/payments/return"
+    hold_expiry_margin_hours: int = Field(default=24, ge=0)  # release holds this long before they would lapse
 
     enroll_fees: dict[str, FeePolicy] = Field(default_factory=lambda: dict(DEFAULT_FEES))
     payout_minimum: str = "50.00"

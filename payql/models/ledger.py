@@ -22,6 +22,7 @@ class AccountKind(StrEnum):
     PAYOUTS_IN_FLIGHT = "payouts_in_flight"  # owner: a provider user: withdrawals sent, not yet settled
     CREDITS = "credits"  # owner: a user: credits owed to them (currency CREDIT)
     CREDITS_ISSUED = "credits_issued"  # owner: platform: the other side of every credit
+    PROVIDER_FEES = "provider_fees"  # owner: platform: what a provider kept as its commission (an expense)
 
 
 class LedgerAccount(Base):

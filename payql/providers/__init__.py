@@ -27,7 +27,16 @@ def build_providers(settings: Settings, db: Database) -> dict[ProviderName, Paym
             timeout_ms=settings.provider_timeout_ms,
         )
     if settings.yookassa_shop_id is not None and settings.yookassa_secret_key is not None:
-        raise RuntimeError("YooKassa keys are set, but this build has only the mock YooKassa provider")
+        from payql.providers.yookassa import YooKassaProvider  # noqa: PLC0415 - the SDK loads only when used
+
+        providers[ProviderName.YOOKASSA] = YooKassaProvider(
+            settings.yookassa_shop_id,
+            settings.yookassa_secret_key.get_secret_value(),
+            api_url=settings.yookassa_api_url,
+            timeout_ms=settings.provider_timeout_ms,
+            trusted_ips=settings.yookassa_trusted_ips,
+            trusted_proxies=settings.trusted_proxies,
+        )
     for name in ProviderName:
         if name not in providers:
             logger.warning("MOCK MODE: %s has no keys; payments through it are simulated", name.value)

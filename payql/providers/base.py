@@ -96,6 +96,8 @@ class ProviderPayment:
     expires_at: datetime | None = None
     payment_id: str | None = None  # ours, from the provider's metadata
     raw_status: str | None = None
+    # What the provider kept of a captured payment as its commission (YooKassa's `amount - income_amount`).
+    provider_fee_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,7 @@ def platform_balances(info: GQLInfo) -> list[PlatformBalance]:
             escrow=Money.of(row.escrow, row.currency),
             payouts_in_flight=Money.of(row.payouts_in_flight, row.currency),
             provider_cash=Money.of(row.provider_cash, row.currency),
+            provider_fees=Money.of(row.provider_fees, row.currency),
         )
         for row in books.platform_balances(info.context.session)
     ]

@@ -177,4 +177,9 @@ class PlatformBalance:
     provider_payable: Money
     escrow: Money
     payouts_in_flight: Money
-    provider_cash: Money = strawberry.field(description="= revenue + tax + providerPayable + escrow + payoutsInFlight")
+    provider_cash: Money = strawberry.field(
+        description="= revenue + tax + providerPayable + escrow + payoutsInFlight - providerFees"
+    )
+    provider_fees: Money = strawberry.field(
+        description="What providers kept as their commission (YooKassa): a platform cost, not the payee's."
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from payql.auth import TokenVerifier
 from payql.db import Database
@@ -11,6 +12,7 @@ from payql.providers.base import PaymentProvider
 from payql.services.catalogue import Catalogue
 from payql.services.credits import CreditService
 from payql.services.enrolls import EnrollService
+from payql.services.holds import HoldService
 from payql.services.idempotency import IdempotencyService
 from payql.services.payments import PaymentService
 from payql.services.refunds import RefundService
@@ -33,6 +35,7 @@ class Services:
     enrolls: EnrollService
     credits: CreditService
     webhooks: WebhookService
+    holds: HoldService
 
 
 def build_services(settings: Settings, db: Database, providers: dict[ProviderName, PaymentProvider]) -> Services:
@@ -53,4 +56,5 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         enrolls=EnrollService(db, payments, refunds),
         credits=CreditService(db, idempotency),
         webhooks=WebhookService(db, payments),
+        holds=HoldService(db, payments, timedelta(hours=settings.hold_expiry_margin_hours)),
     )

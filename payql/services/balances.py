@@ -3,7 +3,8 @@
 A user's `available` is their payable account shown positive (what they can withdraw now; negative after a refund
 that followed a payout). `pending` is their share of enroll payments that are held or in escrow and not completed
 yet. `paidOut` is what settled withdrawals sent them. The platform's view sums every account kind per currency;
-`providerCash = revenue + tax + providerPayable + escrow + payoutsInFlight` holds because every transaction balances.
+`providerCash = revenue + tax + providerPayable + escrow + payoutsInFlight − providerFees` holds because every
+transaction balances (providerFees: what a provider kept as its commission, a platform expense).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class PlatformBalance:
     escrow: int
     payouts_in_flight: int
     provider_cash: int
+    provider_fees: int
 
 
 def user_accounts(session: Session, user_id: str) -> list[AccountBalance]:
@@ -107,6 +109,7 @@ def platform_balances(session: Session) -> list[PlatformBalance]:
             escrow=shown(AccountKind.ESCROW, currency),
             payouts_in_flight=shown(AccountKind.PAYOUTS_IN_FLIGHT, currency),
             provider_cash=totals.get((AccountKind.PROVIDER_CASH, currency), 0),
+            provider_fees=totals.get((AccountKind.PROVIDER_FEES, currency), 0),
         )
         for currency in currencies
     ]

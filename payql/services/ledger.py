@@ -182,6 +182,15 @@ def post_captured(session: Session, payment: Payment, *, enroll_completed: bool)
         payment.escrow_minor = amount
 
 
+def post_provider_fee(session: Session, payment: Payment, fee: int) -> None:
+    """A provider's commission on a capture (YooKassa keeps it, even on refunds): a platform expense, never the
+    payee's. `provider_fees +C`, `provider_cash −C`."""
+    if fee <= 0:
+        return
+    lines = [_platform(AccountKind.PROVIDER_FEES, payment, fee), _cash(payment, -fee)]
+    post(session, "provider_fee", "payment", payment.id, lines)
+
+
 def post_release(session: Session, payment: Payment) -> None:
     """The enroll completed: what is left in escrow is split between revenue, tax and the payee."""
     if payment.split_base_minor is not None or payment.escrow_minor <= 0:

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -47,6 +48,7 @@ from payql.settings import Settings
 
 logger = logging.getLogger("payql.payments")
 
+CARD_HOLD = timedelta(days=7)
 ENROLL_CLOSED = frozenset({EnrollStatus.COMPLETED, EnrollStatus.CANCELLED, EnrollStatus.EXPIRED})
 
 
@@ -360,6 +362,8 @@ class PaymentService:
         for provider_refund in answer.refunds:
             self.apply_refund(session, payment, provider_refund)
         self.settle(session, payment)
+        if payment.captured_minor > 0:
+            ledger.post_provider_fee(session, payment, answer.provider_fee_minor)
         return before != (payment.status, payment.captured_minor, payment.refunded_minor, payment.provider_payment_id)
 
     def _move(self, payment: Payment, answer: ProviderPayment) -> None:
@@ -367,6 +371,8 @@ class PaymentService:
         target = answer.status
         if target is PaymentStatus.AUTHORIZED:
             payment.authorized_minor = max(payment.authorized_minor, answer.authorized_minor or payment.amount_minor)
+            if payment.expires_at is None:  # card holds lapse after seven days unless the provider says otherwise
+                payment.expires_at = utcnow() + CARD_HOLD
         if target is PaymentStatus.SUCCEEDED and (payment.status in CAPTURED or can_move(payment.status, target)):
             self._record_capture(payment, answer.captured_minor or payment.amount_minor)
         if target in NOT_YET and payment.status in NOT_YET:

@@ -29,17 +29,20 @@ from sqlalchemy.orm import Session
 from payql.db import Database
 from payql.models import Payment, WebhookEvent, new_id, utcnow
 from payql.models.enums import PaymentPurpose, ProviderName, WebhookStatus
-from payql.providers.base import ProviderEvent
+from payql.providers.base import ProviderEvent, ProviderPayment
 from payql.services.payments import PaymentService
 
 logger = logging.getLogger("payql.webhooks")
-KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "x-forwarded-for")
+KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "x-forwarded-for", "x-real-ip")
 
 
 class Outcome(StrEnum):
     PROCESSED = "processed"
     DUPLICATE = "duplicate"
     IGNORED = "ignored"
+    # The re-fetched object does not show what the (unsigned) notification claims: its state was applied, but the
+    # delivery is not settled, so that the genuine notification with the same dedupe key is still processed.
+    UNCONFIRMED = "unconfirmed"
 
 
 class RetryLater(Exception):
@@ -66,7 +69,10 @@ class WebhookService:
     def __init__(self, db: Database, payments: PaymentService) -> None:
         self._db = db
         self._payments = payments
-        self._handlers: dict[ProviderName, Handler] = {ProviderName.STRIPE: self._sync_payment}
+        self._handlers: dict[ProviderName, Handler] = {
+            ProviderName.STRIPE: self._sync_payment,
+            ProviderName.YOOKASSA: self._sync_payment,
+        }
 
     def receive(
         self, provider: ProviderName, event: ProviderEvent, body: bytes, headers: dict[str, str], sender_ip: str | None
@@ -182,14 +188,37 @@ class WebhookService:
         if provider_id is None:
             raise RetryLater(f"payment {payment.id} has no provider id yet")
         answer = self._payments.provider(payment.provider).retrieve_payment(provider_id)
+        confirmed = _confirms(event, answer)
         with self._db.uow() as uow:  # the delivery's row and the payment's new state commit together
             locked = uow.session.get(Payment, payment.id, with_for_update=True)
             if locked is None:  # pragma: no cover - payments are never deleted
                 raise RetryLater(f"payment {payment.id} vanished")
             self._payments.apply(uow.session, locked, answer)
-            store(uow.session, WebhookStatus.PROCESSED)
+            store(uow.session, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED)
             try:
                 uow.commit()
             except IntegrityError as exc:
                 raise _Duplicate from exc
+        if not confirmed:
+            logger.warning(
+                "%s notification %s claims %s, the provider says %s: not settled",
+                delivery.provider.value,
+                event.dedupe_key,
+                event.data.get("expect"),
+                answer.raw_status,
+            )
+            return Outcome.UNCONFIRMED
         return Outcome.PROCESSED
+
+
+def _confirms(event: ProviderEvent, answer: ProviderPayment) -> bool:
+    """Whether the re-fetched state shows what the event claims (events that claim nothing always do)."""
+    expected = event.data.get("expect")
+    if not expected or event.object_kind != "payment":
+        if event.object_kind == "refund" and expected:
+            return any(
+                refund.provider_refund_id == event.object_id and refund.status.value.lower() == expected
+                for refund in answer.refunds
+            )
+        return True
+    return answer.raw_status == expected

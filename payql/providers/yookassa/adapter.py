@@ -1,0 +1,324 @@
+"""The YooKassa adapter: the only module that calls the `yookassa` SDK.
+
+The SDK is synchronous, configured through class attributes, and sets no HTTP timeout. So: its configuration is
+(re)asserted under a lock before each call builds its `ApiClient` (which copies it); every call runs on this
+adapter's own thread pool and is abandoned at `PROVIDER_TIMEOUT_MS` (`PROVIDER_UNAVAILABLE`: the outcome is
+unknown, and a retry sends the same `Idempotence-Key`, so YooKassa never sees two). Requests go through the SDK's
+`ApiClient` with plain JSON bodies: the SDK's `Amount` model passes values through a binary float, and amounts here
+are decimal strings formatted from integer minor units. Our own `Idempotence-Key` is on every POST (the SDK would
+invent one otherwise).
+
+Notifications are not signed: the sender's address must be in `YOOKASSA_TRUSTED_IPS` (the socket peer, or the first
+untrusted hop of `X-Forwarded-For` when the peer is one of `TRUSTED_PROXIES`), and the object is re-fetched before
+anything changes (`WebhookService`), so a forged body changes nothing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime
+from typing import Any
+
+import requests
+from yookassa import Configuration
+from yookassa.client import ApiClient
+from yookassa.domain.exceptions import (
+    ApiError,
+    BadRequestError,
+    ForbiddenError,
+    NotFoundError,
+    ResponseProcessingError,
+    TooManyRequestsError,
+    UnauthorizedError,
+)
+
+from payql.models.enums import CaptureMethod, PaymentStatus, ProviderName, RefundReason, RefundStatus
+from payql.money import MoneyError, format_minor, parse_amount
+from payql.providers.base import (
+    CreatePaymentRequest,
+    ProviderError,
+    ProviderEvent,
+    ProviderInvalidRequest,
+    ProviderPayment,
+    ProviderPayout,
+    ProviderRefund,
+    ProviderUnavailable,
+    RateLimited,
+    WebhookRejected,
+)
+
+logger = logging.getLogger("payql.providers.yookassa")
+_CONFIG_LOCK = threading.Lock()
+
+HANDLED_EVENTS = frozenset({"payment.waiting_for_capture", "payment.succeeded", "payment.canceled", "refund.succeeded"})
+# A payment canceled for one of these reasons never held money: the card was declined (FAILED, not CANCELED).
+HOLD_ENDED = frozenset({"expired_on_capture", "canceled_by_merchant", "expired_on_confirmation"})
+REFUND_STATUS = {"pending": RefundStatus.PENDING, "succeeded": RefundStatus.SUCCEEDED, "canceled": RefundStatus.FAILED}
+
+
+def _minor(amount: Any) -> tuple[int, str]:
+    """A YooKassa amount {"value": "100.00", "currency": "RUB"} in minor units, parsed as a decimal string."""
+    currency = str(amount["currency"])
+    try:
+        money = parse_amount(str(amount["value"]), currency, allow_zero=True)
+    except MoneyError as exc:
+        raise ProviderError(f"YooKassa sent an amount we cannot read: {exc.message}") from exc
+    return money.minor, currency
+
+
+def _amount(minor: int, currency: str) -> dict[str, str]:
+    return {"value": format_minor(minor, currency), "currency": currency}
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value))
+
+
+def map_refund(obj: dict[str, Any]) -> ProviderRefund:
+    minor, currency = _minor(obj["amount"])
+    return ProviderRefund(
+        provider_refund_id=str(obj["id"]),
+        amount_minor=minor,
+        currency=currency,
+        status=REFUND_STATUS.get(str(obj.get("status")), RefundStatus.PENDING),
+        reason=RefundReason.OTHER,
+        refund_id=(obj.get("metadata") or {}).get("refund_id"),
+    )
+
+
+def map_payment(obj: dict[str, Any], refunds: list[dict[str, Any]] | None = None) -> ProviderPayment:
+    raw = str(obj.get("status"))
+    minor, currency = _minor(obj["amount"])
+    details = obj.get("cancellation_details") or {}
+    status = {
+        "pending": PaymentStatus.PENDING,
+        "waiting_for_capture": PaymentStatus.AUTHORIZED,
+        "succeeded": PaymentStatus.SUCCEEDED,
+    }.get(raw, PaymentStatus.PENDING)
+    failure_code = None
+    if raw == "canceled":
+        reason = str(details.get("reason", ""))
+        status = PaymentStatus.CANCELED if reason in HOLD_ENDED or obj.get("paid") else PaymentStatus.FAILED
+        failure_code = reason or None
+    fee = 0
+    if status is PaymentStatus.SUCCEEDED and obj.get("income_amount"):
+        fee = minor - _minor(obj["income_amount"])[0]  # YooKassa's commission: it keeps it, refunds or not
+    confirmation = obj.get("confirmation") or {}
+    return ProviderPayment(
+        provider_payment_id=str(obj["id"]),
+        status=status,
+        amount_minor=minor,
+        currency=currency,
+        captured_minor=minor if status is PaymentStatus.SUCCEEDED else 0,
+        authorized_minor=minor if status is PaymentStatus.AUTHORIZED else 0,
+        refunds=tuple(map_refund(item) for item in refunds or []),
+        confirmation_url=confirmation.get("confirmation_url"),
+        failure_code=failure_code,
+        failure_message=f"YooKassa canceled the payment: {failure_code}" if failure_code else None,
+        expires_at=_time(obj.get("expires_at")),
+        payment_id=(obj.get("metadata") or {}).get("payment_id"),
+        raw_status=raw,
+        provider_fee_minor=fee,
+    )
+
+
+def _translate(exc: Exception) -> ProviderError:
+    if isinstance(exc, TooManyRequestsError):
+        return RateLimited("YooKassa is rate limiting requests; retry later", provider_code="too_many_requests")
+    if isinstance(exc, BadRequestError | NotFoundError):
+        content = getattr(exc, "content", None) or {}
+        description = content.get("description") if isinstance(content, dict) else None
+        return ProviderInvalidRequest(f"YooKassa refused the request: {description or 'invalid request'}")
+    if isinstance(exc, UnauthorizedError | ForbiddenError):
+        return ProviderError("YooKassa refused our credentials", provider_code="unauthorized")
+    if isinstance(exc, ResponseProcessingError | ApiError):
+        return ProviderUnavailable("YooKassa answered with a server error", provider_code="api_error")
+    # The SDK turns a dropped connection into AttributeError (no response to read) or a requests exception.
+    return ProviderUnavailable("YooKassa could not be reached", provider_code="connection")
+
+
+class YooKassaProvider:
+    name = ProviderName.YOOKASSA
+    mock = False
+
+    def __init__(
+        self,
+        shop_id: str,
+        secret_key: str,
+        *,
+        api_url: str,
+        timeout_ms: int,
+        trusted_ips: list[str],
+        trusted_proxies: list[str],
+    ) -> None:
+        self._shop_id = shop_id
+        self._secret_key = secret_key
+        self._api_url = api_url
+        self._deadline = timeout_ms / 1000
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="yookassa")
+        self._trusted = [ipaddress.ip_network(item, strict=False) for item in trusted_ips]
+        self._proxies = [ipaddress.ip_network(item, strict=False) for item in trusted_proxies]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _client(self) -> ApiClient:
+        with _CONFIG_LOCK:  # the SDK's configuration is global: assert ours, then build a client that copies it
+            if (Configuration.account_id, Configuration.secret_key, Configuration.api_url) != (
+                self._shop_id,
+                self._secret_key,
+                self._api_url,
+            ):
+                Configuration.configure(self._shop_id, self._secret_key)
+                Configuration.api_url = self._api_url  # configure() resets it
+            return ApiClient()
+
+    def _request(
+        self, method: str, path: str, *, body: dict[str, Any] | None = None, key: str | None = None, query: Any = None
+    ) -> dict[str, Any]:
+        headers = {"Idempotence-Key": key} if key else {}
+
+        def call() -> dict[str, Any]:
+            result: dict[str, Any] = self._client().request(method, path, query, headers, body)
+            return result
+
+        future = self._pool.submit(call)
+        try:
+            return future.result(timeout=self._deadline)
+        except FutureTimeout as exc:
+            future.cancel()
+            raise ProviderUnavailable("YooKassa did not answer in time", provider_code="timeout") from exc
+        except ProviderError:
+            raise
+        except (ApiError, AttributeError, requests.RequestException, ValueError) as exc:
+            raise _translate(exc) from exc
+
+    # -- payments ----------------------------------------------------------------------------------------
+
+    def create_customer(self, user_id: str, idempotency_key: str) -> str | None:
+        return None  # YooKassa has no customers
+
+    def create_payment(self, request: CreatePaymentRequest, idempotency_key: str) -> ProviderPayment:
+        body = {
+            "amount": _amount(request.amount_minor, request.currency),
+            "capture": request.capture_method is CaptureMethod.AUTOMATIC,
+            "confirmation": {"type": "redirect", "return_url": request.return_url or ""},
+            "description": request.description[:128],
+            "metadata": {"payment_id": request.payment_id, "purpose": request.purpose.value},
+        }
+        return map_payment(self._request("POST", "/payments", body=body, key=idempotency_key))
+
+    def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
+        obj = self._request("GET", f"/payments/{provider_payment_id}")
+        refunds: list[dict[str, Any]] = []
+        refunded = obj.get("refunded_amount")
+        if refunded and _minor(refunded)[0] > 0:  # refunds are read from the refund objects, when there are some
+            listed = self._request("GET", "/refunds", query={"payment_id": provider_payment_id})
+            refunds = list(listed.get("items", []))
+        return map_payment(obj, refunds)
+
+    def confirm_payment(
+        self, provider_payment_id: str, payment_method: str | None, idempotency_key: str
+    ) -> ProviderPayment:
+        return self.retrieve_payment(provider_payment_id)  # the customer confirms on YooKassa's page
+
+    def capture(
+        self, provider_payment_id: str, amount_minor: int, currency: str, idempotency_key: str
+    ) -> ProviderPayment:
+        body = {"amount": _amount(amount_minor, currency)}
+        return map_payment(
+            self._request("POST", f"/payments/{provider_payment_id}/capture", body=body, key=idempotency_key)
+        )
+
+    def cancel(self, provider_payment_id: str, idempotency_key: str) -> ProviderPayment:
+        return map_payment(
+            self._request("POST", f"/payments/{provider_payment_id}/cancel", body={}, key=idempotency_key)
+        )
+
+    def refund(
+        self,
+        provider_payment_id: str,
+        amount_minor: int,
+        currency: str,
+        reason: RefundReason,
+        refund_id: str,
+        idempotency_key: str,
+    ) -> ProviderRefund:
+        body = {
+            "payment_id": provider_payment_id,
+            "amount": _amount(amount_minor, currency),
+            "description": f"refund {refund_id} ({reason.value.lower()})"[:250],
+            "metadata": {"refund_id": refund_id},
+        }
+        return map_refund(self._request("POST", "/refunds", body=body, key=idempotency_key))
+
+    def retrieve_refund(self, provider_refund_id: str) -> ProviderRefund:
+        return map_refund(self._request("GET", f"/refunds/{provider_refund_id}"))
+
+    # -- notifications -----------------------------------------------------------------------------------
+
+    def sender(
+        self, headers: dict[str, str], client_ip: str | None
+    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The address that sent the request: the peer, or the first untrusted hop behind trusted proxies."""
+        try:
+            peer = ipaddress.ip_address(client_ip or "")
+        except ValueError:
+            return None
+        if not any(peer in network for network in self._proxies):
+            return peer
+        hops = [hop.strip() for hop in headers.get("x-forwarded-for", "").split(",") if hop.strip()]
+        for hop in reversed(hops):
+            try:
+                address = ipaddress.ip_address(hop)
+            except ValueError:
+                return None
+            if not any(address in network for network in self._proxies):
+                return address
+        return peer
+
+    def parse_webhook(self, headers: dict[str, str], body: bytes, client_ip: str | None) -> ProviderEvent:
+        sender = self.sender(headers, client_ip)
+        if sender is None or not any(sender in network for network in self._trusted):
+            raise WebhookRejected(f"sender {sender or client_ip!s} is not a trusted YooKassa address")
+        try:
+            notification = json.loads(body)
+            event = str(notification["event"])
+            obj = notification["object"]
+            object_id = str(obj["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise WebhookRejected("malformed notification body") from exc
+        if notification.get("type") != "notification" or not isinstance(obj, dict):
+            raise WebhookRejected("not a YooKassa notification")
+        kind = event.split(".", 1)[0]
+        payment_ref = object_id if kind == "payment" else obj.get("payment_id")
+        return ProviderEvent(
+            dedupe_key=f"{object_id}:{event}",
+            event_type=event,
+            object_kind=kind,
+            object_id=object_id,
+            payment_id=(obj.get("metadata") or {}).get("payment_id") if kind == "payment" else None,
+            data={
+                "payment_ref": str(payment_ref) if payment_ref else None,
+                "handled": event in HANDLED_EVENTS,
+                # what the re-fetched object must show for this delivery to count as the event (not a forgery)
+                "expect": event.partition(".")[2],
+            },
+        )
+
+    # -- payouts -----------------------------------------------------------------------------------------
+
+    def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout:
+        body = {"amount": _amount(amount_minor, currency), "payout_token": destination, "description": "payql payout"}
+        obj = self._request("POST", "/payouts", body=body, key=idempotency_key)
+        minor, paid_currency = _minor(obj["amount"])
+        return ProviderPayout(
+            provider_payout_id=str(obj["id"]), amount_minor=minor, currency=paid_currency, status=str(obj["status"])
+        )
