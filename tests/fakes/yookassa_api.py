@@ -25,6 +25,7 @@ import re
 import secrets
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -233,8 +234,8 @@ class _Route(NamedTuple):
 class _Server(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins every handler thread
 
-    def __init__(self, fake: FakeYooKassa) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, fake: FakeYooKassa, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.fake = fake
 
     def handle_error(self, request: object, client_address: object) -> None:
@@ -275,13 +276,18 @@ _PAYMENT_EVENTS = {"payment.waiting_for_capture", "payment.succeeded", "payment.
 _EVENTS = _PAYMENT_EVENTS | {"refund.succeeded", "payout.succeeded", "payout.canceled"}
 
 
+TEST_SECRET = "test_secret"
+
+
 class FakeYooKassa:
     """A YooKassa shop on 127.0.0.1 for the real SDK. All state sits behind one lock; `payments`, `refunds`,
     `payouts` (JSON-like dicts by id), `events` (notification type, object snapshot) and `requests` are there for
     assertions. Settable: `commission_bps`, `hold_days`, `refunds_pending`, `payouts_succeed_immediately`,
     `cancel_pending_allowed`, `payout_token_card`, `clock`."""
 
-    def __init__(self, shop_id: str = "123456", secret_key: str = "test_secret", *, currency: str = "RUB") -> None:  # noqa: S107 - a test key
+    def __init__(
+        self, shop_id: str = "123456", secret_key: str = TEST_SECRET, *, currency: str = "RUB", port: int = 0
+    ) -> None:
         self.shop_id = shop_id
         self.secret_key = secret_key
         self.currency = currency
@@ -309,7 +315,7 @@ class FakeYooKassa:
         self._rules: list[_Rule] = []
         self._stored: dict[str, _Stored] = {}
         self._routes = self._build_routes()
-        self._server = _Server(self)
+        self._server = _Server(self, port)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeYooKassa", daemon=True
@@ -530,6 +536,13 @@ class FakeYooKassa:
 
     # ------------------------------------------------------------------------------------------ serving
 
+    def _customer_action(self, payment_id: str) -> _Reply:
+        """The customer paying on YooKassa's page, for a person driving the fake by hand (see `main`)."""
+        try:
+            return _Reply(200, _dumps(self.customer_pays(payment_id)))
+        except ValueError as exc:
+            return _Reply(400, _dumps({"error": str(exc)}))
+
     def _serve(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Reply | None:
         url = urlsplit(target)
         lower = {name.lower(): value for name, value in headers.items()}
@@ -544,6 +557,8 @@ class FakeYooKassa:
             self.requests.append(RecordedRequest(method, target, body, key, headers))
         if method == "GET" and url.path.startswith("/checkout/"):
             return self._checkout_page(url.path.removeprefix("/checkout/"))
+        if method == "POST" and url.path.startswith("/_fake/payments/") and url.path.endswith("/pay"):
+            return self._customer_action(url.path.split("/")[3])
         try:
             self._authenticate(lower.get("authorization", ""))
             with self._lock:
@@ -849,3 +864,44 @@ class FakeYooKassa:
                 raise _invalid("Invalid YooMoney wallet number", f"{where}.account_number")
             return {"type": "yoo_money", "account_number": account}
         raise _unsupported(f"payout destination type {data.get('type')!r}", f"{where}.type")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fake on a fixed port for development: `python tests/fakes/yookassa_api.py --notify URL`.
+
+    With `--notify`, every notification YooKassa would send is POSTed there (from 127.0.0.1: add it to
+    YOOKASSA_TRUSTED_IPS for local use). The customer pays a payment with `POST /_fake/payments/{id}/pay`.
+    """
+    import argparse  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="a local fake of the YooKassa API")
+    parser.add_argument("--port", type=int, default=12112)
+    parser.add_argument("--shop-id", default="123456")
+    parser.add_argument("--secret-key", default="test_secret_local")
+    parser.add_argument("--notify", default=None, help="e.g. http://127.0.0.1:8000/webhooks/yookassa")
+    args = parser.parse_args(argv)
+    with FakeYooKassa(shop_id=args.shop_id, secret_key=args.secret_key, port=args.port) as fake:
+        print(f"fake YooKassa API on {fake.url}/v3 (shop {args.shop_id})", flush=True)  # noqa: T201
+        sent = 0
+        try:
+            while True:
+                time.sleep(0.2)
+                if args.notify is None:
+                    continue
+                with fake._lock:
+                    events = list(fake.events[sent:])
+                for event, obj in events:
+                    try:
+                        answer = httpx.post(args.notify, content=fake.notification(event, obj), timeout=10)
+                        print(f"{event} -> {answer.status_code}", flush=True)  # noqa: T201
+                    except httpx.HTTPError as exc:
+                        print(f"{event} -> {exc}", flush=True)  # noqa: T201
+                sent += len(events)
+        except KeyboardInterrupt:
+            return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
