@@ -119,6 +119,21 @@ def cmd_holds_expire(_args: argparse.Namespace, settings: Settings) -> int:
     return 1 if run.failed else 0
 
 
+def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
+    from payql.app import create_app, services_of  # noqa: PLC0415
+
+    services = services_of(create_app(settings))
+    try:
+        run = services.payouts.run(auto_approve=args.auto_approve)
+    finally:
+        services.db.dispose()
+    if run.skipped:
+        print("payouts run: another replica is running it")
+        return 0
+    print(f"payouts run: {run.created} created, {run.completed} completed, {run.failed} failed, {run.pending} pending")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payql", description="payql: a GraphQL payments service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     hold_commands = holds.add_subparsers(dest="holds_command", required=True)
     release = hold_commands.add_parser("expire", help="release holds about to lapse and expire their enrolls")
     release.set_defaults(run=cmd_holds_expire)
+
+    payouts = commands.add_parser("payouts", help="provider payouts")
+    payout_commands = payouts.add_subparsers(dest="payouts_command", required=True)
+    batch = payout_commands.add_parser("run", help="send approved withdrawals; settle those in flight")
+    batch.add_argument(
+        "--auto-approve", action="store_true", help="the weekly run: first pay out every verified provider's balance"
+    )
+    batch.set_defaults(run=cmd_payouts_run)
     return parser
 
 

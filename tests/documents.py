@@ -128,3 +128,23 @@ query($first: Int, $after: String) {
 """
 
 CREDIT_BALANCE = "{ balances { credits creditLots { id credits remaining expiresAt paymentId } } }"
+
+REGISTER_PAYOUT_ACCOUNT = """
+mutation($input: RegisterPayoutAccountInput!) {
+  registerPayoutAccount(input: $input) { payoutAccount { id provider status currency externalAccountId } errors { code field message } }
+}
+"""
+VERIFY_PAYOUT_ACCOUNT = (
+    "mutation($id: ID!) { verifyPayoutAccount(id: $id) { payoutAccount { id status } errors { code message } } }"
+)
+WITHDRAWAL_FIELDS = (
+    "withdrawal { id providerId status reason amount { amount currency } processedAt } errors { code field message }"
+)
+REQUEST_WITHDRAWAL = (
+    "mutation($input: RequestWithdrawalInput!) { requestWithdrawal(input: $input) { " + WITHDRAWAL_FIELDS + " } }"
+)
+APPROVE_WITHDRAWAL = "mutation($id: ID!) { approveWithdrawal(id: $id) { " + WITHDRAWAL_FIELDS + " } }"
+REJECT_WITHDRAWAL = (
+    "mutation($id: ID!, $reason: String) { rejectWithdrawal(id: $id, reason: $reason) { " + WITHDRAWAL_FIELDS + " } }"
+)
+WITHDRAWALS = "query($status: WithdrawalStatus) { withdrawals(status: $status) { totalCount edges { node { id status amount { amount } } } } }"

@@ -8,6 +8,7 @@ from payql.models.ledger import PLATFORM, AccountKind, LedgerAccount, LedgerEntr
 from payql.models.mock import MockObject
 from payql.models.package import CreditPackage
 from payql.models.payment import Payment, Refund
+from payql.models.payout import PayoutAccount, Withdrawal
 from payql.models.user import User
 from payql.models.webhook import WebhookEvent
 
@@ -25,10 +26,12 @@ __all__ = [
     "LedgerTransaction",
     "MockObject",
     "Payment",
+    "PayoutAccount",
     "ProviderCustomer",
     "Refund",
     "User",
     "WebhookEvent",
+    "Withdrawal",
     "new_id",
     "utcnow",
 ]

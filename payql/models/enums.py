@@ -67,3 +67,18 @@ class CreditTransactionType(StrEnum):
     SPENT = "SPENT"
     REFUNDED = "REFUNDED"
     EXPIRED = "EXPIRED"
+
+
+class PayoutAccountStatus(StrEnum):
+    PENDING = "PENDING"
+    VERIFIED = "VERIFIED"
+    REJECTED = "REJECTED"
+
+
+class WithdrawalStatus(StrEnum):
+    PENDING = "PENDING"
+    APPROVED = "APPROVED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    REJECTED = "REJECTED"
+    FAILED = "FAILED"

@@ -118,6 +118,7 @@ class ProviderPayout:
     amount_minor: int
     currency: str
     status: str  # "pending", "succeeded", "failed"
+    failure_message: str | None = None
 
 
 class PaymentProvider(Protocol):
@@ -166,7 +167,11 @@ class PaymentProvider(Protocol):
         """Verify a delivery and say what it is about; raises `WebhookRejected` when it cannot be trusted."""
         ...
 
-    def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout: ...
+    def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout:
+        """Send earnings to a provider's account; `status` is "pending", "succeeded" or "failed"."""
+        ...
+
+    def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout: ...
 
 
 class WebhookRejected(Exception):

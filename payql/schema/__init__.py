@@ -23,6 +23,7 @@ from payql.resolvers import (
     create_enroll,
     create_intent,
     mark_enroll_ready,
+    payouts,
     queries,
     refund,
     spend_credits,
@@ -31,7 +32,17 @@ from payql.resolvers import balances as balance_resolvers
 from payql.schema.errors import CodedErrors
 from payql.schema.execution import FastExecutionContext
 from payql.schema.permissions import IsAuthenticated
-from payql.schema.types import Balances, Connection, CreditPackage, CreditTransaction, Enroll, Payment, PlatformBalance
+from payql.schema.types import (
+    Balances,
+    Connection,
+    CreditPackage,
+    CreditTransaction,
+    Enroll,
+    Payment,
+    PayoutAccount,
+    PlatformBalance,
+    Withdrawal,
+)
 from payql.settings import Settings
 
 
@@ -52,6 +63,12 @@ class Query:
         permission_classes=[IsAuthenticated],
         description="The caller's credit ledger, newest first.",
     )
+    withdrawals: Connection[Withdrawal] = strawberry.field(
+        resolver=payouts.withdrawals, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
+    )
+    payout_accounts: list[PayoutAccount] = strawberry.field(
+        resolver=payouts.payout_accounts, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
+    )
     platform_balances: list[PlatformBalance] = strawberry.field(
         resolver=balance_resolvers.platform_balances, permission_classes=[IsAuthenticated], description="Admin only."
     )
@@ -69,6 +86,18 @@ class Mutation:
     )
     confirm_enroll = strawberry.mutation(resolver=confirm_enroll.confirm_enroll, permission_classes=[IsAuthenticated])
     spend_credits = strawberry.mutation(resolver=spend_credits.spend_credits, permission_classes=[IsAuthenticated])
+    register_payout_account = strawberry.mutation(
+        resolver=payouts.register_payout_account, permission_classes=[IsAuthenticated]
+    )
+    verify_payout_account = strawberry.mutation(
+        resolver=payouts.verify_payout_account, permission_classes=[IsAuthenticated]
+    )
+    reject_payout_account = strawberry.mutation(
+        resolver=payouts.reject_payout_account, permission_classes=[IsAuthenticated]
+    )
+    request_withdrawal = strawberry.mutation(resolver=payouts.request_withdrawal, permission_classes=[IsAuthenticated])
+    approve_withdrawal = strawberry.mutation(resolver=payouts.approve_withdrawal, permission_classes=[IsAuthenticated])
+    reject_withdrawal = strawberry.mutation(resolver=payouts.reject_withdrawal, permission_classes=[IsAuthenticated])
     cancel_enroll = strawberry.mutation(resolver=cancel_enroll.cancel_enroll, permission_classes=[IsAuthenticated])
 
 

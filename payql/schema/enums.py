@@ -15,6 +15,7 @@ from payql.models.enums import (
     ProviderName,
     RefundReason,
     RefundStatus,
+    WithdrawalStatus,
 )
 
 for _enum in (
@@ -56,4 +57,5 @@ __all__ = [
     "Provider",
     "RefundReason",
     "RefundStatus",
+    "WithdrawalStatus",
 ]

@@ -44,3 +44,18 @@ class SpendCreditsInput:
     credits: int
     reference: str | None = None
     idempotency_key: str | None = None
+
+
+@strawberry.input
+class RegisterPayoutAccountInput:
+    provider: Provider
+    external_account_id: str = strawberry.field(
+        description="Stripe: the Connect account id (acct_…). YooKassa: a payout token, or wallet:<YooMoney number>."
+    )
+    currency: str | None = strawberry.field(default=None, description="Defaults to USD (Stripe) or RUB (YooKassa).")
+
+
+@strawberry.input
+class RequestWithdrawalInput:
+    amount: MoneyInput
+    idempotency_key: str | None = None

@@ -2,7 +2,16 @@ from __future__ import annotations
 
 import strawberry
 
-from payql.schema.types import Balances, CreditTransaction, Enroll, Payment, Refund, UserError
+from payql.schema.types import (
+    Balances,
+    CreditTransaction,
+    Enroll,
+    Payment,
+    PayoutAccount,
+    Refund,
+    UserError,
+    Withdrawal,
+)
 
 
 @strawberry.type
@@ -38,4 +47,16 @@ class EnrollPayload:
 class SpendCreditsPayload:
     transaction: CreditTransaction | None = None
     balance: Balances | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class PayoutAccountPayload:
+    payout_account: PayoutAccount | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class WithdrawalPayload:
+    withdrawal: Withdrawal | None = None
     errors: list[UserError] = strawberry.field(default_factory=list)

@@ -18,6 +18,7 @@ from payql.schema.enums import (
     Provider,
     RefundReason,
     RefundStatus,
+    WithdrawalStatus,
 )
 
 N = TypeVar("N")
@@ -183,3 +184,24 @@ class PlatformBalance:
     provider_fees: Money = strawberry.field(
         description="What providers kept as their commission (YooKassa): a platform cost, not the payee's."
     )
+
+
+@strawberry.type(description="Where a provider is paid: a Stripe Connect account or a YooKassa payout destination.")
+class PayoutAccount:
+    id: strawberry.ID
+    provider: Provider
+    status: str = strawberry.field(description="PENDING, VERIFIED or REJECTED")
+    currency: str
+    external_account_id: str
+    created_at: datetime
+
+
+@strawberry.type
+class Withdrawal:
+    id: strawberry.ID
+    provider_id: strawberry.ID
+    amount: Money
+    status: WithdrawalStatus
+    reason: str | None
+    created_at: datetime
+    processed_at: datetime | None

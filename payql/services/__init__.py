@@ -15,6 +15,7 @@ from payql.services.enrolls import EnrollService
 from payql.services.holds import HoldService
 from payql.services.idempotency import IdempotencyService
 from payql.services.payments import PaymentService
+from payql.services.payouts import PayoutService
 from payql.services.refunds import RefundService
 from payql.services.users import UserService
 from payql.services.webhooks import WebhookService
@@ -36,6 +37,7 @@ class Services:
     credits: CreditService
     webhooks: WebhookService
     holds: HoldService
+    payouts: PayoutService
 
 
 def build_services(settings: Settings, db: Database, providers: dict[ProviderName, PaymentProvider]) -> Services:
@@ -43,6 +45,7 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
     idempotency = IdempotencyService(db)
     payments = PaymentService(db, settings, providers, catalogue, idempotency)
     refunds = RefundService(db, payments, idempotency)
+    payouts = PayoutService(db, settings, providers, idempotency)
     return Services(
         settings=settings,
         db=db,
@@ -55,6 +58,7 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         refunds=refunds,
         enrolls=EnrollService(db, payments, refunds),
         credits=CreditService(db, idempotency),
-        webhooks=WebhookService(db, payments),
+        webhooks=WebhookService(db, payments, payouts),
         holds=HoldService(db, payments, timedelta(hours=settings.hold_expiry_margin_hours)),
+        payouts=payouts,
     )

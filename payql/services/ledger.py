@@ -272,6 +272,15 @@ def sync_payment(session: Session, payment: Payment, *, enroll_completed: bool) 
         post_release(session, payment)
 
 
+def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str, *, lock: bool = False) -> int:
+    """One account's materialised balance (0 when it has never moved); `lock` holds its row until commit."""
+    query = select(_ACCOUNTS.c.balance_minor).where(
+        _ACCOUNTS.c.owner_id == owner_id, _ACCOUNTS.c.kind == kind, _ACCOUNTS.c.currency == currency
+    )
+    value = session.connection().execute(query.with_for_update() if lock else query).scalar()
+    return int(value or 0)
+
+
 def balances(session: Session, owner_id: str) -> dict[tuple[AccountKind, str], int]:
     rows = session.execute(
         select(LedgerAccount.kind, LedgerAccount.currency, LedgerAccount.balance_minor).where(

@@ -19,8 +19,8 @@ from sqlalchemy import Integer, Select, Table, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.models import CreditTransaction, Enroll, Payment, Refund
-from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
+from payql.models import CreditTransaction, Enroll, Payment, Refund, Withdrawal
+from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus, WithdrawalStatus
 from payql.models.payment import OPEN_STATUSES
 from payql.services.catalogue import Catalogue
 from payql.services.errors import InvalidInput
@@ -59,6 +59,7 @@ class Page(Generic[T]):
 PAYMENTS = cast("Table", Payment.__table__)
 ENROLLS = cast("Table", Enroll.__table__)
 CREDIT_TRANSACTIONS = cast("Table", CreditTransaction.__table__)
+WITHDRAWALS = cast("Table", Withdrawal.__table__)
 
 
 @functools.cache
@@ -134,6 +135,12 @@ def list_credit_transactions(
     """The caller's own credit history, newest first (an admin sees their own too: credits are personal)."""
     me = Principal(principal.user_id, frozenset())
     return _page(session, CREDIT_TRANSACTIONS, ("user_id", "user_id"), me, first, after, {})
+
+
+def list_withdrawals(
+    session: Session, principal: Principal, first: int | None, after: str | None, status: WithdrawalStatus | None
+) -> Page[Record]:
+    return _page(session, WITHDRAWALS, ("user_id", "user_id"), principal, first, after, {"status": status})
 
 
 _ENROLLS = select(*Enroll.__table__.c).where(Enroll.id.in_(bindparam("ids", expanding=True)))

@@ -27,10 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payql.db import Database
-from payql.models import Payment, WebhookEvent, new_id, utcnow
+from payql.models import Payment, WebhookEvent, Withdrawal, new_id, utcnow
 from payql.models.enums import PaymentPurpose, ProviderName, WebhookStatus
 from payql.providers.base import ProviderEvent, ProviderPayment
 from payql.services.payments import PaymentService
+from payql.services.payouts import PayoutService
 
 logger = logging.getLogger("payql.webhooks")
 KEPT_HEADERS = ("content-type", "user-agent", "stripe-signature", "x-forwarded-for", "x-real-ip")
@@ -66,12 +67,13 @@ Handler = Callable[[Delivery, Payment | None, Callable[[Session, WebhookStatus],
 
 
 class WebhookService:
-    def __init__(self, db: Database, payments: PaymentService) -> None:
+    def __init__(self, db: Database, payments: PaymentService, payouts: PayoutService) -> None:
         self._db = db
         self._payments = payments
+        self._payouts = payouts
         self._handlers: dict[ProviderName, Handler] = {
             ProviderName.STRIPE: self._sync_payment,
-            ProviderName.YOOKASSA: self._sync_payment,
+            ProviderName.YOOKASSA: self._sync_object,
         }
 
     def receive(
@@ -170,6 +172,31 @@ class WebhookService:
                 select(Payment).where(Payment.provider == provider, Payment.provider_payment_id == ref)
             ).first()
         return None
+
+    def _sync_object(
+        self, delivery: Delivery, payment: Payment | None, store: Callable[[Session, WebhookStatus], None]
+    ) -> Outcome:
+        if delivery.event.object_kind == "payout":
+            return self._sync_payout(delivery)
+        return self._sync_payment(delivery, payment, store)
+
+    def _sync_payout(self, delivery: Delivery) -> Outcome:
+        """A payout notification: re-read the payout and settle its withdrawal (COMPLETED, or FAILED with the money
+        back in the payable)."""
+        event = delivery.event
+        with self._db.read() as session:
+            withdrawal = session.scalars(
+                select(Withdrawal).where(Withdrawal.provider_payout_id == event.object_id)
+            ).first()
+        if withdrawal is None:
+            self._commit_alone(delivery, WebhookStatus.IGNORED, None)
+            return Outcome.IGNORED
+        answer = self._payouts.provider(delivery.provider).retrieve_payout(event.object_id)
+        self._payouts.settle(withdrawal.id, answer)
+        expected = {"succeeded": "succeeded", "canceled": "failed"}.get(str(event.data.get("expect")))
+        confirmed = answer.status == expected
+        self._commit_alone(delivery, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED, None)
+        return Outcome.PROCESSED if confirmed else Outcome.UNCONFIRMED
 
     def _sync_payment(
         self, delivery: Delivery, payment: Payment | None, store: Callable[[Session, WebhookStatus], None]

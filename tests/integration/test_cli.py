@@ -105,3 +105,19 @@ def test_ledger_check_is_clean_after_the_demo_and_names_what_is_broken(
     assert "but its entries sum to" in out
     assert "succeeded refunds sum to 0" in out
     assert "problem(s)" in out
+
+
+def test_payouts_run_and_holds_expire_report_what_they_did(env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["migrate"]) == 0
+    capsys.readouterr()
+
+    assert main(["payouts", "run", "--auto-approve"]) == 0
+    assert main(["holds", "expire"]) == 0
+    assert main(["credits", "expire"]) == 0
+
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "payouts run: 0 created, 0 completed, 0 failed, 0 pending",
+        "holds expire: 0 hold(s) released, 0 to retry",
+        "credits expire: 0 lot(s) expired",
+    ]

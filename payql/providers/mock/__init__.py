@@ -323,6 +323,9 @@ class MockProvider:
     def parse_webhook(self, headers: dict[str, str], body: bytes, client_ip: str | None) -> ProviderEvent:
         raise WebhookRejected(f"{self.name} runs in mock mode: webhooks are not accepted")
 
+    def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout:
+        raise ProviderInvalidRequest(f"MOCK MODE keeps no payouts: {provider_payout_id}")
+
     def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout:
         logger.info("MOCK MODE: %s payout of %s %s to %s", self.name, amount_minor, currency, destination)
         return ProviderPayout(

@@ -309,14 +309,22 @@ class StripeProvider:
                 options=_options(idempotency_key, "transfer"),
             )
         )
-        return ProviderPayout(
-            provider_payout_id=str(transfer["id"]),
-            amount_minor=int(transfer["amount"]),
-            currency=str(transfer["currency"]).upper(),
-            status="succeeded",
-        )
+        return _transfer(transfer)
+
+    def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout:
+        return _transfer(self._call(lambda: self._client.v1.transfers.retrieve(provider_payout_id)))
 
 
 def _with_status(url: str, status: str) -> str:
     separator = "&" if "?" in url else "?"
     return f"{url}{separator}checkout={status}"
+
+
+def _transfer(transfer: Any) -> ProviderPayout:
+    """A Connect transfer is final once created: the money is in the connected account."""
+    return ProviderPayout(
+        provider_payout_id=str(transfer["id"]),
+        amount_minor=int(transfer["amount"]),
+        currency=str(transfer["currency"]).upper(),
+        status="failed" if transfer["reversed"] else "succeeded",
+    )

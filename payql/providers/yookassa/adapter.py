@@ -55,7 +55,16 @@ from payql.providers.base import (
 logger = logging.getLogger("payql.providers.yookassa")
 _CONFIG_LOCK = threading.Lock()
 
-HANDLED_EVENTS = frozenset({"payment.waiting_for_capture", "payment.succeeded", "payment.canceled", "refund.succeeded"})
+HANDLED_EVENTS = frozenset(
+    {
+        "payment.waiting_for_capture",
+        "payment.succeeded",
+        "payment.canceled",
+        "refund.succeeded",
+        "payout.succeeded",
+        "payout.canceled",
+    }
+)
 # A payment canceled for one of these reasons never held money: the card was declined (FAILED, not CANCELED).
 HOLD_ENDED = frozenset({"expired_on_capture", "canceled_by_merchant", "expired_on_confirmation"})
 REFUND_STATUS = {"pending": RefundStatus.PENDING, "succeeded": RefundStatus.SUCCEEDED, "canceled": RefundStatus.FAILED}
@@ -316,9 +325,29 @@ class YooKassaProvider:
     # -- payouts -----------------------------------------------------------------------------------------
 
     def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout:
-        body = {"amount": _amount(amount_minor, currency), "payout_token": destination, "description": "payql payout"}
-        obj = self._request("POST", "/payouts", body=body, key=idempotency_key)
-        minor, paid_currency = _minor(obj["amount"])
-        return ProviderPayout(
-            provider_payout_id=str(obj["id"]), amount_minor=minor, currency=paid_currency, status=str(obj["status"])
-        )
+        """`destination` is a payout token (a card synonym from YooKassa's widget) or `wallet:<YooMoney number>`."""
+        body: dict[str, Any] = {"amount": _amount(amount_minor, currency), "description": "payql payout"}
+        if destination.startswith("wallet:"):
+            body["payout_destination_data"] = {
+                "type": "yoo_money",
+                "account_number": destination.removeprefix("wallet:"),
+            }
+        else:
+            body["payout_token"] = destination
+        return _payout(self._request("POST", "/payouts", body=body, key=idempotency_key))
+
+    def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout:
+        return _payout(self._request("GET", f"/payouts/{provider_payout_id}"))
+
+
+def _payout(obj: dict[str, Any]) -> ProviderPayout:
+    minor, currency = _minor(obj["amount"])
+    status = {"succeeded": "succeeded", "canceled": "failed"}.get(str(obj.get("status")), "pending")
+    details = obj.get("cancellation_details") or {}
+    return ProviderPayout(
+        provider_payout_id=str(obj["id"]),
+        amount_minor=minor,
+        currency=currency,
+        status=status,
+        failure_message=str(details["reason"]) if details.get("reason") else None,
+    )

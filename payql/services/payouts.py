@@ -1,0 +1,360 @@
+"""Provider payouts (seeds/001 and 003): payout accounts, withdrawals with a minimum, the weekly payout batch.
+
+- A provider registers a payout account (a Stripe Connect account `acct_…`, or a YooKassa payout token /
+  `wallet:<number>`); an admin verifies or rejects it. Only verified accounts are paid.
+- `requestWithdrawal` takes at least `PAYOUT_MINIMUM` and at most what is available, never while the payable is
+  negative, and moves the amount from `payable` to `payouts_in_flight` at once (under the payable account's row lock),
+  so it cannot be requested twice. An admin approves or rejects it (a rejection gives the money back).
+- `payql payouts run` sends every approved withdrawal through its provider with a stable key per withdrawal
+  (PROCESSING), and settles it when the provider confirms: COMPLETED (`payouts_in_flight → provider_cash`), or FAILED
+  (the money goes back to `payable`). `--auto-approve` (the weekly run) first makes one approved withdrawal per
+  verified provider whose available balance reaches the minimum, once per ISO week (a unique constraint).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from payql.auth import Principal
+from payql.db import Database
+from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_id, utcnow
+from payql.models.enums import PayoutAccountStatus, ProviderName, WithdrawalStatus
+from payql.money import Money, MoneyError, exponent, parse_amount
+from payql.providers.base import PaymentProvider, ProviderError, ProviderPayout
+from payql.services import ledger
+from payql.services.errors import Forbidden, InsufficientFunds, InvalidInput, InvalidState, NotFound
+from payql.services.idempotency import IdempotencyService, derived_id
+from payql.services.jobs import exclusive
+from payql.settings import Settings
+
+logger = logging.getLogger("payql.payouts")
+DEFAULT_CURRENCY = {ProviderName.STRIPE: "USD", ProviderName.YOOKASSA: "RUB"}
+OPEN = (WithdrawalStatus.PENDING, WithdrawalStatus.APPROVED)
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRun:
+    created: int = 0
+    completed: int = 0
+    failed: int = 0
+    pending: int = 0
+    skipped: bool = False
+
+
+def available(session: Session, user_id: str, currency: str, *, lock: bool = False) -> int:
+    """What the provider can withdraw now: their payable account, shown positive (negative after a refund that
+    followed a payout)."""
+    return -ledger.balance_of(session, user_id, AccountKind.PAYABLE, currency, lock=lock)
+
+
+class PayoutService:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        providers: dict[ProviderName, PaymentProvider],
+        idempotency: IdempotencyService,
+    ) -> None:
+        self._db = db
+        self._settings = settings
+        self._providers = providers
+        self._idempotency = idempotency
+
+    def provider(self, name: ProviderName) -> PaymentProvider:
+        return self._providers[name]
+
+    def minimum(self, currency: str) -> Money:
+        """`PAYOUT_MINIMUM` in `currency` ("50.00" is 50 JPY: the decimals a currency cannot have are dropped)."""
+        text = self._settings.payout_minimum
+        try:
+            return parse_amount(text, currency)
+        except MoneyError:
+            whole, _, fraction = text.partition(".")
+            return parse_amount(f"{whole}.{fraction[: exponent(currency)]}".rstrip("."), currency)
+
+    # -- accounts ----------------------------------------------------------------------------------------
+
+    def register_account(
+        self, principal: Principal, provider: ProviderName, external_id: str, currency: str | None
+    ) -> PayoutAccount:
+        if not principal.is_provider:
+            raise Forbidden("only providers register payout accounts")
+        external_id = external_id.strip()
+        if provider is ProviderName.STRIPE and not external_id.startswith("acct_"):
+            raise InvalidInput("a Stripe payout account is a Connect account id (acct_…)", field="externalAccountId")
+        if not 0 < len(external_id) <= 255:  # noqa: PLR2004
+            raise InvalidInput("externalAccountId must be 1 to 255 characters", field="externalAccountId")
+        code = (currency or DEFAULT_CURRENCY[provider]).strip().upper()
+        try:
+            exponent(code)
+        except MoneyError as exc:
+            raise InvalidInput(exc.message, field="currency") from exc
+        with self._db.uow() as uow:
+            existing = uow.session.scalars(
+                select(PayoutAccount).where(
+                    PayoutAccount.user_id == principal.user_id,
+                    PayoutAccount.provider == provider,
+                    PayoutAccount.external_account_id == external_id,
+                )
+            ).one_or_none()
+            if existing is not None:
+                return existing  # registering the same account again changes nothing
+            account = PayoutAccount(
+                id=new_id("pac"),
+                user_id=principal.user_id,
+                provider=provider,
+                external_account_id=external_id,
+                currency=code,
+            )
+            uow.session.add(account)
+            uow.commit()
+            return account
+
+    def review_account(self, principal: Principal, account_id: str, *, verified: bool) -> PayoutAccount:
+        with self._db.uow() as uow:
+            account = uow.session.get(PayoutAccount, account_id, with_for_update=True)
+            if account is None or not (principal.is_admin or account.user_id == principal.user_id):
+                raise NotFound("payout account not found", field="id")
+            if not principal.is_admin:
+                raise Forbidden("only an admin verifies payout accounts")
+            account.status = PayoutAccountStatus.VERIFIED if verified else PayoutAccountStatus.REJECTED
+            account.verified_at = utcnow() if verified else None
+            uow.commit()
+            return account
+
+    # -- withdrawals -------------------------------------------------------------------------------------
+
+    def request(self, principal: Principal, amount: Money, key: str | None) -> Withdrawal:
+        return self._idempotency.run(
+            user_id=principal.user_id,
+            operation="requestWithdrawal",
+            key=key,
+            request={"amount": [amount.minor, amount.currency]},
+            execute=lambda seed: self._request(principal, amount, derived_id("wdr", seed)),
+            encode=lambda withdrawal: {"withdrawal_id": withdrawal.id},
+            decode=self._replay,
+        )
+
+    def _replay(self, stored: dict[str, str]) -> Withdrawal:
+        with self._db.read() as session:
+            withdrawal = session.get(Withdrawal, stored["withdrawal_id"])
+            if withdrawal is None:  # pragma: no cover - never deleted
+                raise NotFound("withdrawal not found")
+            return withdrawal
+
+    def _request(self, principal: Principal, amount: Money, withdrawal_id: str) -> Withdrawal:
+        if not principal.is_provider:
+            raise Forbidden("only providers withdraw earnings")
+        minimum = self.minimum(amount.currency)
+        if amount.minor < minimum.minor:
+            raise InvalidInput(f"the smallest withdrawal is {minimum.format()} {amount.currency}", field="amount")
+        with self._db.uow() as uow:
+            session = uow.session
+            if (known := session.get(Withdrawal, withdrawal_id)) is not None:
+                return known
+            account = self._verified_account(session, principal.user_id, amount.currency)
+            withdrawal = self._open(session, account, amount.minor, None, WithdrawalStatus.PENDING, withdrawal_id)
+            uow.commit()
+            return withdrawal
+
+    @staticmethod
+    def _verified_account(session: Session, user_id: str, currency: str) -> PayoutAccount:
+        account = session.scalars(
+            select(PayoutAccount)
+            .where(
+                PayoutAccount.user_id == user_id,
+                PayoutAccount.currency == currency,
+                PayoutAccount.status == PayoutAccountStatus.VERIFIED,
+            )
+            .order_by(PayoutAccount.verified_at)
+        ).first()
+        if account is None:
+            raise InvalidState(f"there is no verified payout account in {currency}", field="amount")
+        return account
+
+    @staticmethod
+    def _open(
+        session: Session,
+        account: PayoutAccount,
+        amount: int,
+        period: str | None,
+        status: WithdrawalStatus,
+        withdrawal_id: str | None = None,
+    ) -> Withdrawal:
+        """Take `amount` out of the payable (locked) into payouts in flight, with its withdrawal."""
+        left = available(session, account.user_id, account.currency, lock=True)
+        if left <= 0 or amount > left:
+            shown = Money(max(left, 0), account.currency).format()
+            raise InsufficientFunds(f"{shown} {account.currency} available to withdraw", field="amount")
+        withdrawal = Withdrawal(
+            id=withdrawal_id or new_id("wdr"),
+            user_id=account.user_id,
+            payout_account_id=account.id,
+            amount_minor=amount,
+            currency=account.currency,
+            status=status,
+            period=period,
+        )
+        withdrawal.provider_key = f"payql-{withdrawal.id}-payout"
+        session.add(withdrawal)
+        session.flush()
+        ledger.post(session, "withdrawal", "withdrawal", withdrawal.id, _lines(withdrawal, into_flight=True))
+        return withdrawal
+
+    def review(self, principal: Principal, withdrawal_id: str, *, approve: bool, reason: str | None) -> Withdrawal:
+        with self._db.uow() as uow:
+            withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=True)
+            if withdrawal is None or not (principal.is_admin or withdrawal.user_id == principal.user_id):
+                raise NotFound("withdrawal not found", field="id")
+            if not principal.is_admin:
+                raise Forbidden("only an admin approves or rejects withdrawals")
+            allowed = (WithdrawalStatus.PENDING,) if approve else OPEN
+            if withdrawal.status not in allowed:
+                raise InvalidState(f"the withdrawal is {withdrawal.status.value}", field="id")
+            if approve:
+                withdrawal.status = WithdrawalStatus.APPROVED
+            else:
+                _give_back(uow.session, withdrawal, WithdrawalStatus.REJECTED, (reason or "rejected")[:500])
+            uow.commit()
+            return withdrawal
+
+    # -- the batch -----------------------------------------------------------------------------------------
+
+    def run(self, *, auto_approve: bool = False, now: datetime | None = None) -> PayoutRun:
+        now = now or utcnow()
+        with exclusive(self._db, "payouts-run") as mine:
+            if not mine:
+                return PayoutRun(skipped=True)
+            created = self._auto_approve(now) if auto_approve else 0
+            completed = failed = pending = 0
+            with self._db.read() as session:
+                due = list(
+                    session.scalars(
+                        select(Withdrawal)
+                        .where(Withdrawal.status.in_([WithdrawalStatus.APPROVED, WithdrawalStatus.PROCESSING]))
+                        .order_by(Withdrawal.id)
+                    )
+                )
+            for withdrawal in due:
+                try:
+                    status = self._send(withdrawal)
+                except ProviderError as exc:
+                    logger.warning("payout of %s not sent: %s (next run retries)", withdrawal.id, exc.message)
+                    pending += 1
+                    continue
+                completed += status is WithdrawalStatus.COMPLETED
+                failed += status is WithdrawalStatus.FAILED
+                pending += status is WithdrawalStatus.PROCESSING
+            return PayoutRun(created, completed, failed, pending)
+
+    def _auto_approve(self, now: datetime) -> int:
+        year, week, _ = now.isocalendar()
+        period = f"{year}-W{week:02d}"
+        created = 0
+        with self._db.read() as session:
+            accounts = list(
+                session.scalars(
+                    select(PayoutAccount)
+                    .where(PayoutAccount.status == PayoutAccountStatus.VERIFIED)
+                    .order_by(PayoutAccount.verified_at)
+                )
+            )
+        seen: set[tuple[str, str]] = set()
+        for account in accounts:
+            if (account.user_id, account.currency) in seen:
+                continue  # the first verified account per provider and currency is paid
+            seen.add((account.user_id, account.currency))
+            with self._db.uow() as uow:
+                left = available(uow.session, account.user_id, account.currency, lock=True)
+                if left < self.minimum(account.currency).minor:
+                    continue
+                try:
+                    self._open(uow.session, account, left, period, WithdrawalStatus.APPROVED)
+                    uow.commit()
+                except IntegrityError:
+                    continue  # this week's automatic payout was made already
+                created += 1
+        return created
+
+    def _send(self, withdrawal: Withdrawal) -> WithdrawalStatus:
+        with self._db.uow() as uow:
+            locked = uow.session.get(Withdrawal, withdrawal.id, with_for_update=True)
+            account = uow.session.get(PayoutAccount, withdrawal.payout_account_id)
+            if (
+                locked is None
+                or account is None
+                or locked.status
+                not in {
+                    WithdrawalStatus.APPROVED,
+                    WithdrawalStatus.PROCESSING,
+                }
+            ):
+                return locked.status if locked is not None else WithdrawalStatus.FAILED
+            locked.status = WithdrawalStatus.PROCESSING  # the intent: a crash after the call resends the same key
+            uow.commit()
+        provider = self._providers[account.provider]
+        if locked.provider_payout_id is None:
+            answer = provider.payout(
+                account.external_account_id, locked.amount_minor, locked.currency, locked.provider_key
+            )
+        else:
+            answer = provider.retrieve_payout(locked.provider_payout_id)
+        return self.settle(locked.id, answer)
+
+    def settle(self, withdrawal_id: str, answer: ProviderPayout) -> WithdrawalStatus:
+        """Apply a provider's view of a payout: COMPLETED, FAILED (money back to payable) or still pending."""
+        with self._db.uow() as uow:
+            withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=True)
+            if withdrawal is None:  # pragma: no cover - never deleted
+                return WithdrawalStatus.FAILED
+            withdrawal.provider_payout_id = withdrawal.provider_payout_id or answer.provider_payout_id
+            if withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "succeeded":
+                withdrawal.status = WithdrawalStatus.COMPLETED
+                withdrawal.processed_at = utcnow()
+                lines = [
+                    ledger.Line(
+                        withdrawal.user_id, AccountKind.PAYOUTS_IN_FLIGHT, withdrawal.currency, withdrawal.amount_minor
+                    ),
+                    ledger.Line(
+                        _cash_owner(uow.session, withdrawal),
+                        AccountKind.PROVIDER_CASH,
+                        withdrawal.currency,
+                        -withdrawal.amount_minor,
+                    ),
+                ]
+                ledger.post(uow.session, "payout_settled", "withdrawal", withdrawal.id, lines)
+            elif withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "failed":
+                reason = answer.failure_message or "the provider refused the payout"
+                _give_back(uow.session, withdrawal, WithdrawalStatus.FAILED, reason)
+            uow.commit()
+            return withdrawal.status
+
+
+def _give_back(session: Session, withdrawal: Withdrawal, status: WithdrawalStatus, reason: str) -> None:
+    """A rejected or failed withdrawal: its money goes back from payouts in flight to the payable, once."""
+    withdrawal.status = status
+    withdrawal.reason = reason
+    withdrawal.processed_at = utcnow()
+    ledger.post(session, "withdrawal_returned", "withdrawal", withdrawal.id, _lines(withdrawal, into_flight=False))
+
+
+def _cash_owner(session: Session, withdrawal: Withdrawal) -> str:
+    account = session.get(PayoutAccount, withdrawal.payout_account_id)
+    return account.provider.value if account is not None else PLATFORM
+
+
+def _lines(withdrawal: Withdrawal, *, into_flight: bool) -> list[ledger.Line]:
+    """payable → payouts in flight (a request), or back (a rejection or a failed payout)."""
+    sign = 1 if into_flight else -1
+    return [
+        ledger.Line(withdrawal.user_id, AccountKind.PAYABLE, withdrawal.currency, sign * withdrawal.amount_minor),
+        ledger.Line(
+            withdrawal.user_id, AccountKind.PAYOUTS_IN_FLIGHT, withdrawal.currency, -sign * withdrawal.amount_minor
+        ),
+    ]
