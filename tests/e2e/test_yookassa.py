@@ -243,3 +243,23 @@ def test_partial_refund_after_completion_reverses_proportionally(api: Api, fake:
     # the refund's own notification, delivered later, changes nothing more
     assert notify(api, fake.notification_for("refund.succeeded", refund["id"])).status_code == 200
     assert client.data(doc.PAYMENT, id=payment_id)["payment"]["refundedAmount"]["amount"] == "33.33"
+
+
+def test_outages_at_yookassa_are_unavailable_or_rate_limited_and_a_retry_creates_one_payment(
+    api: Api, fake: FakeYooKassa
+) -> None:
+    client, master = api.user("client"), api.user("master", "provider")
+    enroll_id = book(client, master, "100.00", "RUB")
+    ask = {"enrollId": enroll_id, "provider": "YOOKASSA", "idempotencyKey": "yk-1"}
+
+    fake.fail_next(count=1, status=500, path_prefix="/payments", fail_after_processing=True)  # a lost answer
+    assert client.fails(doc.CREATE_INTENT, "PROVIDER_UNAVAILABLE", input=ask)["payment"] is None
+    fake.fail_next(count=1, status=429, path_prefix="/payments")
+    client.fails(doc.CREATE_INTENT, "RATE_LIMITED", input=ask)
+
+    created = client.ok(doc.CREATE_INTENT, input=ask)
+
+    assert len(fake.payments) == 1  # the first attempt's payment, found again by its Idempotence-Key
+    keys = {r.idempotence_key for r in fake.requests if r.method == "POST" and r.path.endswith("/payments")}
+    assert len(keys) == 1
+    assert created["confirmationUrl"].endswith(next(iter(fake.payments)))
