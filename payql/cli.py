@@ -134,6 +134,21 @@ def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_idempotency_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta  # noqa: PLC0415
+
+    from payql.db import Database  # noqa: PLC0415
+    from payql.services.idempotency import IdempotencyService  # noqa: PLC0415
+
+    db = Database(settings.database_url)
+    try:
+        purged = IdempotencyService(db).purge(timedelta(hours=args.older_than_hours))
+    finally:
+        db.dispose()
+    print(f"idempotency purge: {purged} key(s) forgotten")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payql", description="payql: a GraphQL payments service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -185,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--auto-approve", action="store_true", help="the weekly run: first pay out every verified provider's balance"
     )
     batch.set_defaults(run=cmd_payouts_run)
+
+    idempotency = commands.add_parser("idempotency", help="idempotency keys")
+    idempotency_commands = idempotency.add_subparsers(dest="idempotency_command", required=True)
+    purge = idempotency_commands.add_parser("purge", help="forget idempotency keys older than 24 hours")
+    purge.add_argument("--older-than-hours", type=int, default=24)
+    purge.set_defaults(run=cmd_idempotency_purge)
     return parser
 
 

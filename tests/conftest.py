@@ -3,7 +3,9 @@ the app built by `create_app` with mock providers, and an HTTP client that speak
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +24,41 @@ from payql.settings import Settings
 TEST_SECRET = "payql-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
+
+
+class _Collector(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+# What must never reach a log: secrets, bearer tokens, card numbers.
+SECRET_PATTERNS = [
+    re.compile(re.escape(TEST_SECRET)),
+    re.compile(r"sk_test_\w+|whsec_\w+"),
+    re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+"),  # a JWT
+    re.compile(r"\b4242424242424242\b|\b5555555555554477\b"),
+]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secrets_in_logs() -> Iterator[None]:
+    """Every log line of the whole suite (INFO and up, with tracebacks) is scanned for secrets at the end."""
+    collector = _Collector()
+    collector.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(collector)
+    root.setLevel(logging.INFO)
+    yield
+    root.removeHandler(collector)
+    root.setLevel(level)
+    leaks = [line[:200] for line in collector.lines if any(p.search(line) for p in SECRET_PATTERNS)]
+    assert collector.lines, "the log scan saw no log lines at all"
+    assert leaks == [], f"secrets reached the logs: {leaks[:5]}"
 
 
 @pytest.fixture(scope="session")

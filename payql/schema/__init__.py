@@ -31,6 +31,7 @@ from payql.resolvers import (
 from payql.resolvers import balances as balance_resolvers
 from payql.schema.errors import CodedErrors
 from payql.schema.execution import FastExecutionContext
+from payql.schema.limits import CostLimit
 from payql.schema.permissions import IsAuthenticated
 from payql.schema.types import (
     Balances,
@@ -125,6 +126,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=max(1000, settings.graphql_max_bytes // 10)),
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
+            lambda: CostLimit(settings.graphql_max_cost),
             CodedErrors,
         ],
     )

@@ -13,13 +13,14 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from payql.db import Database
-from payql.models import IdempotencyRecord, new_id
+from payql.models import IdempotencyRecord, new_id, utcnow
 from payql.providers.base import ProviderError
 from payql.services.errors import Conflict, DomainError, InvalidInput
 
@@ -109,6 +110,14 @@ class IdempotencyService:
                     continue
                 return record
         raise Conflict("idempotencyKey is being used by a concurrent request", field="idempotencyKey")
+
+    def purge(self, older_than: timedelta, now: datetime | None = None) -> int:
+        """Forget keys older than `older_than` (24 h: what Stripe keeps its own keys for); returns how many."""
+        cutoff = (now or utcnow()) - older_than
+        with self._db.uow() as uow:
+            result = uow.session.execute(delete(IdempotencyRecord).where(IdempotencyRecord.created_at < cutoff))
+            uow.commit()
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def _complete(self, record_id: str, outcome: dict[str, Any]) -> None:
         with self._db.uow() as uow:

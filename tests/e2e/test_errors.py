@@ -178,3 +178,20 @@ def test_pagination_arguments_are_checked(api: Api) -> None:
     for variables in ({"first": 101}, {"first": -1}, {"after": "%%%"}):
         body = client.gql(doc.PAYMENTS, **variables)
         assert body["errors"][0]["extensions"]["code"] == "INVALID_INPUT", body
+
+
+def test_idempotency_keys_are_forgotten_after_a_day(api: Api, db: Database) -> None:
+    from datetime import UTC, datetime, timedelta  # noqa: PLC0415
+
+    from payql.app import services_of  # noqa: PLC0415
+
+    client = api.user("c12")
+    first = intent(client, packageCode="trial", idempotencyKey="day-old")
+    service = services_of(api.app).idempotency
+
+    assert service.purge(timedelta(hours=24)) == 0
+    assert service.purge(timedelta(hours=24), now=datetime.now(UTC) + timedelta(hours=25)) == 1
+
+    again = intent(client, packageCode="trial", idempotencyKey="day-old")
+    assert again["payment"]["id"] != first["payment"]["id"]  # a new operation, as the key is no longer known
+    assert rows(db, IdempotencyRecord)() == 1

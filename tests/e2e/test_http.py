@@ -143,3 +143,24 @@ def test_webhooks_are_refused_in_mock_mode(api: Api) -> None:
         response = api.request("POST", route, content=b'{"type": "payment_intent.succeeded"}')
         assert response.status_code == 400
         assert "mock mode" in response.json()["error"]
+
+
+def test_the_query_cost_limit_weighs_lists_by_their_page_size(settings: Settings, db: Database) -> None:
+    limited = settings.model_copy(update={"graphql_max_cost": 200})
+    with Api(create_app(limited, db=db), limited) as api:
+        token = api.token("u1")
+        page = "edges { node { id status amount { amount currency } refunds { id } } }"
+        small = api.graphql("{ payments(first: 10) { " + page + " } }", token=token)
+        big = api.graphql("{ payments(first: 100) { " + page + " } }", token=token)
+        by_variable = api.graphql("query($n: Int!) { payments(first: $n) { " + page + " } }", {"n": 100}, token=token)
+        small_by_variable = api.graphql(
+            "query($n: Int!) { payments(first: $n) { " + page + " } }", {"n": 5}, token=token
+        )
+
+    assert "errors" not in small
+    (error,) = big["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert "exceeds the maximum of 200" in error["message"]
+    assert "data" not in big
+    assert by_variable["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"  # variables count at their value
+    assert "errors" not in small_by_variable

@@ -102,7 +102,8 @@ def test_capture_and_partial_refunds_keep_the_ledger_exact(
         services.enrolls.confirm(client, enroll.id)
     for index, fraction in enumerate(fractions):
         if not completed and index == refunds_before_completion:
-            services.enrolls.confirm(client, enroll.id)
+            if refunded < amount:  # a payment refunded in full from escrow leaves nothing to complete
+                services.enrolls.confirm(client, enroll.id)
             completed, before_completion = True, refunded
         left = amount - refunded
         if left == 0:
