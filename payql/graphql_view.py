@@ -31,6 +31,7 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from payql.auth import principal_from_scope
+from payql.ratelimit import RateLimiter
 from payql.schema.context import Context
 from payql.services import Services
 
@@ -76,6 +77,7 @@ class GraphQLView:
         self.services = services
         self.settings = services.settings
         self._limiters: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
+        self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.redis_url)
 
     async def handle(self, request: Request) -> Response:
         request_id = _request_id(request)
@@ -93,6 +95,11 @@ class GraphQLView:
             )
 
         principal, auth_error = principal_from_scope(request.scope)
+        caller = f"user:{principal.user_id}" if principal else f"ip:{request.client.host if request.client else '-'}"
+        if wait := await self.rate_limiter.retry_after(caller):
+            headers["Retry-After"] = str(wait)
+            body = _error_body(f"too many requests: retry in {wait} s", "RATE_LIMITED")
+            return JSONResponse(body, status_code=429, media_type=media, headers=headers)
         context = Context(services=self.services, principal=principal, auth_error=auth_error, request_id=request_id)
         allowed = {OperationType.QUERY} if request.method == "GET" else {OperationType.QUERY, OperationType.MUTATION}
 

@@ -19,15 +19,19 @@ from starlette.responses import JSONResponse, Response
 
 from payql.models.enums import ProviderName
 from payql.providers.base import ProviderError, WebhookRejected
+from payql.ratelimit import RateLimiter
 from payql.services import Services
 from payql.services.webhooks import Outcome
 
 logger = logging.getLogger("payql.webhooks")
 MAX_BODY = 1_000_000
+REFUSALS = "30/minute"
 
 
 def webhook_route(services: Services, provider: ProviderName) -> Callable[[Request], Awaitable[Response]]:
     limiters: list[anyio.CapacityLimiter] = []
+    # Refused deliveries (a bad signature, an untrusted sender) are logged and rate-limited per address.
+    refusals = RateLimiter(REFUSALS, services.settings.redis_url, namespace=f"payql-refusals-{provider.value}")
 
     def limiter() -> anyio.CapacityLimiter:
         if not limiters:  # made on first use: a limiter belongs to the running event loop
@@ -40,28 +44,36 @@ def webhook_route(services: Services, provider: ProviderName) -> Callable[[Reque
             return JSONResponse({"error": "body too large"}, status_code=413)
         headers = {key.lower(): value for key, value in request.headers.items()}
         client_ip = request.client.host if request.client else None
-        adapter = services.providers[provider]
-
-        def verify_and_process() -> Response | Outcome:
-            try:
-                event = adapter.parse_webhook(headers, body, client_ip)
-            except WebhookRejected as exc:
-                logger.warning("%s webhook refused from %s: %s", provider.value, client_ip, exc.message)
-                return JSONResponse({"error": exc.message}, status_code=400)
-            except ProviderError as exc:
-                logger.error("%s webhook cannot be verified: %s", provider.value, exc.message)  # noqa: TRY400 - setup
-                return JSONResponse({"error": "webhook verification is not configured"}, status_code=500)
-            try:
-                return services.webhooks.receive(provider, event, body, headers, client_ip)
-            except Exception:
-                logger.exception("%s webhook %s (%s) failed", provider.value, event.dedupe_key, event.event_type)
-                return JSONResponse({"status": "failed"}, status_code=500)
 
         # One hop to a worker thread: verification and processing (which waits on the provider's re-fetch) run
         # on the larger pool, like mutations.
-        outcome = await anyio.to_thread.run_sync(verify_and_process, limiter=limiter())
+        outcome = await anyio.to_thread.run_sync(
+            _verify_and_process, services, provider, headers, body, client_ip, limiter=limiter()
+        )
         if isinstance(outcome, Response):
+            if outcome.status_code == 400 and (wait := await refusals.retry_after(client_ip or "-")):  # noqa: PLR2004
+                return JSONResponse(
+                    {"error": "too many refused deliveries"}, status_code=429, headers={"Retry-After": str(wait)}
+                )
             return outcome
         return JSONResponse({"status": outcome.value})
 
     return receive
+
+
+def _verify_and_process(
+    services: Services, provider: ProviderName, headers: dict[str, str], body: bytes, client_ip: str | None
+) -> Response | Outcome:
+    try:
+        event = services.providers[provider].parse_webhook(headers, body, client_ip)
+    except WebhookRejected as exc:
+        logger.warning("%s webhook refused from %s: %s", provider.value, client_ip, exc.message)
+        return JSONResponse({"error": exc.message}, status_code=400)
+    except ProviderError as exc:
+        logger.error("%s webhook cannot be verified: %s", provider.value, exc.message)  # noqa: TRY400 - setup
+        return JSONResponse({"error": "webhook verification is not configured"}, status_code=500)
+    try:
+        return services.webhooks.receive(provider, event, body, headers, client_ip)
+    except Exception:
+        logger.exception("%s webhook %s (%s) failed", provider.value, event.dedupe_key, event.event_type)
+        return JSONResponse({"status": "failed"}, status_code=500)

@@ -164,3 +164,30 @@ def test_the_query_cost_limit_weighs_lists_by_their_page_size(settings: Settings
     assert "data" not in big
     assert by_variable["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"  # variables count at their value
     assert "errors" not in small_by_variable
+
+
+def test_callers_are_rate_limited_per_user_and_per_address(settings: Settings, db: Database) -> None:
+    limited = settings.model_copy(update={"rate_limit": "3/minute"})
+    with Api(create_app(limited, db=db), limited) as api:
+        alice, bob = api.token("alice"), api.token("bob")
+        for _ in range(3):
+            assert "errors" not in api.graphql("{ payments { totalCount } }", token=alice)
+        refused = api.request(
+            "POST", "/graphql", json={"query": "{ packages { code } }"}, headers={"Authorization": f"Bearer {alice}"}
+        )
+        assert "errors" not in api.graphql("{ payments { totalCount } }", token=bob)  # another user has their own
+        anonymous = [
+            api.request("POST", "/graphql", json={"query": "{ packages { code } }"}).status_code for _ in range(4)
+        ]
+
+    assert refused.status_code == 429
+    assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert anonymous == [200, 200, 200, 429]
+
+
+def test_refused_webhook_deliveries_are_rate_limited(api: Api) -> None:
+    answers = [api.request("POST", "/webhooks/yookassa", content=b"{}").status_code for _ in range(31)]
+
+    assert answers[:30] == [400] * 30
+    assert answers[30] == 429
