@@ -191,3 +191,21 @@ def test_refused_webhook_deliveries_are_rate_limited(api: Api) -> None:
 
     assert answers[:30] == [400] * 30
     assert answers[30] == 429
+
+
+def test_production_turns_off_introspection_and_graphiql(settings: Settings, db: Database) -> None:
+    production = settings.model_copy(update={"payql_env": "production"})
+    development = settings
+
+    with Api(create_app(production, db=db), production) as api:
+        hidden = api.graphql("{ __schema { queryType { name } } }")
+        ide = api.request("GET", "/graphql", headers={"Accept": "text/html"})
+        packages = api.graphql("{ packages { code } }")
+    with Api(create_app(development, db=db), development) as api:
+        shown = api.graphql("{ __schema { queryType { name } } }")
+
+    assert "errors" in hidden
+    assert "introspection" in hidden["errors"][0]["message"].lower()
+    assert ide.status_code == 404
+    assert packages["data"]["packages"]
+    assert shown["data"] == {"__schema": {"queryType": {"name": "Query"}}}
