@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
 from payql.models import Enroll, Payment, User, new_id, utcnow
 from payql.models.enums import EnrollStatus, PaymentStatus
-from payql.models.payment import OPEN_STATUSES
 from payql.money import Money
 from payql.services import ledger
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
-from payql.services.payments import PaymentService
+from payql.services.payments import PaymentService, open_payment
 from payql.services.refunds import RefundService
 from payql.services.status import CAPTURED, NOT_YET
 
@@ -53,8 +51,7 @@ class EnrollService:
 
     @staticmethod
     def open_payment(session: Session, enroll: Enroll, *, lock: bool = False) -> Payment | None:
-        query = select(Payment).where(Payment.enroll_id == enroll.id, Payment.status.in_(OPEN_STATUSES))
-        return session.scalars(query.with_for_update() if lock else query).first()
+        return open_payment(session, enroll.id, lock=lock)
 
     # -- booking -------------------------------------------------------------------------------------------
 

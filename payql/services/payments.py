@@ -71,6 +71,12 @@ _REFUNDED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
 )
 
 
+def open_payment(session: Session, enroll_id: str, *, lock: bool = False) -> Payment | None:
+    """The enroll's payment that is not closed (at most one: a unique partial index)."""
+    query = select(Payment).where(Payment.enroll_id == enroll_id, Payment.status.in_(OPEN_STATUSES))
+    return session.scalars(query.with_for_update() if lock else query).first()
+
+
 def _resumable(payment: Payment, provider: PaymentProvider, capture_method: CaptureMethod | None) -> bool:
     """An open payment that never reached its provider, asked for again the same way."""
     return (
@@ -218,9 +224,7 @@ class PaymentService:
                 raise NotFound("enroll not found", field="enrollId")
             if enroll.status in ENROLL_CLOSED:
                 raise InvalidState(f"the enroll is {enroll.status.value}: it cannot be paid", field="enrollId")
-            existing = session.scalars(
-                select(Payment).where(Payment.enroll_id == enroll.id, Payment.status.in_(OPEN_STATUSES))
-            ).first()
+            existing = open_payment(session, enroll.id)
             if existing is not None and _resumable(existing, provider, capture_method):
                 return existing  # never reached the provider (an outage): this attempt resumes it, same key
             if existing is not None:

@@ -47,7 +47,3 @@ class UserService:
             elif user.roles != roles:
                 user.roles = roles
             uow.commit()
-
-    def get(self, user_id: str) -> User | None:
-        with self._db.read() as session:
-            return session.get(User, user_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import documents as doc
-from flows import paid_enroll
+from flows import paid_enroll, paid_package
 from support import Api
 
 
@@ -39,3 +39,18 @@ def test_the_same_confirmation_fired_at_once_captures_once(api: Api) -> None:
     assert {a["errors"][0]["code"] for a in answers if a["errors"]} <= {"INVALID_STATE"}
     balance = mentor.data(doc.BALANCES)["balances"]["accounts"]
     assert [a["available"]["amount"] for a in balance] == ["95.00"]  # split once, whatever the races
+
+
+def test_concurrent_credit_spends_never_take_more_than_the_balance(api: Api) -> None:
+    buyer = api.user("buyer")
+    paid_package(buyer, "trial")  # 500 credits
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(
+            pool.map(lambda _: buyer.data(doc.SPEND_CREDITS, input={"credits": 200})["spendCredits"], range(6))
+        )
+
+    codes = [a["errors"][0]["code"] if a["errors"] else "OK" for a in answers]
+    assert codes.count("OK") == 2
+    assert set(codes) == {"OK", "INSUFFICIENT_FUNDS"}
+    assert buyer.data(doc.CREDIT_BALANCE)["balances"]["credits"] == 100

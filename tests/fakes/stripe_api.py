@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -43,6 +42,11 @@ Obj = dict[str, Any]
 
 _NAME = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _INDEX = re.compile(r"\[([^\[\]]*)\]")
+
+if __package__:  # imported by the tests (`fakes.…`), or run as a script from this folder
+    from ._http import FakeServer
+else:
+    from _http import FakeServer
 
 
 class FormError(ValueError):
@@ -418,49 +422,6 @@ class _Route(NamedTuple):
     params_type: str
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins every handler thread
-
-    def __init__(self, fake: FakeStripe, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.fake = fake
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):  # a client that gave up (hang_next) is expected; anything else is a bug
-            self.fake.server_errors.append(repr(error))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: close() never waits on an idle keep-alive socket
-    timeout = 30
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    def do_POST(self) -> None:
-        self._answer()
-
-    def do_DELETE(self) -> None:
-        self._answer()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        reply = self.server.fake._serve(self.command, self.path, dict(self.headers.items()), body)
-        if reply is None:  # dropped: the fake is closing while this request hung
-            return
-        self.send_response(reply.status)
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
-
-
 # ------------------------------------------------------------------------------------------------ the fake
 
 
@@ -495,7 +456,7 @@ class FakeStripe:
         self._intent_data: dict[str, Obj] = {}  # checkout session id → payment_intent_data
         self._session_of: dict[str, str] = {}  # payment intent id → the checkout session that created it
         self._routes = self._build_routes()
-        self._server = _Server(self, port)
+        self._server = FakeServer(self, port)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeStripe", daemon=True

@@ -30,7 +30,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, NamedTuple, Self
 from urllib.parse import parse_qsl, urlsplit
@@ -40,6 +39,11 @@ from yookassa.domain.models.cancellation_details import (
     PayoutCancellationDetailsReasonCode,
     RefundCancellationDetailsReasonCode,
 )
+
+if __package__:  # imported by the tests (`fakes.…`), or run as a script from this folder
+    from ._http import FakeServer
+else:
+    from _http import FakeServer
 
 Obj = dict[str, Any]
 
@@ -208,6 +212,10 @@ class _Reply(NamedTuple):
     body: bytes
     content_type: str = "application/json"
 
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Content-Type": self.content_type}
+
 
 @dataclass
 class _Stored:
@@ -229,45 +237,6 @@ class _Route(NamedTuple):
     method: str
     pattern: re.Pattern[str]
     handler: Callable[..., Obj]
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins every handler thread
-
-    def __init__(self, fake: FakeYooKassa, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
-        self.fake = fake
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        error = sys.exc_info()[1]
-        if not isinstance(error, OSError):  # a client that gave up (hang_next) is expected; anything else is a bug
-            self.fake.server_errors.append(repr(error))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.0"  # one request per connection: close() never waits on an idle keep-alive socket
-    timeout = 30
-
-    def do_GET(self) -> None:
-        self._answer()
-
-    def do_POST(self) -> None:
-        self._answer()
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _answer(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        reply = self.server.fake._serve(self.command, self.path, dict(self.headers.items()), body)
-        if reply is None:  # dropped: the fake is closing while this request hung
-            return
-        self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        self.end_headers()
-        self.wfile.write(reply.body)
 
 
 # ------------------------------------------------------------------------------------------------ the fake
@@ -315,7 +284,7 @@ class FakeYooKassa:
         self._rules: list[_Rule] = []
         self._stored: dict[str, _Stored] = {}
         self._routes = self._build_routes()
-        self._server = _Server(self, port)
+        self._server = FakeServer(self, port)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeYooKassa", daemon=True
