@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from payql import faults
 from payql.auth import JWTAuthBackend
 from payql.db import Database
 from payql.graphql_view import GraphQLView
@@ -37,6 +38,7 @@ def create_app(
 ) -> Starlette:
     """Build the ASGI app. Tests pass their own settings, database and providers."""
     settings = settings or Settings()
+    faults.arm(settings)
     db = db or Database(settings.database_url)
     services = build_services(settings, db, providers or build_providers(settings, db))
     schema = build_schema(settings)

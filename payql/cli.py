@@ -134,6 +134,30 @@ def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import timedelta  # noqa: PLC0415
+
+    from payql.app import create_app, services_of  # noqa: PLC0415
+
+    services = services_of(create_app(settings))
+    older_than = None if args.older_than is None else timedelta(seconds=args.older_than)
+    try:
+        run = services.reconciler.run(older_than=older_than, limit=args.limit)
+    finally:
+        services.db.dispose()
+    if run.skipped:
+        print("reconcile: another replica is running it")
+        return 0
+    for problem in run.problems:
+        print(f"  not finished: {problem}")
+    print(
+        f"reconcile: {run.created} payment(s) created, {run.enrolls} enroll action(s) finished, "
+        f"{run.refunds} refund(s) sent, {run.payouts} payout(s) settled or sent, "
+        f"{run.refreshed} payment(s) updated from the provider, {run.failed} to retry"
+    )
+    return 1 if run.failed else 0
+
+
 def cmd_idempotency_purge(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta  # noqa: PLC0415
 
@@ -200,6 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--auto-approve", action="store_true", help="the weekly run: first pay out every verified provider's balance"
     )
     batch.set_defaults(run=cmd_payouts_run)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="finish provider calls a crash or an outage left pending; re-fetch stale open payments"
+    )
+    reconcile.add_argument(
+        "--older-than",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="only rows untouched this long (default RECONCILE_AFTER_SECONDS)",
+    )
+    reconcile.add_argument("--limit", type=int, default=1000, help="at most this many rows of each kind per run")
+    reconcile.set_defaults(run=cmd_reconcile)
 
     idempotency = commands.add_parser("idempotency", help="idempotency keys")
     idempotency_commands = idempotency.add_subparsers(dest="idempotency_command", required=True)

@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     mutation_threads: int = Field(default=32, ge=1, le=1024)
     default_return_url: str = "http://127.0.0.1:8000/payments/return"
     hold_expiry_margin_hours: int = Field(default=24, ge=0)  # release holds this long before they would lapse
+    # `payql reconcile` finishes intents (and re-fetches open payments) untouched for this long: well past
+    # PROVIDER_TIMEOUT_MS, so that it never races a request still waiting on its provider.
+    reconcile_after_seconds: int = Field(default=900, ge=0)
+    # Crash points for the crash-recovery tests (payql.faults): refused outside PAYQL_ENV=test.
+    payql_faults: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     enroll_fees: dict[str, FeePolicy] = Field(default_factory=lambda: dict(DEFAULT_FEES))
     payout_minimum: str = "50.00"
@@ -130,6 +135,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"not an address or network: {item!r}") from exc
         return networks
 
+    @field_validator("payql_faults", mode="before")
+    @classmethod
+    def _parse_faults(cls, value: Any) -> Any:
+        return _split_list(value)
+
     @field_validator("enroll_fees", mode="before")
     @classmethod
     def _upper_providers(cls, value: Any) -> Any:
@@ -143,6 +153,8 @@ class Settings(BaseSettings):
     def _check_production(self) -> Settings:
         if self.jwt_algorithm == "HS256" and len(self.jwt_secret.get_secret_value().encode()) < 32:  # noqa: PLR2004
             raise ValueError("JWT_SECRET must be at least 32 bytes")
+        if self.payql_faults and self.payql_env != "test":
+            raise ValueError("PAYQL_FAULTS is honoured only with PAYQL_ENV=test")
         if self.payql_env == "production":
             if self.jwt_algorithm == "HS256" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
                 raise ValueError("PAYQL_ENV=production refuses the default JWT_SECRET")

@@ -80,7 +80,7 @@ def postgres_migrated() -> str:
     return POSTGRES_URL
 
 
-def _truncate_postgres(url: str) -> None:
+def truncate_postgres(url: str) -> None:
     engine = create_engine(normalise_url(url))
     tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
     with engine.begin() as connection:
@@ -95,7 +95,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template
         shutil.copyfile(sqlite_template, target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("postgres_migrated")
-    _truncate_postgres(url)
+    truncate_postgres(url)
     return url
 
 

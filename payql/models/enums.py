@@ -41,6 +41,13 @@ class EnrollStatus(StrEnum):
     EXPIRED = "EXPIRED"
 
 
+class EnrollAction(StrEnum):
+    """A completion or cancellation the enroll's user asked for and a provider call has yet to finish."""
+
+    COMPLETE = "COMPLETE"
+    CANCEL = "CANCEL"
+
+
 class RefundStatus(StrEnum):
     PENDING = "PENDING"
     SUCCEEDED = "SUCCEEDED"

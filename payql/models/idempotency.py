@@ -22,5 +22,8 @@ class IdempotencyRecord(Base):
     # IN_PROGRESS while the first execution runs (or after a transient failure), then COMPLETED.
     state: Mapped[str] = mapped_column(String(16), default="IN_PROGRESS")
     result: Mapped[str | None] = mapped_column(Text, default=None)
+    # While IN_PROGRESS: the execution that holds the key holds it until then. Others wait for its outcome; a
+    # transient failure releases the key at once (NULL) and an owner that died loses it when the lease runs out.
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)

@@ -46,6 +46,7 @@ class Payment(Timestamped, Base):
         UniqueConstraint("provider", "provider_payment_id"),
         Index("ix_payments_payer_id", "payer_id", "id"),
         Index("ix_payments_payee_id", "payee_id", "id"),
+        Index("ix_payments_status_updated", "status", "updated_at"),  # payql reconcile's scan
         Index(
             "uq_payments_open_enroll",
             "enroll_id",
@@ -104,6 +105,7 @@ class Refund(Timestamped, Base):
     __table_args__ = (
         UniqueConstraint("provider", "provider_refund_id"),
         Index("ix_refunds_payment_id", "payment_id", "id"),
+        Index("ix_refunds_status_updated", "status", "updated_at"),  # payql reconcile's scan
     )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True)

@@ -16,6 +16,7 @@ from payql.services.holds import HoldService
 from payql.services.idempotency import IdempotencyService
 from payql.services.payments import PaymentService
 from payql.services.payouts import PayoutService
+from payql.services.reconcile import Reconciler
 from payql.services.refunds import RefundService
 from payql.services.users import UserService
 from payql.services.webhooks import WebhookService
@@ -38,14 +39,20 @@ class Services:
     webhooks: WebhookService
     holds: HoldService
     payouts: PayoutService
+    reconciler: Reconciler
 
 
 def build_services(settings: Settings, db: Database, providers: dict[ProviderName, PaymentProvider]) -> Services:
     catalogue = Catalogue(settings.credit_packages)
-    idempotency = IdempotencyService(db)
+    # an execution holds its key for at most a few provider calls' deadlines; then a retry may take it over
+    idempotency = IdempotencyService(db, timedelta(milliseconds=3 * settings.provider_timeout_ms + 2000))
     payments = PaymentService(db, settings, providers, catalogue, idempotency)
     refunds = RefundService(db, payments, idempotency)
     payouts = PayoutService(db, settings, providers, idempotency)
+    enrolls = EnrollService(db, payments, refunds)
+    reconciler = Reconciler(
+        db, payments, refunds, enrolls, payouts, timedelta(seconds=settings.reconcile_after_seconds)
+    )
     return Services(
         settings=settings,
         db=db,
@@ -56,9 +63,10 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         idempotency=idempotency,
         payments=payments,
         refunds=refunds,
-        enrolls=EnrollService(db, payments, refunds),
+        enrolls=enrolls,
         credits=CreditService(db, idempotency),
         webhooks=WebhookService(db, payments, payouts),
         holds=HoldService(db, payments, timedelta(hours=settings.hold_expiry_margin_hours)),
         payouts=payouts,
+        reconciler=reconciler,
     )

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
+from payql.faults import crash_point
 from payql.models import Enroll, Payment, User, new_id, utcnow
-from payql.models.enums import EnrollStatus, PaymentStatus
+from payql.models.enums import EnrollAction, EnrollStatus, PaymentStatus
 from payql.money import Money
+from payql.providers.base import ProviderError
 from payql.services import ledger
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.payments import PaymentService, open_payment
@@ -24,7 +27,9 @@ from payql.services.refunds import RefundService
 from payql.services.status import CAPTURED, NOT_YET
 
 MAX_TITLE = 200
+RECONCILER = Principal(user_id="payql-reconcile", roles=frozenset({"admin"}))  # who `payql reconcile` acts as
 BEFORE_COMPLETION = frozenset({EnrollStatus.PENDING, EnrollStatus.CONFIRMED, EnrollStatus.READY})
+CLOSED_UNCAPTURED = frozenset({PaymentStatus.CANCELED, PaymentStatus.FAILED})
 
 
 def can_see(principal: Principal, enroll: Enroll) -> bool:
@@ -108,6 +113,7 @@ class EnrollService:
             if principal.user_id != enroll.client_id:
                 raise Forbidden("only the enroll's client can confirm it", field="enrollId")
             _require(enroll, EnrollStatus.READY, EnrollStatus.COMPLETED)
+            _not_busy(enroll, EnrollAction.COMPLETE)
             payment = self.open_payment(session, enroll, lock=True)
             if payment is None or payment.status not in {PaymentStatus.AUTHORIZED, *CAPTURED}:
                 shown = payment.status.value if payment else "no payment"
@@ -116,23 +122,36 @@ class EnrollService:
                 self._complete(session, enroll, payment)
                 uow.commit()
                 return EnrollResult(enroll, payment)
-        # A hold: capture it at the provider, outside any transaction, with a key that is stable per payment.
+            _intend(enroll, EnrollAction.COMPLETE)  # a crash after the capture leaves this for `payql reconcile`
+            uow.commit()
+        return self.finish_completion(enroll_id, payment.id)
+
+    def finish_completion(self, enroll_id: str, payment_id: str) -> EnrollResult:
+        """Capture the hold at the provider (outside any transaction, with a key stable per payment) and complete
+        the enroll in one transaction with the answer. A retry, or `payql reconcile`, repeats it safely."""
+        with self._db.read() as session:
+            payment = _payment(session, payment_id)
         provider = self._payments.provider(payment.provider)
-        answer = provider.capture(
-            payment.provider_payment_id or "",
-            payment.authorized_minor or payment.amount_minor,
-            payment.currency,
-            f"payql-{payment.id}-capture",
-        )
+        try:
+            answer = provider.capture(
+                payment.provider_payment_id or "",
+                payment.authorized_minor or payment.amount_minor,
+                payment.currency,
+                f"payql-{payment.id}-capture",
+            )
+        except ProviderError as exc:
+            if not exc.transient:  # the hold cannot be captured (voided, lapsed): the completion is off
+                self._forget_intent(enroll_id, EnrollAction.COMPLETE)
+            raise
+        crash_point("capture")
         with self._db.uow() as uow:
             session = uow.session
-            enroll = self.get_visible(session, principal, enroll_id, lock=True)
-            locked = session.get(Payment, payment.id, with_for_update=True)
-            if locked is None:  # pragma: no cover - payments are never deleted
-                raise NotFound("payment not found")
-            if enroll.status is EnrollStatus.READY:
+            enroll = _enroll(session, enroll_id)
+            locked = _payment(session, payment.id, lock=True)
+            if enroll.status is EnrollStatus.READY and answer.status is PaymentStatus.SUCCEEDED:
                 enroll.status = EnrollStatus.COMPLETED
                 enroll.completed_at = utcnow()
+            _done(enroll, EnrollAction.COMPLETE)
             self._payments.apply(session, locked, answer)
             uow.commit()
             return EnrollResult(enroll, locked)
@@ -141,6 +160,7 @@ class EnrollService:
     def _complete(session: Session, enroll: Enroll, payment: Payment) -> None:
         enroll.status = EnrollStatus.COMPLETED
         enroll.completed_at = utcnow()
+        _done(enroll, EnrollAction.COMPLETE)
         ledger.sync_payment(session, payment, enroll_completed=True)
 
     # -- cancellation --------------------------------------------------------------------------------------
@@ -153,6 +173,7 @@ class EnrollService:
             enroll = self.get_visible(uow.session, principal, enroll_id, lock=True)
             if enroll.status not in BEFORE_COMPLETION:
                 raise InvalidState(f"the enroll is {enroll.status.value}: it can no longer be cancelled")
+            _not_busy(enroll, EnrollAction.CANCEL)
             payment = self.open_payment(uow.session, enroll, lock=True)
             if payment is None or (payment.provider_payment_id is None and payment.status in NOT_YET):
                 if payment is not None:
@@ -160,29 +181,128 @@ class EnrollService:
                 self._mark_cancelled(enroll, reason)
                 uow.commit()
                 return EnrollResult(enroll, payment)
-        if payment.status in CAPTURED:
-            self._refunds.refund_rest_for_cancellation(principal, payment.id)
-            answer = None
-        else:
-            provider = self._payments.provider(payment.provider)
-            answer = provider.cancel(payment.provider_payment_id or "", f"payql-{payment.id}-cancel")
+            _intend(enroll, EnrollAction.CANCEL)  # a crash after the void or refund leaves this for reconcile
+            enroll.cancel_reason = reason
+            uow.commit()
+        return self.finish_cancellation(principal, enroll_id, payment.id)
+
+    def finish_cancellation(self, principal: Principal, enroll_id: str, payment_id: str) -> EnrollResult:
+        """Void the hold, or refund what was captured (one stable refund per payment), then cancel the enroll in
+        the transaction that records the answer. A retry, or `payql reconcile`, repeats it safely."""
+        with self._db.read() as session:
+            payment = _payment(session, payment_id)
+        answer = None
+        try:
+            if payment.status in CAPTURED:
+                self._refunds.refund_rest_for_cancellation(principal, payment.id)
+            elif payment.provider_payment_id is not None and payment.status not in CLOSED_UNCAPTURED:
+                provider = self._payments.provider(payment.provider)
+                answer = provider.cancel(payment.provider_payment_id, f"payql-{payment.id}-cancel")
+                crash_point("void")
+        except ProviderError as exc:
+            if not exc.transient:  # the provider will not void or refund it: the cancellation is off
+                self._forget_intent(enroll_id, EnrollAction.CANCEL)
+            raise
         with self._db.uow() as uow:
             session = uow.session
-            enroll = self.get_visible(session, principal, enroll_id, lock=True)
-            locked = session.get(Payment, payment.id, with_for_update=True)
-            if locked is None:  # pragma: no cover
-                raise NotFound("payment not found")
+            enroll = _enroll(session, enroll_id)
+            locked = _payment(session, payment.id, lock=True)
             if answer is not None:
                 self._payments.apply(session, locked, answer)
             if enroll.status in BEFORE_COMPLETION:
-                self._mark_cancelled(enroll, reason)
+                self._mark_cancelled(enroll, enroll.cancel_reason)
             uow.commit()
             return EnrollResult(enroll, locked)
+
+    # -- reconcile -----------------------------------------------------------------------------------------
+
+    def resume(self, enroll_id: str) -> EnrollAction | None:
+        """Finish a completion or cancellation left pending by a crash or an outage (`payql reconcile`).
+
+        The enroll's payment is re-fetched from its provider first: whatever the lost call did there is applied,
+        and only what is still missing is asked for again, with the same keys.
+        """
+        with self._db.read() as session:
+            enroll = _enroll(session, enroll_id)
+            action = enroll.pending_action
+            payment = session.scalars(
+                select(Payment).where(Payment.enroll_id == enroll_id).order_by(Payment.created_at.desc()).limit(1)
+            ).first()
+        if action is None:
+            return None
+        if payment is not None:
+            self._payments.refresh(payment.id)
+        with self._db.uow() as uow:
+            session = uow.session
+            enroll = _enroll(session, enroll_id)
+            locked = _payment(session, payment.id, lock=True) if payment is not None else None
+            if enroll.pending_action is not action:
+                return None  # finished meanwhile
+            if action is EnrollAction.COMPLETE and (locked is None or locked.status is not PaymentStatus.AUTHORIZED):
+                if locked is not None and locked.status in CAPTURED and enroll.status is EnrollStatus.READY:
+                    self._complete(session, enroll, locked)  # the lost capture went through
+                else:
+                    _done(enroll, action)  # nothing left that could complete it
+                uow.commit()
+                return action
+            if action is EnrollAction.CANCEL and (locked is None or locked.status in CLOSED_UNCAPTURED):
+                if enroll.status in BEFORE_COMPLETION:
+                    self._mark_cancelled(enroll, enroll.cancel_reason)  # the lost void went through
+                _done(enroll, action)
+                uow.commit()
+                return action
+        assert payment is not None  # noqa: S101 - both branches above return when there is none
+        if action is EnrollAction.COMPLETE:
+            self.finish_completion(enroll_id, payment.id)
+        else:
+            self.finish_cancellation(RECONCILER, enroll_id, payment.id)
+        return action
+
+    def _forget_intent(self, enroll_id: str, action: EnrollAction) -> None:
+        with self._db.uow() as uow:
+            enroll = _enroll(uow.session, enroll_id)
+            _done(enroll, action)
+            if action is EnrollAction.CANCEL and enroll.status in BEFORE_COMPLETION:
+                enroll.cancel_reason = None
+            uow.commit()
 
     @staticmethod
     def _mark_cancelled(enroll: Enroll, reason: str | None) -> None:
         enroll.status = EnrollStatus.CANCELLED
         enroll.cancel_reason = reason
+        _done(enroll, EnrollAction.CANCEL)
+
+
+def _intend(enroll: Enroll, action: EnrollAction) -> None:
+    enroll.pending_action = action
+    enroll.pending_since = utcnow()
+
+
+def _not_busy(enroll: Enroll, action: EnrollAction) -> None:
+    """Completion and cancellation exclude each other: the other one waits until the first is finished."""
+    if enroll.pending_action is not None and enroll.pending_action is not action:
+        doing = "completion" if enroll.pending_action is EnrollAction.COMPLETE else "cancellation"
+        raise InvalidState(f"the enroll's {doing} is in progress", field="enrollId")
+
+
+def _done(enroll: Enroll, action: EnrollAction) -> None:
+    if enroll.pending_action is action:
+        enroll.pending_action = None
+        enroll.pending_since = None
+
+
+def _enroll(session: Session, enroll_id: str) -> Enroll:
+    enroll = session.get(Enroll, enroll_id, with_for_update=True)
+    if enroll is None:  # pragma: no cover - enrolls are never deleted
+        raise NotFound("enroll not found", field="enrollId")
+    return enroll
+
+
+def _payment(session: Session, payment_id: str, *, lock: bool = False) -> Payment:
+    payment = session.get(Payment, payment_id, with_for_update=lock)
+    if payment is None:  # pragma: no cover - payments are never deleted
+        raise NotFound("payment not found")
+    return payment
 
 
 def _require(enroll: Enroll, source: EnrollStatus, target: EnrollStatus) -> None:

@@ -5,6 +5,11 @@ input replays the first definitive outcome (a success or an expected error) with
 key with another input is `CONFLICT`. After a transient provider failure the record stays `IN_PROGRESS` and a
 retry runs the operation again with the same `seed`, from which the operation derives the same ids and the same
 provider-side keys: the provider never sees two operations.
+
+Concurrent first uses of one key run it once: the unique constraint lets one request create the record, which
+holds a lease (`locked_until`) while it executes; the others wait for its outcome and replay it. A transient
+failure releases the lease at once, so a retry resumes without waiting; an execution whose process died loses the
+lease when it runs out (longer than any execution's provider calls), and the next retry takes the key over.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from payql.db import Database
@@ -28,6 +33,8 @@ R = TypeVar("R")
 MAX_KEY_LENGTH = 255
 IN_PROGRESS = "IN_PROGRESS"
 COMPLETED = "COMPLETED"
+DEFAULT_LEASE = timedelta(seconds=30)
+POLL_SECONDS = 0.02
 
 
 def request_hash(payload: dict[str, Any]) -> str:
@@ -45,8 +52,9 @@ class StoredError(DomainError):
 
 
 class IdempotencyService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, lease: timedelta = DEFAULT_LEASE) -> None:
         self._db = db
+        self._lease = lease
 
     def run(
         self,
@@ -76,40 +84,87 @@ class IdempotencyService:
             result = execute(record.id)
         except ProviderError as exc:
             if exc.transient:
-                raise  # the record stays IN_PROGRESS: a retry resumes with the same seed
+                self._release(record.id)  # stays IN_PROGRESS: a retry resumes with the same seed, without waiting
+                raise
             self._complete(record.id, {"error": {"code": exc.code, "message": exc.message, "field": None}})
             raise
         except DomainError as exc:
             self._complete(record.id, {"error": {"code": exc.code, "message": exc.message, "field": exc.field}})
             raise
+        except BaseException:
+            self._release(record.id)
+            raise
         self._complete(record.id, encode(result))
         return result
 
     def _claim(self, user_id: str, operation: str, key: str, digest: str) -> IdempotencyRecord:
-        for _ in range(3):
-            with self._db.uow() as uow:
-                record = uow.session.scalars(
-                    select(IdempotencyRecord).where(
-                        IdempotencyRecord.user_id == user_id,
-                        IdempotencyRecord.operation == operation,
-                        IdempotencyRecord.key == key,
-                    )
-                ).one_or_none()
+        """The key's record, either COMPLETED (to replay) or IN_PROGRESS and leased to this execution; while
+        another execution holds it, wait for its outcome."""
+        deadline = time.monotonic() + self._lease.total_seconds() + 5
+        query = select(IdempotencyRecord).where(
+            IdempotencyRecord.user_id == user_id,
+            IdempotencyRecord.operation == operation,
+            IdempotencyRecord.key == key,
+        )
+        while True:
+            with self._db.read() as session:
+                record = session.scalars(query).one_or_none()
+            now = utcnow()
+            if record is None:
+                record = self._create(user_id, operation, key, digest, now)
                 if record is not None:
-                    if record.request_hash != digest:
-                        raise Conflict("idempotencyKey was already used with a different input", field="idempotencyKey")
                     return record
-                record = IdempotencyRecord(
-                    id=new_id("idem"), user_id=user_id, operation=operation, key=key, request_hash=digest
-                )
-                uow.session.add(record)
-                try:
-                    uow.commit()
-                except IntegrityError:
-                    time.sleep(0.01)  # a concurrent first use won: read its record
-                    continue
+                continue  # a concurrent first use created it: look again
+            if record.request_hash != digest:
+                raise Conflict("idempotencyKey was already used with a different input", field="idempotencyKey")
+            if record.state == COMPLETED:
                 return record
-        raise Conflict("idempotencyKey is being used by a concurrent request", field="idempotencyKey")
+            if (record.locked_until is None or record.locked_until <= now) and self._take(record.id, now):
+                return record  # free (released after a transient failure, or its owner died): ours now
+            if time.monotonic() > deadline:  # pragma: no cover - only if an owner outlives its own lease
+                raise Conflict("idempotencyKey is being used by a concurrent request", field="idempotencyKey")
+            time.sleep(POLL_SECONDS)  # another execution holds it: wait for its outcome
+
+    def _create(self, user_id: str, operation: str, key: str, digest: str, now: datetime) -> IdempotencyRecord | None:
+        with self._db.uow() as uow:
+            record = IdempotencyRecord(
+                id=new_id("idem"),
+                user_id=user_id,
+                operation=operation,
+                key=key,
+                request_hash=digest,
+                locked_until=now + self._lease,
+            )
+            uow.session.add(record)
+            try:
+                uow.commit()
+            except IntegrityError:
+                return None
+            return record
+
+    def _take(self, record_id: str, now: datetime) -> bool:
+        """Lease a free IN_PROGRESS record; one of several concurrent takers wins (the row's write is atomic)."""
+        with self._db.uow() as uow:
+            taken = uow.session.execute(
+                update(IdempotencyRecord)
+                .where(
+                    IdempotencyRecord.id == record_id,
+                    IdempotencyRecord.state == IN_PROGRESS,
+                    or_(IdempotencyRecord.locked_until.is_(None), IdempotencyRecord.locked_until <= now),
+                )
+                .values(locked_until=now + self._lease)
+            )
+            uow.commit()
+            return bool(getattr(taken, "rowcount", 0) == 1)
+
+    def _release(self, record_id: str) -> None:
+        with self._db.uow() as uow:
+            uow.session.execute(
+                update(IdempotencyRecord)
+                .where(IdempotencyRecord.id == record_id, IdempotencyRecord.state == IN_PROGRESS)
+                .values(locked_until=None)
+            )
+            uow.commit()
 
     def purge(self, older_than: timedelta, now: datetime | None = None) -> int:
         """Forget keys older than `older_than` (24 h: what Stripe keeps its own keys for); returns how many."""
@@ -125,4 +180,5 @@ class IdempotencyService:
             if record is not None and record.state != COMPLETED:
                 record.state = COMPLETED
                 record.result = json.dumps(outcome)
+                record.locked_until = None
                 uow.commit()

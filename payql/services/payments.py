@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
+from payql.faults import crash_point
 from payql.models import Enroll, Payment, ProviderCustomer, Refund, new_id, utcnow
 from payql.models.enums import (
     CaptureMethod,
@@ -41,7 +42,7 @@ from payql.providers.base import (
 )
 from payql.services import credits, ledger
 from payql.services.catalogue import Catalogue
-from payql.services.errors import DomainError, InvalidInput, InvalidState, NotFound
+from payql.services.errors import DomainError, Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
 from payql.services.status import CAPTURED, NOT_YET, can_move
 from payql.settings import Settings
@@ -295,6 +296,7 @@ class PaymentService:
             if not exc.transient:
                 self._fail(payment.id, exc.provider_code, exc.message)
             raise  # transient: the payment stays PENDING; a retry sends the same provider key
+        crash_point("create_payment")
         return self.apply_answer(payment.id, answer)
 
     def _fail(self, payment_id: str, code: str | None, message: str) -> None:
@@ -307,26 +309,66 @@ class PaymentService:
                 payment.failure_message = message[:500]
                 uow.commit()
 
+    # -- reconcile: finishing what a crash or an outage left -----------------------------------------------
+
+    def resume_creation(self, payment_id: str) -> Payment:
+        """Send a payment whose creation never came back to its provider again, with the same key: the provider
+        replays the payment it made (or makes it now), and the answer is applied (`payql reconcile`)."""
+        with self._db.read() as session:
+            payment = session.get(Payment, payment_id)
+            if payment is None:  # pragma: no cover - payments are never deleted
+                raise NotFound("payment not found")
+        if payment.provider_payment_id is not None or payment.status is not PaymentStatus.PENDING:
+            return payment
+        return self._send(payment, self._providers[payment.provider])
+
+    def refresh(self, payment_id: str) -> bool:
+        """Re-fetch a payment (and its refunds) from its provider and apply it; whether anything changed."""
+        with self._db.read() as session:
+            payment = session.get(Payment, payment_id)
+            if payment is None or payment.provider_payment_id is None:
+                return False
+        answer = self._providers[payment.provider].retrieve_payment(payment.provider_payment_id)
+        with self._db.uow() as uow:
+            locked = uow.session.get(Payment, payment_id, with_for_update=True)
+            if locked is None:  # pragma: no cover - payments are never deleted
+                return False
+            changed = self.apply(uow.session, locked, answer)
+            uow.commit()
+            return changed
+
     # -- confirm -------------------------------------------------------------------------------------------
 
     def confirm(self, principal: Principal, payment_id: str, payment_method: str | None) -> ConfirmResult:
         with self._db.read() as session:
             payment = self.get_visible(session, principal, payment_id)
+        if payment_method is not None and principal.user_id != payment.payer_id:
+            raise Forbidden("only the payer can pay with a payment method", field="paymentMethod")
         provider = self._providers[payment.provider]
         if payment.provider_payment_id is None:
             if payment.status not in NOT_YET:
                 raise InvalidState(f"the payment is {payment.status.value}")
             payment = self._send(payment, provider)
-        if payment.provider_payment_id is None:  # pragma: no cover - _send always records the provider's id
+        provider_id = payment.provider_payment_id
+        if provider_id is None:  # pragma: no cover - _send always records the provider's id
             raise InvalidState("the payment was not created at the provider")
         try:
             answer = provider.confirm_payment(
-                payment.provider_payment_id, payment_method, f"payql-{payment.id}-confirm-{secrets.token_hex(8)}"
+                provider_id, payment_method, f"payql-{payment.id}-confirm-{secrets.token_hex(8)}"
             )
         except PaymentDeclined as exc:
-            answer = provider.retrieve_payment(payment.provider_payment_id)
+            answer = provider.retrieve_payment(provider_id)
             payment = self.apply_answer(payment.id, answer, failure=(exc.provider_code, exc.message))
             return ConfirmResult(payment=payment, error=DomainError(exc.message, code=exc.code))
+        except ProviderError as exc:
+            if exc.transient:
+                raise
+            # Refused as "unexpected state": most often the retry of a confirmation whose answer was lost (each
+            # attempt has its own key, so that another card can be tried). If the provider shows the payment past
+            # confirmation, that is the outcome to apply; otherwise the refusal stands.
+            answer = provider.retrieve_payment(provider_id)
+            if answer.status in NOT_YET:
+                raise
         return ConfirmResult(payment=self.apply_answer(payment.id, answer))
 
     # -- apply: the one path that moves a payment ----------------------------------------------------------

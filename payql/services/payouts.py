@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
+from payql.faults import crash_point
 from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_id, utcnow
 from payql.models.enums import PayoutAccountStatus, ProviderName, WithdrawalStatus
 from payql.money import Money, MoneyError, exponent, parse_amount
@@ -123,6 +124,8 @@ class PayoutService:
                 raise NotFound("payout account not found", field="id")
             if not principal.is_admin:
                 raise Forbidden("only an admin verifies payout accounts")
+            if account.user_id == principal.user_id:  # separation of duties
+                raise Forbidden("an admin cannot verify their own payout account")
             account.status = PayoutAccountStatus.VERIFIED if verified else PayoutAccountStatus.REJECTED
             account.verified_at = utcnow() if verified else None
             uow.commit()
@@ -214,6 +217,8 @@ class PayoutService:
                 raise NotFound("withdrawal not found", field="id")
             if not principal.is_admin:
                 raise Forbidden("only an admin approves or rejects withdrawals")
+            if withdrawal.user_id == principal.user_id:  # separation of duties
+                raise Forbidden("an admin cannot approve or reject their own withdrawal")
             allowed = (WithdrawalStatus.PENDING,) if approve else OPEN
             if withdrawal.status not in allowed:
                 raise InvalidState(f"the withdrawal is {withdrawal.status.value}", field="id")
@@ -243,7 +248,7 @@ class PayoutService:
                 )
             for withdrawal in due:
                 try:
-                    status = self._send(withdrawal)
+                    status = self.send(withdrawal)
                 except ProviderError as exc:
                     logger.warning("payout of %s not sent: %s (next run retries)", withdrawal.id, exc.message)
                     pending += 1
@@ -282,7 +287,8 @@ class PayoutService:
                 created += 1
         return created
 
-    def _send(self, withdrawal: Withdrawal) -> WithdrawalStatus:
+    def send(self, withdrawal: Withdrawal) -> WithdrawalStatus:
+        """Pay an approved withdrawal, or finish one in flight: the same key again, or a re-fetch of the payout."""
         with self._db.uow() as uow:
             locked = uow.session.get(Withdrawal, withdrawal.id, with_for_update=True)
             account = uow.session.get(PayoutAccount, withdrawal.payout_account_id)
@@ -303,6 +309,7 @@ class PayoutService:
             answer = provider.payout(
                 account.external_account_id, locked.amount_minor, locked.currency, locked.provider_key
             )
+            crash_point("payout")
         else:
             answer = provider.retrieve_payout(locked.provider_payout_id)
         return self.settle(locked.id, answer)

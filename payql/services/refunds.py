@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
+from payql.faults import crash_point
 from payql.models import Payment, Refund
 from payql.models.enums import PaymentPurpose, RefundReason, RefundStatus
 from payql.money import Money
@@ -81,8 +82,19 @@ class RefundService:
                 "enroll cancelled",
                 check_actor=False,
             )
-        except InvalidInput:
-            return None  # nothing left to refund
+        except (InvalidInput, InvalidState):
+            return None  # nothing left to refund (refunded already, by this cancellation or otherwise)
+
+    def resume(self, refund_id: str) -> RefundResult:
+        """Send a refund whose call never came back to the provider again, with the same key (`payql reconcile`)."""
+        with self._db.read() as session:
+            refund = session.get(Refund, refund_id)
+            payment = session.get(Payment, refund.payment_id) if refund else None
+            if refund is None or payment is None:  # pragma: no cover - never deleted
+                raise NotFound("refund not found")
+        if refund.status is not RefundStatus.PENDING or refund.provider_refund_id is not None:
+            return RefundResult(refund=refund, payment=payment)
+        return self._send(refund, payment)
 
     def _replay(self, stored: dict[str, Any]) -> RefundResult:
         with self._db.read() as session:
@@ -190,6 +202,7 @@ class RefundService:
             if not exc.transient:
                 self._mark_failed(refund.id, exc.message)
             raise
+        crash_point("refund")
         with self._db.uow() as uow:
             locked = uow.session.get(Payment, payment.id, with_for_update=True)
             if locked is None:  # pragma: no cover

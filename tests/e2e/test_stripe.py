@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import documents as doc
@@ -290,6 +291,23 @@ def test_an_outage_during_create_intent_leaves_nothing_half_written_and_a_retry_
     created = client.ok(doc.CREATE_INTENT, input=ask)
     assert created["payment"]["status"] == "PENDING"
     assert len(fake.payment_intents) == 1
+    assert count(db, Payment) == 1
+
+
+def test_concurrent_first_uses_of_one_key_make_one_provider_call(api: Api, fake: FakeStripe, db: Database) -> None:
+    """Six requests with one key at once: one executes (Stripe sees one create), the others wait and replay it."""
+    client, mentor = api.user("client"), api.user("mentor", "provider")
+    enroll_id = book(client, mentor)
+    ask = {"enrollId": enroll_id, "provider": "STRIPE", "idempotencyKey": "tap-tap-tap"}
+    fake.hang_next(count=1, seconds=0.5, path_prefix="/v1/payment_intents", method="POST")  # they overlap
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(lambda _: client.ok(doc.CREATE_INTENT, input=ask), range(6)))
+
+    assert len({a["payment"]["id"] for a in answers}) == 1
+    assert len({a["clientSecret"] for a in answers}) == 1
+    creates = [r for r in fake.requests if r.method == "POST" and r.path == "/v1/payment_intents"]
+    assert len(creates) == 1
     assert count(db, Payment) == 1
 
 

@@ -1,0 +1,193 @@
+"""`payql reconcile`: finish what a crash or an outage left between a provider call and its second transaction.
+
+Every provider call is intent, call, apply (DESIGN.md §6). When the process dies after the call and before the
+apply, or the call times out and the caller never retries, the intent stays behind:
+
+- a payment PENDING with no provider id (creation): sent again with the same provider key, so the provider replays
+  what it made (or makes it now) and the answer is applied;
+- an enroll with a pending completion or cancellation: its payment is re-fetched first, then only what is still
+  missing is asked for again (capture, void, or the cancellation's refund), with the same keys;
+- a refund PENDING with no provider id: sent again with the same key;
+- a withdrawal PROCESSING: its payout sent again with the same key, or re-fetched;
+- open payments (and pending refunds) whose webhook never came: re-fetched and applied.
+
+Only rows untouched for `RECONCILE_AFTER_SECONDS` (far longer than `PROVIDER_TIMEOUT_MS`) are taken, so reconcile
+never races a request still waiting on its provider; on PostgreSQL an advisory lock lets one replica run it at a
+time. Every step is idempotent: running reconcile twice, or alongside retries, moves no money twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, or_, select
+
+from payql.db import Database
+from payql.models import Enroll, Payment, Refund, Withdrawal, utcnow
+from payql.models.enums import PaymentStatus, RefundStatus, WithdrawalStatus
+from payql.providers.base import ProviderError
+from payql.services.enrolls import EnrollService
+from payql.services.errors import DomainError
+from payql.services.jobs import exclusive
+from payql.services.payments import PaymentService
+from payql.services.payouts import PayoutService
+from payql.services.refunds import RefundService
+
+logger = logging.getLogger("payql.reconcile")
+
+# Payments that a provider may still move without us hearing of it (a webhook that never came).
+WAITING = (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED)
+
+
+@dataclass(slots=True)
+class ReconcileRun:
+    created: int = 0  # payment creations resumed
+    enrolls: int = 0  # completions and cancellations finished
+    refunds: int = 0  # refunds resumed
+    payouts: int = 0  # withdrawals in flight sent again or re-fetched
+    refreshed: int = 0  # open payments re-fetched whose state changed
+    failed: int = 0  # items the provider could not answer now: the next run retries them
+    skipped: bool = False  # another replica holds the job's lock
+    problems: list[str] = field(default_factory=list)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        db: Database,
+        payments: PaymentService,
+        refunds: RefundService,
+        enrolls: EnrollService,
+        payouts: PayoutService,
+        older_than: timedelta,
+    ) -> None:
+        self._db = db
+        self._payments = payments
+        self._refunds = refunds
+        self._enrolls = enrolls
+        self._payouts = payouts
+        self._older_than = older_than
+
+    def run(
+        self, *, older_than: timedelta | None = None, now: datetime | None = None, limit: int = 1000
+    ) -> ReconcileRun:
+        cutoff = (now or utcnow()) - (self._older_than if older_than is None else older_than)
+        with exclusive(self._db, "reconcile") as mine:
+            if not mine:
+                return ReconcileRun(skipped=True)
+            run = ReconcileRun()
+            # Enroll intents first: finishing them captures, voids or refunds, which later steps would only re-read.
+            run.enrolls = self._each(run, "enroll", self._ids(self._pending_enrolls(cutoff), limit), self._enroll)
+            run.created = self._each(run, "payment", self._ids(self._unsent_payments(cutoff), limit), self._create)
+            run.refunds = self._each(run, "refund", self._ids(self._unsent_refunds(cutoff), limit), self._refund)
+            run.payouts = self._each(run, "withdrawal", self._ids(self._payouts_in_flight(cutoff), limit), self._payout)
+            run.refreshed = self._each(run, "payment", self._ids(self._waiting_payments(cutoff), limit), self._refresh)
+            return run
+
+    # -- what is left behind ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _pending_enrolls(cutoff: datetime) -> Select[str]:
+        return (
+            select(Enroll.id)
+            .where(Enroll.pending_action.is_not(None), Enroll.pending_since < cutoff)
+            .order_by(Enroll.pending_since)
+        )
+
+    @staticmethod
+    def _unsent_payments(cutoff: datetime) -> Select[str]:
+        return (
+            select(Payment.id)
+            .where(
+                Payment.status == PaymentStatus.PENDING,
+                Payment.provider_payment_id.is_(None),
+                Payment.updated_at < cutoff,
+            )
+            .order_by(Payment.updated_at)
+        )
+
+    @staticmethod
+    def _unsent_refunds(cutoff: datetime) -> Select[str]:
+        return (
+            select(Refund.id)
+            .where(
+                Refund.status == RefundStatus.PENDING,
+                Refund.provider_refund_id.is_(None),
+                Refund.updated_at < cutoff,
+            )
+            .order_by(Refund.updated_at)
+        )
+
+    @staticmethod
+    def _payouts_in_flight(cutoff: datetime) -> Select[str]:
+        return (
+            select(Withdrawal.id)
+            .where(Withdrawal.status == WithdrawalStatus.PROCESSING, Withdrawal.updated_at < cutoff)
+            .order_by(Withdrawal.updated_at)
+        )
+
+    @staticmethod
+    def _waiting_payments(cutoff: datetime) -> Select[str]:
+        pending_refund = (
+            select(Refund.payment_id)
+            .where(
+                Refund.status == RefundStatus.PENDING,
+                Refund.provider_refund_id.is_not(None),
+                Refund.updated_at < cutoff,
+            )
+            .scalar_subquery()
+        )
+        return (
+            select(Payment.id)
+            .where(
+                Payment.provider_payment_id.is_not(None),
+                or_(
+                    Payment.status.in_(WAITING) & (Payment.updated_at < cutoff),
+                    Payment.id.in_(pending_refund),
+                ),
+            )
+            .order_by(Payment.updated_at)
+        )
+
+    def _ids(self, query: Select[str], limit: int) -> list[str]:
+        with self._db.read() as session:
+            return list(session.scalars(query.limit(limit)))
+
+    # -- finishing each ---------------------------------------------------------------------------------------
+
+    def _enroll(self, enroll_id: str) -> bool:
+        return self._enrolls.resume(enroll_id) is not None
+
+    def _create(self, payment_id: str) -> bool:
+        return self._payments.resume_creation(payment_id).provider_payment_id is not None
+
+    def _refund(self, refund_id: str) -> bool:
+        self._refunds.resume(refund_id)
+        return True
+
+    def _payout(self, withdrawal_id: str) -> bool:
+        with self._db.read() as session:
+            withdrawal = session.get(Withdrawal, withdrawal_id)
+        if withdrawal is None:  # pragma: no cover - never deleted
+            return False
+        self._payouts.send(withdrawal)
+        return True
+
+    def _refresh(self, payment_id: str) -> bool:
+        return self._payments.refresh(payment_id)
+
+    @staticmethod
+    def _each(run: ReconcileRun, kind: str, ids: Iterable[str], finish: Callable[[str], bool]) -> int:
+        done = 0
+        for object_id in ids:
+            try:
+                done += finish(object_id)
+            except (ProviderError, DomainError) as exc:
+                # a provider outage, or a refusal: logged and counted; the next run tries again
+                run.failed += 1
+                run.problems.append(f"{kind} {object_id}: {exc}")
+                logger.warning("reconcile: %s %s not finished: %s", kind, object_id, exc)
+        return done
