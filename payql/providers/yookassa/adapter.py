@@ -153,6 +153,31 @@ def _translate(exc: Exception) -> ProviderError:
     return ProviderUnavailable("YooKassa could not be reached", provider_code="connection")
 
 
+class _TimedApiClient(ApiClient):  # type: ignore[misc]
+    """The SDK's client with a socket timeout. Its own `execute` passes none, so a hung YooKassa kept the calling
+    thread (and, at process exit, the process) for as long as the connection stayed open; now the thread is free
+    again about when the caller's deadline fires. (It also skips the SDK's request logging: bodies stay out of logs.)
+    """
+
+    deadline: float = 10.0
+
+    def execute(self, body: Any, method: str, path: str, query_params: Any, request_headers: Any) -> requests.Response:
+        session = self.get_session()
+        try:
+            response: requests.Response = session.request(
+                method,
+                self.endpoint + path,
+                params=query_params,
+                headers=request_headers,
+                json=body,
+                verify=self.configuration.verify,
+                timeout=self.deadline,
+            )
+        finally:
+            session.close()
+        return response
+
+
 class YooKassaProvider:
     name = ProviderName.YOOKASSA
     mock = False
@@ -187,7 +212,9 @@ class YooKassaProvider:
             ):
                 Configuration.configure(self._shop_id, self._secret_key)
                 Configuration.api_url = self._api_url  # configure() resets it
-            return ApiClient()
+            client = _TimedApiClient()
+            client.deadline = self._deadline
+            return client
 
     def _request(
         self, method: str, path: str, *, body: dict[str, Any] | None = None, key: str | None = None, query: Any = None
