@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import documents as doc
 from flows import book, intent, paid_enroll, paid_package
-from support import Api, error_codes
+from support import Api, User, error_codes
 
 
 def test_a_stranger_sees_neither_the_payment_nor_that_it_exists(api: Api) -> None:
@@ -116,3 +116,40 @@ def test_intent_payload_for_a_foreign_package_payment_is_not_replayed_to_others(
 
     assert mine["payment"]["id"] != created["payment"]["id"]
     assert mine["payment"]["payerId"] == other.id
+
+
+def test_only_the_payer_confirms_with_a_payment_method(api: Api) -> None:
+    client, provider = api.user("c1"), api.user("p1", "provider")
+    enroll_id = book(client, provider)
+    payment_id = intent(client, enrollId=enroll_id, provider="STRIPE")["payment"]["id"]
+
+    refused = provider.fails(doc.CONFIRM, "FORBIDDEN", paymentId=payment_id, paymentMethod="4242424242424242")
+
+    assert refused["payment"] is None
+    assert client.data(doc.PAYMENT, id=payment_id)["payment"]["status"] == "PENDING"
+    assert client.ok(doc.CONFIRM, paymentId=payment_id, paymentMethod="4242424242424242")["payment"]["status"] == (
+        "AUTHORIZED"
+    )
+
+
+def test_an_admin_who_is_also_a_provider_cannot_review_their_own_payouts(api: Api) -> None:
+    client, boss, other_admin = api.user("c1"), api.user("boss", "admin", "provider"), api.user("a2", "admin")
+    payment = paid_enroll(client, boss)
+    client.ok(doc.CONFIRM_ENROLL, id=_ready(boss, payment["enroll"]["id"]))
+    account_id = boss.ok(doc.REGISTER_PAYOUT_ACCOUNT, input={"provider": "STRIPE", "externalAccountId": "acct_boss"})[
+        "payoutAccount"
+    ]["id"]
+
+    boss.fails(doc.VERIFY_PAYOUT_ACCOUNT, "FORBIDDEN", id=account_id)
+    other_admin.ok(doc.VERIFY_PAYOUT_ACCOUNT, id=account_id)
+    amount = {"amount": "60.00", "currency": "USD"}
+    withdrawal_id = boss.ok(doc.REQUEST_WITHDRAWAL, input={"amount": amount})["withdrawal"]["id"]
+    boss.fails(doc.APPROVE_WITHDRAWAL, "FORBIDDEN", id=withdrawal_id)
+    boss.fails(doc.REJECT_WITHDRAWAL, "FORBIDDEN", id=withdrawal_id)
+    assert other_admin.ok(doc.APPROVE_WITHDRAWAL, id=withdrawal_id)["withdrawal"]["status"] == "APPROVED"
+
+
+def _ready(provider: User, enroll_id: str) -> str:
+    provider.ok(doc.ACCEPT_ENROLL, id=enroll_id)
+    provider.ok(doc.MARK_ENROLL_READY, id=enroll_id)
+    return enroll_id
