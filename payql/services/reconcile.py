@@ -190,4 +190,8 @@ class Reconciler:
                 run.failed += 1
                 run.problems.append(f"{kind} {object_id}: {exc}")
                 logger.warning("reconcile: %s %s not finished: %s", kind, object_id, exc)
+            except Exception:  # one broken row must not stop the others from being finished
+                run.failed += 1
+                run.problems.append(f"{kind} {object_id}: unexpected error (logged)")
+                logger.exception("reconcile: %s %s failed", kind, object_id)
         return done

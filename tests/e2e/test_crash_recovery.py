@@ -279,3 +279,28 @@ def test_reconcile_applies_a_payment_whose_webhook_never_came_and_leaves_fresh_r
         10000,
     )
     assert "0 payment(s) updated from the provider" in reconcile("--older-than", "0")  # nothing left to change
+
+
+def test_reconcile_leaves_what_the_provider_cannot_answer_now_for_its_next_run(
+    fake: FakeStripe, db: Database, restarted: Api, reconcile: Run, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, mentor = restarted.user("client"), restarted.user("mentor", "provider")
+    enroll_id = book(client, mentor)
+    payment_id = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="AUTOMATIC")["payment"]["id"]
+    client.ok(doc.CONFIRM, paymentId=payment_id, paymentMethod="pm_card_visa")
+    fake.fail_next(count=1, status=500, path_prefix="/v1/refunds")
+    mentor.fails(doc.REFUND, "PROVIDER_UNAVAILABLE", input={"paymentId": payment_id})  # and nobody retries
+    assert one(db, Refund).status is RefundStatus.PENDING
+
+    fake.fail_next(count=1, status=500, path_prefix="/v1/refunds")
+    capsys.readouterr()
+    assert main(["reconcile", "--older-than", "0"]) == 1  # cron sees it: something is left to retry
+    assert "1 to retry" in capsys.readouterr().out
+    assert one(db, Refund).status is RefundStatus.PENDING
+    assert fake.refunds == {}
+
+    assert "1 refund(s) sent, 0 payout(s) settled or sent, 0 payment(s) updated from the provider, 0 to retry" in (
+        reconcile("--older-than", "0")
+    )
+    assert one(db, Refund).status is RefundStatus.SUCCEEDED
+    assert len(fake.refunds) == 1
