@@ -9,7 +9,8 @@ apply, or the call times out and the caller never retries, the intent stays behi
   missing is asked for again (capture, void, or the cancellation's refund), with the same keys;
 - a refund PENDING with no provider id: sent again with the same key;
 - a withdrawal PROCESSING: its payout sent again with the same key, or re-fetched;
-- open payments (and pending refunds) whose webhook never came: re-fetched and applied.
+- payments waiting on the payer (up to a week old) and pending refunds whose webhook never came: re-fetched and
+  applied.
 
 Only rows untouched for `RECONCILE_AFTER_SECONDS` (far longer than `PROVIDER_TIMEOUT_MS`) are taken, so reconcile
 never races a request still waiting on its provider; on PostgreSQL an advisory lock lets one replica run it at a
@@ -38,8 +39,11 @@ from payql.services.refunds import RefundService
 
 logger = logging.getLogger("payql.reconcile")
 
-# Payments that a provider may still move without us hearing of it (a webhook that never came).
-WAITING = (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING, PaymentStatus.AUTHORIZED)
+# Payments waiting on the payer, which the provider moves without us hearing of it when a webhook never comes. Only
+# those touched within RESYNC_WINDOW are re-fetched, newest first: an intent abandoned for a week is not asked about
+# on every run for ever. (Held payments move by our own capture or void, or `payql holds expire`.)
+WAITING = (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING)
+RESYNC_WINDOW = timedelta(days=7)
 
 
 @dataclass(slots=True)
@@ -145,11 +149,13 @@ class Reconciler:
             .where(
                 Payment.provider_payment_id.is_not(None),
                 or_(
-                    Payment.status.in_(WAITING) & (Payment.updated_at < cutoff),
+                    Payment.status.in_(WAITING)
+                    & (Payment.updated_at < cutoff)
+                    & (Payment.updated_at > cutoff - RESYNC_WINDOW),
                     Payment.id.in_(pending_refund),
                 ),
             )
-            .order_by(Payment.updated_at)
+            .order_by(Payment.updated_at.desc())
         )
 
     def _ids(self, query: Select[str], limit: int) -> list[str]:
