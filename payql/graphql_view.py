@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from strawberry import Schema
 from strawberry.http.ides import get_graphql_ide_html
-from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
-from payql.auth import principal_from_scope
+from payql.auth import AuthError, Principal, principal_from_scope
 from payql.ratelimit import RateLimiter
 from payql.schema.context import Context
 from payql.services import Services
@@ -59,8 +59,36 @@ def _is_mutation(query: str, operation_name: str | None) -> bool:
     return operation is not None and operation.operation is AstOperationType.MUTATION
 
 
+# users.roles is a String(255) of the sorted roles joined by commas
+ROLES_LENGTH = 255
+
+
+def _storable(principal: Principal | None, error: AuthError | None) -> tuple[Principal | None, AuthError | None]:
+    """A signed token whose subject or roles the users table cannot hold (a NUL, a comma inside a role, more roles
+    than fit) is refused like any other bad token, instead of failing when the caller is recorded."""
+    if principal is None:
+        return None, error
+    roles = ",".join(sorted(principal.roles))
+    if "\x00" in principal.user_id + roles or any("," in role for role in principal.roles) or len(roles) > ROLES_LENGTH:
+        return None, AuthError("the token's 'sub' or 'roles' claim has characters or a length this service refuses")
+    return principal, None
+
+
 def _error_body(message: str, code: str) -> dict[str, Any]:
     return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+def _operation_refused(
+    exc: InvalidOperationTypeError | CannotGetOperationTypeError, media: str, headers: dict[str, str]
+) -> Response:
+    if isinstance(exc, InvalidOperationTypeError):
+        headers["Allow"] = "POST"
+        body = _error_body("mutations are only accepted over POST", "METHOD_NOT_ALLOWED")
+        return JSONResponse(body, status_code=405, media_type=media, headers=headers)
+    # operationName names none of the document's operations, or there are several and none is named
+    return JSONResponse(
+        _error_body(exc.as_http_error_reason(), "BAD_REQUEST"), status_code=400, media_type=media, headers=headers
+    )
 
 
 class BadRequest(Exception):
@@ -94,7 +122,7 @@ class GraphQLView:
                 _error_body(exc.message, exc.code), status_code=exc.status, media_type=media, headers=headers
             )
 
-        principal, auth_error = principal_from_scope(request.scope)
+        principal, auth_error = _storable(*principal_from_scope(request.scope))
         caller = f"user:{principal.user_id}" if principal else f"ip:{request.client.host if request.client else '-'}"
         if wait := await self.rate_limiter.retry_after(caller):
             headers["Retry-After"] = str(wait)
@@ -117,10 +145,8 @@ class GraphQLView:
 
         try:
             result = await anyio.to_thread.run_sync(execute, limiter=self._limiter(query, operation_name))
-        except InvalidOperationTypeError:
-            headers["Allow"] = "POST"
-            body = _error_body("mutations are only accepted over POST", "METHOD_NOT_ALLOWED")
-            return JSONResponse(body, status_code=405, media_type=media, headers=headers)
+        except (InvalidOperationTypeError, CannotGetOperationTypeError) as exc:
+            return _operation_refused(exc, media, headers)
 
         payload: dict[str, Any] = {}
         if result.errors:
@@ -150,7 +176,7 @@ class GraphQLView:
             if "variables" in params:
                 try:
                     params["variables"] = json.loads(params["variables"])
-                except ValueError as exc:
+                except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json can read
                     raise BadRequest(400, "variables must be a JSON object", "BAD_REQUEST") from exc
             return params
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -161,7 +187,7 @@ class GraphQLView:
             raise BadRequest(413, f"the request is larger than {self.settings.graphql_max_bytes} bytes", "TOO_LARGE")
         try:
             return json.loads(body)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json can read
             raise BadRequest(400, "the body is not valid JSON", "BAD_REQUEST") from exc
 
     def _check(self, params: Any) -> tuple[str, dict[str, Any] | None, str | None]:

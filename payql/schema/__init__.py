@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -14,7 +16,7 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
-from strawberry.types import ExecutionContext
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from payql.resolvers import (
     accept_enroll,
@@ -30,9 +32,9 @@ from payql.resolvers import (
     spend_credits,
 )
 from payql.resolvers import balances as balance_resolvers
-from payql.schema.errors import CodedErrors
+from payql.schema.errors import CodedErrors, code_stray_errors
 from payql.schema.execution import FastExecutionContext
-from payql.schema.limits import CostLimit
+from payql.schema.limits import CostLimit, NoNulCharacters, StrictSelectionSets
 from payql.schema.permissions import IsAuthenticated
 from payql.schema.types import (
     Balances,
@@ -104,6 +106,13 @@ class Mutation:
 
 
 class Schema(strawberry.Schema):
+    def execute_sync(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        result = super().execute_sync(*args, **kwargs)
+        if result.errors:  # what a parsing hook raised skipped the extensions: give it a code too
+            context = kwargs.get("context_value")
+            result.errors = code_stray_errors(result.errors, getattr(context, "request_id", None))
+        return result
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Expected errors are answers, not incidents: `CodedErrors` logs the unexpected ones with the request id."""
 
@@ -127,9 +136,11 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             # the parser and validation caches are shared module-level LRUs whatever the instance.
             lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=max(1000, settings.graphql_max_bytes // 10)),
+            StrictSelectionSets,
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
             lambda: CostLimit(settings.graphql_max_cost),
+            NoNulCharacters,
             CodedErrors,
         ],
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import MaskErrors
 
 from payql.providers.base import ProviderError
@@ -13,6 +13,7 @@ from payql.services.errors import DomainError
 
 logger = logging.getLogger("payql.graphql")
 INTERNAL = "INTERNAL_SERVER_ERROR"
+PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 
 
 def error_code(error: GraphQLError) -> str | None:
@@ -26,6 +27,38 @@ def error_code(error: GraphQLError) -> str | None:
         code = (original.extensions or {}).get("code")
         return str(code) if code else None
     return None
+
+
+def _masked(error: GraphQLError, request_id: str | None, message: str) -> GraphQLError:
+    logger.error(
+        "unexpected error in GraphQL request %s at %s", request_id, error.path, exc_info=error.original_error or error
+    )
+    return GraphQLError(
+        message, nodes=error.nodes, path=error.path, extensions={"code": INTERNAL, "requestId": request_id}
+    )
+
+
+def code_stray_errors(errors: list[GraphQLError], request_id: str | None) -> list[GraphQLError]:
+    """Errors that never reached `CodedErrors`: Strawberry returns what an extension's parsing or validation hook
+    raises (a syntax error found by `ParserCache`, the token limit, anything unexpected in a hook) without running
+    the operation's extensions on it. A syntax error gets `GRAPHQL_PARSE_FAILED`; anything else is masked, as
+    `CodedErrors` would have done. Errors that already carry a code are left alone."""
+    processed: list[GraphQLError] = []
+    for error in errors:
+        if (error.extensions or {}).get("code"):
+            processed.append(error)
+        elif isinstance(error, GraphQLSyntaxError) and error.original_error is None:
+            processed.append(
+                GraphQLError(
+                    error.message,
+                    source=error.source,
+                    positions=error.positions,
+                    extensions={**(error.extensions or {}), "code": PARSE_FAILED},
+                )
+            )
+        else:
+            processed.append(_masked(error, request_id, "Internal server error"))
+    return processed
 
 
 class CodedErrors(MaskErrors):
@@ -46,20 +79,7 @@ class CodedErrors(MaskErrors):
         for error in errors:
             code = error_code(error)
             if code is None:
-                logger.error(
-                    "unexpected error in GraphQL request %s at %s",
-                    request_id,
-                    error.path,
-                    exc_info=error.original_error,
-                )
-                processed.append(
-                    GraphQLError(
-                        self.error_message,
-                        nodes=error.nodes,
-                        path=error.path,
-                        extensions={"code": INTERNAL, "requestId": request_id},
-                    )
-                )
+                processed.append(_masked(error, request_id, self.error_message))
                 continue
             extensions = dict(error.extensions or {})
             extensions["code"] = code

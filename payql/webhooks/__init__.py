@@ -2,9 +2,10 @@
 
 The body is read raw (signatures are over the exact bytes) and handed to the provider's `parse_webhook`, which
 verifies it before anything is read from it. Answers (CONTRACT.md): 200 for processed, duplicate and ignored
-events; 400 for a bad or missing signature, a stale timestamp, malformed JSON or an untrusted sender; 500 for a
-failure the provider should retry (the event stays recorded as failed) or a webhook secret that is not configured.
-In mock mode nothing can be verified, so every delivery is refused with 400.
+events; 400 for a bad or missing signature, a stale timestamp, malformed JSON, a verified body that is not shaped
+like an event (or names ids no column can hold), or an untrusted sender; 500 for a failure the provider should
+retry (the event stays recorded as failed) or a webhook secret that is not configured. In mock mode nothing can be
+verified, so every delivery is refused with 400.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from payql.models.enums import ProviderName
-from payql.providers.base import ProviderError, WebhookRejected
+from payql.providers.base import ProviderError, ProviderEvent, WebhookRejected
 from payql.ratelimit import RateLimiter
 from payql.services import Services
 from payql.services.webhooks import Outcome
@@ -72,8 +73,41 @@ def _verify_and_process(
     except ProviderError as exc:
         logger.error("%s webhook cannot be verified: %s", provider.value, exc.message)  # noqa: TRY400 - setup
         return JSONResponse({"error": "webhook verification is not configured"}, status_code=500)
+    except (LookupError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # Verified (signed, or from a trusted address) but not shaped like an event: a retry would not reshape it.
+        logger.warning(
+            "%s webhook refused from %s: malformed event (%s)", provider.value, client_ip, type(exc).__name__
+        )
+        return JSONResponse({"error": "malformed event"}, status_code=400)
+    if problem := _unusable(event):
+        logger.warning("%s webhook refused from %s: %s", provider.value, client_ip, problem)
+        return JSONResponse({"error": "malformed event"}, status_code=400)
     try:
         return services.webhooks.receive(provider, event, body, headers, client_ip)
     except Exception:
         logger.exception("%s webhook %s (%s) failed", provider.value, event.dedupe_key, event.event_type)
         return JSONResponse({"status": "failed"}, status_code=500)
+
+
+# What the webhook log can hold (webhook_events' columns); PostgreSQL holds no NUL in any text.
+DEDUPE_KEY_LENGTH = 255
+EVENT_TYPE_LENGTH = 100
+
+
+def _unusable(event: ProviderEvent) -> str | None:
+    """Why a verified event cannot be recorded or looked up, or None: ids are whatever JSON the body had, and one
+    the log cannot hold failed the delivery with a 500 at every retry. Such an event is no provider's: a 400."""
+    limits: dict[str, tuple[object, int | None, bool]] = {  # value, longest, may be None
+        "dedupe key": (event.dedupe_key, DEDUPE_KEY_LENGTH, False),
+        "event type": (event.event_type, EVENT_TYPE_LENGTH, False),
+        "object id": (event.object_id, None, False),
+        "object kind": (event.object_kind, None, False),
+        "payment id": (event.payment_id, None, True),
+        "payment reference": (event.data.get("payment_ref"), None, True),
+    }
+    for name, (value, longest, optional) in limits.items():
+        if value is None and optional:
+            continue
+        if not isinstance(value, str) or "\x00" in value or (longest is not None and not 0 < len(value) <= longest):
+            return f"unusable {name}"
+    return None

@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 import documents as doc
 import pytest
-from conftest import BACKENDS, TEST_SECRET, _truncate_postgres, make_settings
+from conftest import BACKENDS, TEST_SECRET, make_settings, truncate_postgres
 from fakes.stripe_api import FakeStripe
 from fakes.yookassa_api import FakeYooKassa
 from flows import book
@@ -100,7 +100,7 @@ def _fresh_database(backend: str, request: pytest.FixtureRequest, tmp_path_facto
         shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
         return f"sqlite:///{target}"
     url: str = request.getfixturevalue("postgres_migrated")
-    _truncate_postgres(url)
+    truncate_postgres(url)
     return url
 
 
