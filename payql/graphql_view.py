@@ -20,7 +20,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from graphql import GraphQLError, get_operation_ast, parse
+from graphql import GraphQLError, OperationDefinitionNode, parse
 from graphql import OperationType as AstOperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -50,13 +50,26 @@ def _request_id(request: Request) -> str:
 
 
 @functools.lru_cache(maxsize=512)
+def _operations(query: str) -> tuple[tuple[str | None, bool], ...]:
+    """The document's operations as (name, whether it is a mutation); none when it does not parse (validation
+    then says why)."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return ()
+    return tuple(
+        (node.name.value if node.name else None, node.operation is AstOperationType.MUTATION)
+        for node in document.definitions
+        if isinstance(node, OperationDefinitionNode)
+    )
+
+
 def _is_mutation(query: str, operation_name: str | None) -> bool:
     """Whether the operation to run is a mutation (which may wait on a provider): it runs on the larger pool."""
-    try:
-        operation = get_operation_ast(parse(query), operation_name)
-    except GraphQLError:
-        return False  # it will fail validation, quickly
-    return operation is not None and operation.operation is AstOperationType.MUTATION
+    operations = _operations(query)
+    if operation_name is None:
+        return len(operations) == 1 and operations[0][1]
+    return any(name == operation_name and mutation for name, mutation in operations)
 
 
 # users.roles is a String(255) of the sorted roles joined by commas
@@ -206,4 +219,6 @@ class GraphQLView:
             raise BadRequest(400, "variables must be a JSON object", "BAD_REQUEST")
         if operation_name is not None and not isinstance(operation_name, str):
             raise BadRequest(400, "operationName must be a string", "BAD_REQUEST")
+        if operation_name is None and len(_operations(query)) > 1:  # the spec: never guess which one to run
+            raise BadRequest(400, "the document has several operations: say which in operationName", "BAD_REQUEST")
         return query, variables, operation_name

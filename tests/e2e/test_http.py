@@ -209,3 +209,26 @@ def test_production_turns_off_introspection_and_graphiql(settings: Settings, db:
     assert ide.status_code == 404
     assert packages["data"]["packages"]
     assert shown["data"] == {"__schema": {"queryType": {"name": "Query"}}}
+
+
+def test_several_operations_need_an_operation_name_and_nothing_runs_without_one(api: Api, db: Database) -> None:
+    token = api.token("u1")
+    document = (
+        "query Read { packages { code } } "
+        'mutation Book { createEnroll(input: {providerId: "nobody", title: "t", '
+        'price: {amount: "1.00", currency: "USD"}}) { errors { code } } }'
+    )
+    headers = {"Authorization": f"Bearer {token}"}
+
+    refused = api.request("POST", "/graphql", json={"query": document}, headers=headers)
+    chosen = api.request("POST", "/graphql", json={"query": document, "operationName": "Read"}, headers=headers)
+    unknown = api.request("POST", "/graphql", json={"query": document, "operationName": "Nope"}, headers=headers)
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+    assert "operationName" in refused.json()["errors"][0]["message"]
+    assert chosen.status_code == 200
+    assert [p["code"] for p in chosen.json()["data"]["packages"]][:1] == ["trial"]
+    assert unknown.status_code == 400
+    with db.read() as session:
+        assert session.execute(text("SELECT count(*) FROM enrolls")).scalar() == 0
