@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any, Final, Self
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
@@ -59,6 +59,14 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         _configure_sqlite(engine)
         return engine
     return create_engine(parsed, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+# Row locks are FOR NO KEY UPDATE on PostgreSQL (nothing on SQLite, whose writers are serialised): they exclude each
+# other, so they serialise the writers of a row, but not the FOR KEY SHARE lock that PostgreSQL's foreign-key check
+# takes on a row when another transaction updates a row that references it. With FOR UPDATE, a refund updating its
+# payment (which references the enroll) deadlocked against `confirmEnroll` holding the enroll and waiting for the
+# payment. No key column is ever updated, so nothing needs the stronger lock.
+ROW_LOCK: Final[dict[str, Any]] = {"key_share": True}
 
 
 class UnitOfWork:

@@ -123,7 +123,7 @@ def refundable_for_package(session: Session, payment: Payment) -> int:
 
 def void_for_refund(session: Session, payment: Payment, refund: Refund) -> None:
     """A package refund takes back the lot's unspent credits at once (so they cannot be spent meanwhile)."""
-    lot = session.scalar(select(CreditLot).where(CreditLot.payment_id == payment.id).with_for_update())
+    lot = session.scalar(select(CreditLot).where(CreditLot.payment_id == payment.id).with_for_update(key_share=True))
     if lot is None or lot.remaining <= 0:
         return
     voided, lot.remaining = lot.remaining, 0
@@ -135,7 +135,9 @@ def restore_after_failed_refund(session: Session, refund: Refund) -> None:
     """A package refund that failed gives back the credits it took."""
     if refund.credits_voided <= 0:
         return
-    lot = session.scalar(select(CreditLot).where(CreditLot.payment_id == refund.payment_id).with_for_update())
+    lot = session.scalar(
+        select(CreditLot).where(CreditLot.payment_id == refund.payment_id).with_for_update(key_share=True)
+    )
     if lot is None:
         return
     lot.remaining += refund.credits_voided
@@ -187,7 +189,7 @@ class CreditService:
                     select(CreditLot)
                     .where(CreditLot.user_id == user_id, CreditLot.remaining > 0, CreditLot.expires_at > now)
                     .order_by(CreditLot.expires_at, CreditLot.id)
-                    .with_for_update()
+                    .with_for_update(key_share=True)
                 )
             )
             available = sum(lot.remaining for lot in lots)
@@ -214,7 +216,7 @@ class CreditService:
                 select(CreditLot)
                 .where(CreditLot.expires_at <= now, CreditLot.remaining > 0)
                 .order_by(CreditLot.id)
-                .with_for_update()
+                .with_for_update(key_share=True)
             )
             for lot in lots:
                 remaining, lot.remaining = lot.remaining, 0

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.db import Database
+from payql.db import ROW_LOCK, Database
 from payql.faults import crash_point
 from payql.models import Enroll, Payment, User, new_id, utcnow
 from payql.models.enums import EnrollAction, EnrollStatus, PaymentStatus
@@ -49,7 +49,7 @@ class EnrollService:
         self._refunds = refunds
 
     def get_visible(self, session: Session, principal: Principal, enroll_id: str, *, lock: bool = False) -> Enroll:
-        enroll = session.get(Enroll, enroll_id, with_for_update=lock)
+        enroll = session.get(Enroll, enroll_id, with_for_update=ROW_LOCK if lock else False)
         if enroll is None or not can_see(principal, enroll):
             raise NotFound("enroll not found", field="enrollId")
         return enroll
@@ -292,14 +292,14 @@ def _done(enroll: Enroll, action: EnrollAction) -> None:
 
 
 def _enroll(session: Session, enroll_id: str) -> Enroll:
-    enroll = session.get(Enroll, enroll_id, with_for_update=True)
+    enroll = session.get(Enroll, enroll_id, with_for_update=ROW_LOCK)
     if enroll is None:  # pragma: no cover - enrolls are never deleted
         raise NotFound("enroll not found", field="enrollId")
     return enroll
 
 
 def _payment(session: Session, payment_id: str, *, lock: bool = False) -> Payment:
-    payment = session.get(Payment, payment_id, with_for_update=lock)
+    payment = session.get(Payment, payment_id, with_for_update=ROW_LOCK if lock else False)
     if payment is None:  # pragma: no cover - payments are never deleted
         raise NotFound("payment not found")
     return payment

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from payql.db import Database
+from payql.db import ROW_LOCK, Database
 from payql.models import Enroll, Payment, utcnow
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
 from payql.providers.base import ProviderError
@@ -71,8 +71,8 @@ class HoldService:
         provider = self._payments.provider(payment.provider)
         answer = provider.cancel(payment.provider_payment_id or "", f"payql-{payment.id}-cancel")
         with self._db.uow() as uow:
-            locked = uow.session.get(Payment, payment.id, with_for_update=True)
-            enroll = uow.session.get(Enroll, payment.enroll_id, with_for_update=True) if payment.enroll_id else None
+            locked = uow.session.get(Payment, payment.id, with_for_update=ROW_LOCK)
+            enroll = uow.session.get(Enroll, payment.enroll_id, with_for_update=ROW_LOCK) if payment.enroll_id else None
             if locked is None:  # pragma: no cover - payments are never deleted
                 return
             self._payments.apply(uow.session, locked, answer)

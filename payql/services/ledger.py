@@ -80,7 +80,7 @@ _LOCK_ACCOUNTS = (
         _ACCOUNTS.c.currency.in_(bindparam("currencies", expanding=True)),
     )
     .order_by(_ACCOUNTS.c.id)
-    .with_for_update()
+    .with_for_update(key_share=True)
 )
 _INSERT_TRANSACTION = insert(_TRANSACTIONS)
 _INSERT_ENTRY = insert(_ENTRIES)
@@ -277,7 +277,7 @@ def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str
     query = select(_ACCOUNTS.c.balance_minor).where(
         _ACCOUNTS.c.owner_id == owner_id, _ACCOUNTS.c.kind == kind, _ACCOUNTS.c.currency == currency
     )
-    value = session.connection().execute(query.with_for_update() if lock else query).scalar()
+    value = session.connection().execute(query.with_for_update(key_share=True) if lock else query).scalar()
     return int(value or 0)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.db import Database
+from payql.db import ROW_LOCK, Database
 from payql.faults import crash_point
 from payql.models import Enroll, Payment, ProviderCustomer, Refund, new_id, utcnow
 from payql.models.enums import (
@@ -75,7 +75,7 @@ _REFUNDED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
 def open_payment(session: Session, enroll_id: str, *, lock: bool = False) -> Payment | None:
     """The enroll's payment that is not closed (at most one: a unique partial index)."""
     query = select(Payment).where(Payment.enroll_id == enroll_id, Payment.status.in_(OPEN_STATUSES))
-    return session.scalars(query.with_for_update() if lock else query).first()
+    return session.scalars(query.with_for_update(key_share=True) if lock else query).first()
 
 
 def _resumable(payment: Payment, provider: PaymentProvider, capture_method: CaptureMethod | None) -> bool:
@@ -114,7 +114,7 @@ class PaymentService:
 
     def get_visible(self, session: Session, principal: Principal, payment_id: str, *, lock: bool = False) -> Payment:
         """The payment if `principal` may see it; otherwise NOT_FOUND, exactly as if it did not exist."""
-        payment = session.get(Payment, payment_id, with_for_update=lock)
+        payment = session.get(Payment, payment_id, with_for_update=ROW_LOCK if lock else False)
         if payment is None or not can_see(principal, payment):
             raise NotFound("payment not found", field="paymentId")
         return payment
@@ -220,7 +220,7 @@ class PaymentService:
             status=PaymentStatus.PENDING,
         )
         if enroll_id is not None:
-            enroll = session.get(Enroll, enroll_id, with_for_update=True)
+            enroll = session.get(Enroll, enroll_id, with_for_update=ROW_LOCK)
             if enroll is None or enroll.client_id != principal.user_id:
                 raise NotFound("enroll not found", field="enrollId")
             if enroll.status in ENROLL_CLOSED:
@@ -302,7 +302,7 @@ class PaymentService:
     def _fail(self, payment_id: str, code: str | None, message: str) -> None:
         """A definitive refusal to create the payment: it is FAILED and frees the enroll for another attempt."""
         with self._db.uow() as uow:
-            payment = uow.session.get(Payment, payment_id, with_for_update=True)
+            payment = uow.session.get(Payment, payment_id, with_for_update=ROW_LOCK)
             if payment is not None and payment.status in NOT_YET:
                 payment.status = PaymentStatus.FAILED
                 payment.failure_code = code
@@ -330,7 +330,7 @@ class PaymentService:
                 return False
         answer = self._providers[payment.provider].retrieve_payment(payment.provider_payment_id)
         with self._db.uow() as uow:
-            locked = uow.session.get(Payment, payment_id, with_for_update=True)
+            locked = uow.session.get(Payment, payment_id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover - payments are never deleted
                 return False
             changed = self.apply(uow.session, locked, answer)
@@ -377,7 +377,7 @@ class PaymentService:
         self, payment_id: str, answer: ProviderPayment, *, failure: tuple[str | None, str] | None = None
     ) -> Payment:
         with self._db.uow() as uow:
-            payment = uow.session.get(Payment, payment_id, with_for_update=True)
+            payment = uow.session.get(Payment, payment_id, with_for_update=ROW_LOCK)
             if payment is None:  # pragma: no cover - callers pass ids they just read
                 raise NotFound("payment not found")
             self.apply(uow.session, payment, answer)

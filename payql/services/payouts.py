@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.db import Database
+from payql.db import ROW_LOCK, Database
 from payql.faults import crash_point
 from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_id, utcnow
 from payql.models.enums import PayoutAccountStatus, ProviderName, WithdrawalStatus
@@ -119,7 +119,7 @@ class PayoutService:
 
     def review_account(self, principal: Principal, account_id: str, *, verified: bool) -> PayoutAccount:
         with self._db.uow() as uow:
-            account = uow.session.get(PayoutAccount, account_id, with_for_update=True)
+            account = uow.session.get(PayoutAccount, account_id, with_for_update=ROW_LOCK)
             if account is None or not (principal.is_admin or account.user_id == principal.user_id):
                 raise NotFound("payout account not found", field="id")
             if not principal.is_admin:
@@ -212,7 +212,7 @@ class PayoutService:
 
     def review(self, principal: Principal, withdrawal_id: str, *, approve: bool, reason: str | None) -> Withdrawal:
         with self._db.uow() as uow:
-            withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=True)
+            withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
             if withdrawal is None or not (principal.is_admin or withdrawal.user_id == principal.user_id):
                 raise NotFound("withdrawal not found", field="id")
             if not principal.is_admin:
@@ -290,7 +290,7 @@ class PayoutService:
     def send(self, withdrawal: Withdrawal) -> WithdrawalStatus:
         """Pay an approved withdrawal, or finish one in flight: the same key again, or a re-fetch of the payout."""
         with self._db.uow() as uow:
-            locked = uow.session.get(Withdrawal, withdrawal.id, with_for_update=True)
+            locked = uow.session.get(Withdrawal, withdrawal.id, with_for_update=ROW_LOCK)
             account = uow.session.get(PayoutAccount, withdrawal.payout_account_id)
             if (
                 locked is None
@@ -317,7 +317,7 @@ class PayoutService:
     def settle(self, withdrawal_id: str, answer: ProviderPayout) -> WithdrawalStatus:
         """Apply a provider's view of a payout: COMPLETED, FAILED (money back to payable) or still pending."""
         with self._db.uow() as uow:
-            withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=True)
+            withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
             if withdrawal is None:  # pragma: no cover - never deleted
                 return WithdrawalStatus.FAILED
             withdrawal.provider_payout_id = withdrawal.provider_payout_id or answer.provider_payout_id

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.db import Database
+from payql.db import ROW_LOCK, Database
 from payql.faults import crash_point
 from payql.models import Payment, Refund
 from payql.models.enums import PaymentPurpose, RefundReason, RefundStatus
@@ -204,7 +204,7 @@ class RefundService:
             raise
         crash_point("refund")
         with self._db.uow() as uow:
-            locked = uow.session.get(Payment, payment.id, with_for_update=True)
+            locked = uow.session.get(Payment, payment.id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover
                 raise NotFound("payment not found")
             stored = self._payments.apply_refund(uow.session, locked, answer)
@@ -214,7 +214,7 @@ class RefundService:
 
     def _mark_failed(self, refund_id: str, message: str) -> None:
         with self._db.uow() as uow:
-            refund = uow.session.get(Refund, refund_id, with_for_update=True)
+            refund = uow.session.get(Refund, refund_id, with_for_update=ROW_LOCK)
             if refund is not None and refund.status is RefundStatus.PENDING:
                 refund.status = RefundStatus.FAILED
                 refund.failure_message = message[:500]

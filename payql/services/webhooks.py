@@ -26,7 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from payql.db import Database
+from payql.db import ROW_LOCK, Database
 from payql.models import Payment, WebhookEvent, Withdrawal, new_id, utcnow
 from payql.models.enums import PaymentPurpose, ProviderName, WebhookStatus
 from payql.providers.base import ProviderEvent, ProviderPayment
@@ -127,7 +127,7 @@ class WebhookService:
             row = session.scalars(
                 select(WebhookEvent)
                 .where(WebhookEvent.provider == delivery.provider, WebhookEvent.dedupe_key == delivery.event.dedupe_key)
-                .with_for_update()
+                .with_for_update(key_share=True)
             ).one_or_none()
         if row is None:
             kept = {name: delivery.headers[name] for name in KEPT_HEADERS if name in delivery.headers}
@@ -217,7 +217,7 @@ class WebhookService:
         answer = self._payments.provider(payment.provider).retrieve_payment(provider_id)
         confirmed = _confirms(event, answer)
         with self._db.uow() as uow:  # the delivery's row and the payment's new state commit together
-            locked = uow.session.get(Payment, payment.id, with_for_update=True)
+            locked = uow.session.get(Payment, payment.id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover - payments are never deleted
                 raise RetryLater(f"payment {payment.id} vanished")
             self._payments.apply(uow.session, locked, answer)

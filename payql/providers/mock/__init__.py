@@ -22,7 +22,7 @@ import json
 import logging
 from typing import Any
 
-from payql.db import Database
+from payql.db import ROW_LOCK, Database
 from payql.models import MockObject
 from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, ProviderName, RefundReason, RefundStatus
 from payql.providers.base import (
@@ -109,7 +109,7 @@ class MockProvider:
 
     def _update(self, object_id: str, change: Any) -> dict[str, Any]:
         with self._db.uow() as uow:
-            row = uow.session.get(MockObject, object_id, with_for_update=True)
+            row = uow.session.get(MockObject, object_id, with_for_update=ROW_LOCK)
             if row is None or row.provider != self.name:
                 raise ProviderInvalidRequest(f"No such object: {object_id}", provider_code="resource_missing")
             data: dict[str, Any] = json.loads(row.data)
@@ -273,7 +273,7 @@ class MockProvider:
                 if json.loads(remembered.data)["params"] != params:
                     raise ProviderInvalidRequest("idempotency key reused with other parameters")
                 return self.retrieve_refund(json.loads(remembered.data)["object_id"])
-            row = session.get(MockObject, provider_payment_id, with_for_update=True)
+            row = session.get(MockObject, provider_payment_id, with_for_update=ROW_LOCK)
             if row is None or row.provider != self.name:
                 raise ProviderInvalidRequest(f"No such payment: {provider_payment_id}")
             data = json.loads(row.data)

@@ -1,0 +1,41 @@
+"""PostgreSQL row locks: ours must not block the foreign-key checks of other transactions.
+
+A refund that updates its payment twice in one transaction makes PostgreSQL check the payment's foreign key to its
+enroll (FOR KEY SHARE on the enroll row). With `FOR UPDATE` on the enroll, `confirmEnroll` (enroll locked, waiting
+for the payment) and such a refund (payment locked, waiting for the enroll) deadlocked: CI saw it once through two
+server processes. `ROW_LOCK` is `FOR NO KEY UPDATE`, which serialises writers but lets key checks through.
+"""
+
+from __future__ import annotations
+
+import pytest
+from flows import paid_enroll
+from sqlalchemy import create_engine, text
+from support import Api
+
+from payql.db import ROW_LOCK, Database, normalise_url
+from payql.models import Enroll, Payment
+
+# PostgreSQL's lock modes only: tests/conftest.py collects this file when TEST_POSTGRES_URL is set (CI sets it).
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+def test_a_locked_enroll_lets_another_transaction_update_its_payment(api: Api, db: Database) -> None:
+    payment_id = paid_enroll(api.user("client"), api.user("mentor", "provider"))["id"]
+    with db.read() as session:
+        payment = session.get(Payment, payment_id)
+        assert payment is not None
+        enroll_id = payment.enroll_id
+    other = create_engine(normalise_url(db.url))
+
+    with db.uow() as uow:
+        assert uow.session.get(Enroll, enroll_id, with_for_update=ROW_LOCK) is not None  # confirmEnroll's first lock
+        with other.begin() as connection:  # a refund's second transaction, under a short lock timeout
+            connection.execute(text("SET LOCAL lock_timeout = '2s'"))
+            connection.execute(text("SELECT id FROM payments WHERE id = :id FOR NO KEY UPDATE"), {"id": payment_id})
+            for value in (1, 2):  # the second update of a row this transaction wrote checks the foreign key
+                connection.execute(
+                    text("UPDATE payments SET failure_code = :v WHERE id = :id"), {"v": str(value), "id": payment_id}
+                )
+            connection.execute(text("UPDATE payments SET failure_code = NULL WHERE id = :id"), {"id": payment_id})
+    other.dispose()
