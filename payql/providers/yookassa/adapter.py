@@ -159,7 +159,7 @@ class _TimedApiClient(ApiClient):  # type: ignore[misc]
     again about when the caller's deadline fires. (It also skips the SDK's request logging: bodies stay out of logs.)
     """
 
-    deadline: float = 10.0
+    socket_timeout_seconds: float = 10.0  # a duration, set from PROVIDER_TIMEOUT_MS
 
     def execute(self, body: Any, method: str, path: str, query_params: Any, request_headers: Any) -> requests.Response:
         session = self.get_session()
@@ -171,7 +171,7 @@ class _TimedApiClient(ApiClient):  # type: ignore[misc]
                 headers=request_headers,
                 json=body,
                 verify=self.configuration.verify,
-                timeout=self.deadline,
+                timeout=self.socket_timeout_seconds,
             )
         finally:
             session.close()
@@ -213,7 +213,7 @@ class YooKassaProvider:
                 Configuration.configure(self._shop_id, self._secret_key)
                 Configuration.api_url = self._api_url  # configure() resets it
             client = _TimedApiClient()
-            client.deadline = self._deadline
+            client.socket_timeout_seconds = self._deadline
             return client
 
     def _request(
