@@ -304,3 +304,33 @@ def test_reconcile_leaves_what_the_provider_cannot_answer_now_for_its_next_run(
     )
     assert one(db, Refund).status is RefundStatus.SUCCEEDED
     assert len(fake.refunds) == 1
+
+
+def test_killed_after_stripe_refunded_a_cancelled_enroll(
+    env: Env, settings: Settings, fake: FakeStripe, db: Database, tmp_path: Path, reconcile: Run
+) -> None:
+    with Server(env("refund"), tmp_path) as server:
+        api = server.api(settings)
+        client, mentor = api.user("client"), api.user("mentor", "provider")
+        enroll_id = book(client, mentor)
+        payment_id = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="AUTOMATIC")["payment"]["id"]
+        client.ok(doc.CONFIRM, paymentId=payment_id, paymentMethod="pm_card_visa")  # captured, held in escrow
+        crashes(server, lambda: client.ok(doc.CANCEL_ENROLL, id=enroll_id, reason="no longer needed"))
+    (stripe_refund,) = fake.refunds.values()
+    assert one(db, Enroll).pending_action is not None
+
+    assert "1 enroll action(s) finished, 0 refund(s) sent" in reconcile("--older-than", "0")
+
+    assert list(fake.refunds) == [stripe_refund["id"]]  # the re-read found the refund: none made again
+    refund, payment, enroll = one(db, Refund), one(db, Payment), one(db, Enroll)
+    assert (refund.status, refund.provider_refund_id, refund.amount_minor) == (
+        RefundStatus.SUCCEEDED,
+        stripe_refund["id"],
+        10000,
+    )
+    assert (payment.status, payment.refunded_minor) == (PaymentStatus.REFUNDED, 10000)
+    assert (enroll.status, enroll.cancel_reason, enroll.pending_action) == (
+        EnrollStatus.CANCELLED,
+        "no longer needed",
+        None,
+    )
