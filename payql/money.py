@@ -75,6 +75,10 @@ EXPONENTS: Final[dict[str, int]] = {
 
 # The longest integer part parse_amount accepts; it keeps absurd inputs away from int() and the database.
 MAX_INTEGER_DIGITS: Final = 30
+# The largest amount payql accepts anywhere, in minor units (CONTRACT.md, "Currency units at the provider"): far
+# above any real payment (10 trillion USD), and far below what a BIGINT column, a SQLite INTEGER or a sum of many
+# such amounts can hold, so no amount a client sends can ever overflow a column or turn a SQLite sum into a float.
+MAX_MINOR: Final = 10**15
 
 # [0-9] rather than \d: \d also matches non-ASCII digits, which int() would happily accept.
 _AMOUNT_RE: Final = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
@@ -193,7 +197,8 @@ def parse_amount(
     The decimals may be fewer than the currency's exponent ("50.5" USD is 5050 minor units) but never
     more, not even trailing zeros: "50.000" USD and "1500.0" JPY are refused, because a client that
     sends them has misunderstood the currency. Zero (including "-0") is refused unless `allow_zero`,
-    a negative amount unless `allow_negative`. Every refusal is a MoneyError naming the problem.
+    a negative amount unless `allow_negative`, and anything beyond MAX_MINOR (10^15 minor units) either way.
+    Every refusal is a MoneyError naming the problem.
     """
     if not isinstance(currency, str):
         raise MoneyError(f"currency must be a string, not {type(currency).__name__}")
@@ -218,6 +223,8 @@ def parse_amount(
         raise MoneyError("amount must not be zero" if allow_negative else "amount must be positive")
     if minor < 0 and not allow_negative:
         raise MoneyError("amount must not be negative" if allow_zero else "amount must be positive")
+    if abs(minor) > MAX_MINOR:
+        raise MoneyError(f"amount {_show(text)} is larger than {format_minor(MAX_MINOR, code)} {code}")
     return Money(minor, code)
 
 

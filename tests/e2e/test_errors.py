@@ -55,6 +55,10 @@ def test_intent_needs_exactly_one_of_enroll_and_package(api: Api, db: Database) 
         ("10.00", "XYZ", "unknown currency"),
         ("1e3", "USD", "not a decimal number"),
         ("ten", "USD", "not a decimal number"),
+        # beyond 10^15 minor units: was an internal error (bigint overflow), or on SQLite a float in the books
+        ("9999999999999999999", "USD", "is larger than 10000000000000.00 USD"),
+        ("92233720368547758.07", "USD", "is larger than 10000000000000.00 USD"),
+        ("10000000000000.01", "USD", "is larger than 10000000000000.00 USD"),
     ],
 )
 def test_bad_prices_are_invalid_input(api: Api, db: Database, amount: str, currency: str, message: str) -> None:
@@ -68,6 +72,17 @@ def test_bad_prices_are_invalid_input(api: Api, db: Database, amount: str, curre
 
     assert failed["errors"][0]["field"] == "price"
     assert message in failed["errors"][0]["message"]
+
+
+def test_the_largest_amount_payql_accepts_is_paid_split_and_refunded_exactly(api: Api) -> None:
+    # given an enroll at the maximum price, 10^15 minor units
+    client, provider = api.user("c-max"), api.user("p-max", "provider")
+    payment = paid_enroll(client, provider, amount="10000000000000.00")
+    assert (payment["status"], payment["capturedAmount"]["amount"]) == ("SUCCEEDED", "10000000000000.00")
+
+    # when the provider refunds it all, then every amount stays exact (the db fixture runs `ledger check` after)
+    refunded = provider.ok(doc.REFUND, input={"paymentId": payment["id"]})["payment"]
+    assert (refunded["status"], refunded["refundedAmount"]["amount"]) == ("REFUNDED", "10000000000000.00")
 
 
 def test_kwd_and_jpy_prices_keep_their_exponents(api: Api) -> None:

@@ -121,3 +121,35 @@ def test_payouts_run_and_holds_expire_report_what_they_did(env: str, capsys: pyt
         "holds expire: 0 hold(s) released, 0 to retry",
         "credits expire: 0 lot(s) expired",
     ]
+
+
+@pytest.mark.parametrize(
+    ("statement", "named"),
+    [
+        # what SQLite makes of an integer too large for 64 bits: a REAL, and every sum over it a float
+        ("UPDATE payments SET amount_minor = 9.3e18 WHERE status = 'SUCCEEDED'", "payments.amount_minor"),
+        ("UPDATE enrolls SET price_minor = 1.5", "enrolls.price_minor"),
+        # an amount beyond 10^15 minor units, which payql refuses on input, in a payment and in a ledger entry
+        ("UPDATE payments SET captured_minor = 1000000000000001 WHERE status = 'SUCCEEDED'", "payments.captured_minor"),
+        (
+            "UPDATE ledger_entries SET amount_minor = 9223372036854775807 WHERE amount_minor > 0",
+            "ledger_entries.amount_minor",
+        ),
+    ],
+)
+def test_ledger_check_names_an_amount_that_is_not_a_whole_bounded_number(
+    env: str, capsys: pytest.CaptureFixture[str], statement: str, named: str
+) -> None:
+    assert main(["demo"]) == 0
+    engine = create_engine(env)
+    with engine.begin() as connection:
+        connection.execute(text(statement))
+    engine.dispose()
+    capsys.readouterr()
+
+    assert main(["ledger", "check"]) == 1
+
+    out = capsys.readouterr().out
+    assert f"{named} of " in out
+    assert "is not a whole amount within 1000000000000000 minor units" in out
+    assert "problem(s)" in out

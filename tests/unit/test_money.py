@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from payql.money import (
     EXPONENTS,
     MAX_INTEGER_DIGITS,
+    MAX_MINOR,
     Money,
     MoneyError,
     exponent,
@@ -27,10 +28,9 @@ REQUIRED_EXPONENTS = {
     **dict.fromkeys(["KWD", "BHD", "OMR", "JOD", "TND"], 3),
 }
 
-# Every amount parse_amount can accept has at most MAX_INTEGER_DIGITS digits before the point.
-PARSEABLE = 10**MAX_INTEGER_DIGITS - 1
-minor_units = st.integers(min_value=-PARSEABLE, max_value=PARSEABLE)
-positive_minor = st.integers(min_value=1, max_value=PARSEABLE)
+# Every amount parse_amount accepts is at most MAX_MINOR (10^15) minor units either way.
+minor_units = st.integers(min_value=-MAX_MINOR, max_value=MAX_MINOR)
+positive_minor = st.integers(min_value=1, max_value=MAX_MINOR)
 currencies = st.sampled_from(CURRENCIES)
 bps = st.integers(min_value=0, max_value=10_000)
 
@@ -177,7 +177,9 @@ def test_format_refuses_bad_input():
         ("1.2", "KWD", Money(1200, "KWD")),
         ("0.001", "KWD", Money(1, "KWD")),
         ("007.50", "EUR", Money(750, "EUR")),
-        ("9" * MAX_INTEGER_DIGITS, "JPY", Money(int("9" * MAX_INTEGER_DIGITS), "JPY")),
+        ("1" + "0" * 15, "JPY", Money(MAX_MINOR, "JPY")),
+        ("10000000000000.00", "USD", Money(MAX_MINOR, "USD")),
+        ("1000000000000.000", "KWD", Money(MAX_MINOR, "KWD")),
     ],
 )
 def test_parse_amount_accepts(amount, currency, expected):
@@ -231,6 +233,12 @@ def test_parse_amount_accepts(amount, currency, expected):
         # too big
         ("1" + "0" * MAX_INTEGER_DIGITS, "USD", f"has more than {MAX_INTEGER_DIGITS} integer digits"),
         ("9" * 5000, "JPY", f"has more than {MAX_INTEGER_DIGITS} integer digits"),
+        # beyond MAX_MINOR: a BIGINT would overflow (or a SQLite sum turn into a float) further on
+        ("9999999999999999999", "USD", "is larger than 10000000000000.00 USD"),
+        ("92233720368547758.07", "USD", "is larger than 10000000000000.00 USD"),
+        ("10000000000000.01", "USD", "is larger than 10000000000000.00 USD"),
+        ("1000000000000001", "JPY", "is larger than 1000000000000000 JPY"),
+        ("9" * MAX_INTEGER_DIGITS, "JPY", "is larger than"),
         # sign and zero
         ("0", "USD", "amount must be positive"),
         ("0.00", "USD", "amount must be positive"),
@@ -312,7 +320,7 @@ def test_round_trip_over_all_currencies(minor, currency):
 
 
 @pytest.mark.parametrize("currency", ["USD", "JPY", "KWD"])
-@given(minor=st.integers(min_value=-(10**20), max_value=-1))
+@given(minor=st.integers(min_value=-MAX_MINOR, max_value=-1))
 def test_round_trip_negative_for_each_exponent(currency, minor):
     text = format_minor(minor, currency)
     assert parse_amount(text, currency, allow_negative=True) == Money(minor, currency)
@@ -320,7 +328,7 @@ def test_round_trip_negative_for_each_exponent(currency, minor):
         parse_amount(text, currency)
 
 
-@given(minor=minor_units, currency=currencies)
+@given(minor=st.integers(min_value=-(10**40), max_value=10**40), currency=currencies)
 def test_format_has_exactly_the_exponent_decimals(minor, currency):
     text = format_minor(minor, currency)
     places = EXPONENTS[currency]
@@ -340,7 +348,11 @@ def test_one_decimal_too_many_is_refused(minor, currency):
         parse_amount(longer, currency)
 
 
-@given(a=minor_units, b=minor_units, currency=currencies)
+@given(
+    a=st.integers(min_value=-(10**40), max_value=10**40),
+    b=st.integers(min_value=-(10**40), max_value=10**40),
+    currency=currencies,
+)
 def test_arithmetic_matches_integers(a, b, currency):
     assert Money(a, currency) + Money(b, currency) == Money(a + b, currency)
     assert Money(a, currency) - Money(b, currency) == Money(a - b, currency)
@@ -443,3 +455,10 @@ def test_prorate_is_the_floor_and_partial_refunds_never_overshoot(whole, value, 
     assert prorate(whole, whole, value) == value
     rest = data.draw(st.integers(min_value=0, max_value=whole - part))
     assert prorate(part, whole, value) + prorate(rest, whole, value) <= value
+
+
+@given(minor=st.integers(min_value=MAX_MINOR + 1, max_value=10**MAX_INTEGER_DIGITS - 1), currency=currencies)
+def test_every_amount_beyond_the_maximum_is_refused_whatever_its_sign(minor, currency):
+    for text in (format_minor(minor, currency), format_minor(-minor, currency)):
+        with pytest.raises(MoneyError, match="is larger than"):
+            parse_amount(text, currency, allow_negative=True)
