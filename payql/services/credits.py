@@ -18,7 +18,7 @@ from payql.auth import Principal
 from payql.db import Database
 from payql.models import PLATFORM, AccountKind, CreditLot, CreditTransaction, Payment, Refund, new_id, utcnow
 from payql.models.enums import CreditTransactionType, PaymentPurpose
-from payql.services import ledger
+from payql.services import ledger, text
 from payql.services.errors import InsufficientFunds, InvalidInput
 from payql.services.idempotency import IdempotencyService
 
@@ -161,8 +161,7 @@ class CreditService:
     def spend(self, principal: Principal, credits: int, reference: str | None, key: str | None) -> SpendResult:
         if not 0 < credits <= MAX_SPEND:
             raise InvalidInput(f"credits must be between 1 and {MAX_SPEND}", field="credits")
-        if reference is not None and len(reference) > 200:  # noqa: PLR2004
-            raise InvalidInput("reference must be at most 200 characters", field="reference")
+        text.bounded(reference, "reference", text.REFERENCE)
         return self._idempotency.run(
             user_id=principal.user_id,
             operation="spendCredits",

@@ -20,13 +20,12 @@ from payql.models import Enroll, Payment, User, new_id, utcnow
 from payql.models.enums import EnrollAction, EnrollStatus, PaymentStatus
 from payql.money import Money
 from payql.providers.base import ProviderError
-from payql.services import ledger
+from payql.services import ledger, text
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.payments import PaymentService, open_payment
 from payql.services.refunds import RefundService
 from payql.services.status import CAPTURED, NOT_YET
 
-MAX_TITLE = 200
 RECONCILER = Principal(user_id="payql-reconcile", roles=frozenset({"admin"}))  # who `payql reconcile` acts as
 BEFORE_COMPLETION = frozenset({EnrollStatus.PENDING, EnrollStatus.CONFIRMED, EnrollStatus.READY})
 CLOSED_UNCAPTURED = frozenset({PaymentStatus.CANCELED, PaymentStatus.FAILED})
@@ -62,8 +61,8 @@ class EnrollService:
 
     def create_enroll(self, principal: Principal, provider_id: str, title: str, price: Money) -> Enroll:
         title = title.strip()
-        if not title or len(title) > MAX_TITLE:
-            raise InvalidInput(f"title must be 1 to {MAX_TITLE} characters", field="title")
+        if not title or len(title) > text.TITLE:
+            raise InvalidInput(f"title must be 1 to {text.TITLE} characters", field="title")
         if provider_id == principal.user_id:
             raise InvalidInput("you cannot book yourself", field="providerId")
         with self._db.uow() as uow:
@@ -167,8 +166,7 @@ class EnrollService:
 
     def cancel(self, principal: Principal, enroll_id: str, reason: str | None) -> EnrollResult:
         """Client, provider or admin, before completion: void a hold, or refund what was captured."""
-        if reason is not None and len(reason) > 500:  # noqa: PLR2004
-            raise InvalidInput("reason must be at most 500 characters", field="reason")
+        text.bounded(reason, "reason", text.REASON)
         with self._db.uow() as uow:
             enroll = self.get_visible(uow.session, principal, enroll_id, lock=True)
             if enroll.status not in BEFORE_COMPLETION:

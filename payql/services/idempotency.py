@@ -27,10 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from payql.db import Database
 from payql.models import IdempotencyRecord, new_id, utcnow
 from payql.providers.base import ProviderError
+from payql.services import text
 from payql.services.errors import Conflict, DomainError, InvalidInput
 
 R = TypeVar("R")
-MAX_KEY_LENGTH = 255
+MAX_KEY_LENGTH = text.IDEMPOTENCY_KEY
 IN_PROGRESS = "IN_PROGRESS"
 COMPLETED = "COMPLETED"
 DEFAULT_LEASE = timedelta(seconds=30)

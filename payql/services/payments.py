@@ -40,7 +40,7 @@ from payql.providers.base import (
     ProviderPayment,
     ProviderRefund,
 )
-from payql.services import credits, ledger
+from payql.services import credits, ledger, text
 from payql.services.catalogue import Catalogue
 from payql.services.errors import DomainError, Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
@@ -134,6 +134,7 @@ class PaymentService:
     ) -> IntentResult:
         if (enroll_id is None) == (package_code is None):
             raise InvalidInput("give exactly one of enrollId and packageCode", field="enrollId")
+        text.bounded(return_url, "returnUrl", text.RETURN_URL)
         if return_url is not None and not return_url.startswith(("https://", "http://")):
             raise InvalidInput("returnUrl must be an http(s) URL", field="returnUrl")
         request = {
@@ -340,6 +341,7 @@ class PaymentService:
     # -- confirm -------------------------------------------------------------------------------------------
 
     def confirm(self, principal: Principal, payment_id: str, payment_method: str | None) -> ConfirmResult:
+        text.bounded(payment_method, "paymentMethod", text.PAYMENT_METHOD)
         with self._db.read() as session:
             payment = self.get_visible(session, principal, payment_id)
         if payment_method is not None and principal.user_id != payment.payer_id:

@@ -28,7 +28,7 @@ from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_i
 from payql.models.enums import PayoutAccountStatus, ProviderName, WithdrawalStatus
 from payql.money import Money, MoneyError, exponent, parse_amount
 from payql.providers.base import PaymentProvider, ProviderError, ProviderPayout
-from payql.services import ledger
+from payql.services import ledger, text
 from payql.services.errors import Forbidden, InsufficientFunds, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
 from payql.services.jobs import exclusive
@@ -89,8 +89,10 @@ class PayoutService:
         external_id = external_id.strip()
         if provider is ProviderName.STRIPE and not external_id.startswith("acct_"):
             raise InvalidInput("a Stripe payout account is a Connect account id (acct_…)", field="externalAccountId")
-        if not 0 < len(external_id) <= 255:  # noqa: PLR2004
-            raise InvalidInput("externalAccountId must be 1 to 255 characters", field="externalAccountId")
+        if not 0 < len(external_id) <= text.EXTERNAL_ACCOUNT_ID:
+            raise InvalidInput(
+                f"externalAccountId must be 1 to {text.EXTERNAL_ACCOUNT_ID} characters", field="externalAccountId"
+            )
         code = (currency or DEFAULT_CURRENCY[provider]).strip().upper()
         try:
             exponent(code)
@@ -211,6 +213,7 @@ class PayoutService:
         return withdrawal
 
     def review(self, principal: Principal, withdrawal_id: str, *, approve: bool, reason: str | None) -> Withdrawal:
+        text.bounded(reason, "reason", text.REASON)
         with self._db.uow() as uow:
             withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
             if withdrawal is None or not (principal.is_admin or withdrawal.user_id == principal.user_id):
@@ -225,7 +228,7 @@ class PayoutService:
             if approve:
                 withdrawal.status = WithdrawalStatus.APPROVED
             else:
-                _give_back(uow.session, withdrawal, WithdrawalStatus.REJECTED, (reason or "rejected")[:500])
+                _give_back(uow.session, withdrawal, WithdrawalStatus.REJECTED, reason or "rejected")
             uow.commit()
             return withdrawal
 

@@ -19,7 +19,7 @@ from payql.models import Payment, Refund
 from payql.models.enums import PaymentPurpose, RefundReason, RefundStatus
 from payql.money import Money
 from payql.providers.base import ProviderError
-from payql.services import credits
+from payql.services import credits, text
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
 from payql.services.payments import PaymentService
@@ -47,6 +47,7 @@ class RefundService:
         note: str | None,
         idempotency_key: str | None,
     ) -> RefundResult:
+        text.bounded(note, "note", text.NOTE)
         request = {
             "paymentId": payment_id,
             "amount": [amount.minor, amount.currency] if amount else None,
