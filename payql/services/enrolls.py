@@ -97,6 +97,7 @@ class EnrollService:
             if principal.user_id != enroll.provider_id:
                 raise Forbidden("only the enroll's provider can do this", field="enrollId")
             _require(enroll, source, target)
+            _not_busy(enroll, None)
             enroll.status = target
             payment = self.open_payment(uow.session, enroll)
             uow.commit()
@@ -276,8 +277,10 @@ def _intend(enroll: Enroll, action: EnrollAction) -> None:
     enroll.pending_since = utcnow()
 
 
-def _not_busy(enroll: Enroll, action: EnrollAction) -> None:
-    """Completion and cancellation exclude each other: the other one waits until the first is finished."""
+def _not_busy(enroll: Enroll, action: EnrollAction | None) -> None:
+    """Completion and cancellation exclude each other: the other one waits until the first is finished. The
+    provider's steps (`action` None) wait for either: after a crash during a cancellation the hold may already be
+    voided at the provider, and the enroll must not move on as if it were not until `payql reconcile` finishes it."""
     if enroll.pending_action is not None and enroll.pending_action is not action:
         doing = "completion" if enroll.pending_action is EnrollAction.COMPLETE else "cancellation"
         raise InvalidState(f"the enroll's {doing} is in progress", field="enrollId")

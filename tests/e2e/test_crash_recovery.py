@@ -202,6 +202,42 @@ def test_killed_after_stripe_voided_the_hold(
     assert len([r for r in fake.requests if r.path.endswith("/cancel")]) == 1
 
 
+@pytest.mark.parametrize(("accepted", "step"), [(False, doc.ACCEPT_ENROLL), (True, doc.MARK_ENROLL_READY)])
+def test_the_providers_steps_wait_for_a_cancellation_a_crash_left_pending(
+    env: Env,
+    settings: Settings,
+    fake: FakeStripe,
+    db: Database,
+    tmp_path: Path,
+    reconcile: Run,
+    restarted: Api,
+    accepted: bool,
+    step: str,
+) -> None:
+    # given a held payment on an enroll the provider has not yet accepted (or not yet marked ready), and a server
+    # killed after Stripe voided the hold while the client cancelled
+    with Server(env("void"), tmp_path) as server:
+        api = server.api(settings)
+        client, mentor = api.user("client"), api.user("mentor", "provider")
+        enroll_id = book(client, mentor)
+        payment_id = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="MANUAL")["payment"]["id"]
+        client.ok(doc.CONFIRM, paymentId=payment_id, paymentMethod="pm_card_visa")
+        if accepted:
+            mentor.ok(doc.ACCEPT_ENROLL, id=enroll_id)
+        crashes(server, lambda: client.ok(doc.CANCEL_ENROLL, id=enroll_id, reason="changed my mind"))
+    before = one(db, Enroll).status
+    assert before is (EnrollStatus.CONFIRMED if accepted else EnrollStatus.PENDING)
+
+    # when the provider takes the next step before reconcile ran, then it waits for the cancellation
+    refused = restarted.user("mentor", "provider").fails(step, "INVALID_STATE", id=enroll_id)
+    assert "cancellation is in progress" in refused["errors"][0]["message"]
+    assert one(db, Enroll).status is before
+
+    # and reconcile finishes the cancellation the client asked for
+    assert "1 enroll action(s) finished" in reconcile("--older-than", "0")
+    assert (one(db, Enroll).status, one(db, Payment).status) == (EnrollStatus.CANCELLED, PaymentStatus.CANCELED)
+
+
 def test_killed_after_stripe_made_the_refund(
     env: Env, settings: Settings, fake: FakeStripe, db: Database, tmp_path: Path, reconcile: Run, restarted: Api
 ) -> None:
