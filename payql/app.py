@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payql import faults
+from payql import faults, ratelimit
 from payql.auth import JWTAuthBackend
 from payql.db import Database
 from payql.graphql_view import GraphQLView
@@ -63,9 +63,12 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> Response:
-        if await anyio.to_thread.run_sync(db.ping):
-            return JSONResponse({"status": "ready"})
-        return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
+        if not await anyio.to_thread.run_sync(db.ping):
+            return JSONResponse({"status": "unavailable", "reason": "database"}, status_code=503)
+        if not await anyio.to_thread.run_sync(ratelimit.redis_answers, settings.redis_url):
+            # Still ready: every request is served, only rate limits are counted per process meanwhile.
+            return JSONResponse({"status": "degraded", "reason": "redis", "rateLimits": "in-process"})
+        return JSONResponse({"status": "ready"})
 
     routes = [
         Route("/graphql", view.handle, methods=["GET", "POST"]),
