@@ -13,7 +13,9 @@ from payql.app import create_app
 from payql.db import Database
 from payql.settings import Settings
 
-DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1: every connection is refused
+# Nothing listens on port 1: every connection is refused. A process keeps one Redis state per URL, so each test
+# names its own (client_name) to see an outage begin.
+DEAD_REDIS = "redis://127.0.0.1:1/0?client_name={}"
 LIVE_REDIS = "redis://127.0.0.1:6379/0"  # the machine's Redis (.ci/run starts it when it is not running)
 
 
@@ -21,7 +23,7 @@ def test_with_redis_unreachable_requests_are_served_and_limited_in_process(
     settings: Settings, db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     # given a service whose Redis refuses every connection
-    dead = settings.model_copy(update={"redis_url": DEAD_REDIS, "rate_limit": "3/minute"})
+    dead = settings.model_copy(update={"redis_url": DEAD_REDIS.format(uuid.uuid4().hex), "rate_limit": "3/minute"})
     with caplog.at_level(logging.INFO), Api(create_app(dead, db=db), dead) as api:
         token = api.token(f"redis-down-{uuid.uuid4().hex}")
 
