@@ -14,6 +14,7 @@ from payql.services.credits import CreditService
 from payql.services.enrolls import EnrollService
 from payql.services.holds import HoldService
 from payql.services.idempotency import IdempotencyService
+from payql.services.lifecycle import Lifecycle
 from payql.services.payments import PaymentService
 from payql.services.payouts import PayoutService
 from payql.services.reconcile import Reconciler
@@ -46,7 +47,7 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
     catalogue = Catalogue(settings.credit_packages)
     # an execution holds its key for at most a few provider calls' deadlines; then a retry may take it over
     idempotency = IdempotencyService(db, timedelta(milliseconds=3 * settings.provider_timeout_ms + 2000))
-    payments = PaymentService(db, settings, providers, catalogue, idempotency)
+    payments = PaymentService(db, settings, providers, catalogue, idempotency, Lifecycle(settings.credit_expiry_days))
     refunds = RefundService(db, payments, idempotency)
     payouts = PayoutService(db, settings, providers, idempotency)
     enrolls = EnrollService(db, payments, refunds)

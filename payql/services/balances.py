@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 
 from payql.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
 from payql.models.enums import PaymentPurpose, PaymentStatus
-from payql.money import split_fee
-from payql.services import ledger
+from payql.services import ledger, postings
 
 CREDIT = "CREDIT"
 
@@ -63,7 +62,7 @@ def user_accounts(session: Session, user_id: str) -> list[AccountBalance]:
     )
     for currency, status, amount, authorized, escrow, platform_bps, tax_bps in held:
         base = (authorized or amount) if status is PaymentStatus.AUTHORIZED else escrow
-        pending[currency] += split_fee(base, platform_bps, tax_bps)[2]
+        pending[currency] += postings.split(base, platform_bps, tax_bps).payee
     paid_out = _paid_out(session, user_id)
     currencies = {currency for (_, currency) in own if currency != CREDIT} | set(pending) | set(paid_out)
     return [

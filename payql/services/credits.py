@@ -16,9 +16,9 @@ from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import Database
-from payql.models import PLATFORM, AccountKind, CreditLot, CreditTransaction, Payment, Refund, new_id, utcnow
+from payql.models import AccountKind, CreditLot, CreditTransaction, Payment, Refund, new_id, utcnow
 from payql.models.enums import CreditTransactionType, PaymentPurpose
-from payql.services import ledger, text
+from payql.services import ledger, postings, text
 from payql.services.errors import InsufficientFunds, InvalidInput
 from payql.services.idempotency import IdempotencyService
 
@@ -65,10 +65,7 @@ def _move(
         f"credit_{kind.value.lower()}",
         cause_type,
         cause_id,
-        [
-            ledger.Line(user_id, AccountKind.CREDITS, CREDIT, -credits),
-            ledger.Line(PLATFORM, AccountKind.CREDITS_ISSUED, CREDIT, credits),
-        ],
+        postings.credits_moved(user_id, credits),
     )
     transaction = CreditTransaction(
         id=transaction_id,

@@ -20,11 +20,11 @@ from payql.models import Enroll, Payment, User, new_id, utcnow
 from payql.models.enums import EnrollAction, EnrollStatus, PaymentStatus
 from payql.money import Money
 from payql.providers.base import ProviderError
-from payql.services import ledger, text
+from payql.services import text
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from payql.services.lifecycle import CAPTURED, NOT_YET, sync_ledger
 from payql.services.payments import PaymentService, open_payment
 from payql.services.refunds import RefundService
-from payql.services.status import CAPTURED, NOT_YET
 
 RECONCILER = Principal(user_id="payql-reconcile", roles=frozenset({"admin"}))  # who `payql reconcile` acts as
 BEFORE_COMPLETION = frozenset({EnrollStatus.PENDING, EnrollStatus.CONFIRMED, EnrollStatus.READY})
@@ -152,7 +152,7 @@ class EnrollService:
                 enroll.status = EnrollStatus.COMPLETED
                 enroll.completed_at = utcnow()
             _done(enroll, EnrollAction.COMPLETE)
-            self._payments.apply(session, locked, answer)
+            self._payments.lifecycle.apply(session, locked, answer)
             uow.commit()
             return EnrollResult(enroll, locked)
 
@@ -161,7 +161,7 @@ class EnrollService:
         enroll.status = EnrollStatus.COMPLETED
         enroll.completed_at = utcnow()
         _done(enroll, EnrollAction.COMPLETE)
-        ledger.sync_payment(session, payment, enroll_completed=True)
+        sync_ledger(session, payment, enroll_completed=True)
 
     # -- cancellation --------------------------------------------------------------------------------------
 
@@ -176,7 +176,7 @@ class EnrollService:
             payment = self.open_payment(uow.session, enroll, lock=True)
             if payment is None or (payment.provider_payment_id is None and payment.status in NOT_YET):
                 if payment is not None:
-                    payment.status = PaymentStatus.CANCELED  # it never reached the provider: nothing to void
+                    self._payments.lifecycle.cancel_unsent(payment)
                 self._mark_cancelled(enroll, reason)
                 uow.commit()
                 return EnrollResult(enroll, payment)
@@ -207,7 +207,7 @@ class EnrollService:
             enroll = _enroll(session, enroll_id)
             locked = _payment(session, payment.id, lock=True)
             if answer is not None:
-                self._payments.apply(session, locked, answer)
+                self._payments.lifecycle.apply(session, locked, answer)
             if enroll.status in BEFORE_COMPLETION:
                 self._mark_cancelled(enroll, enroll.cancel_reason)
             uow.commit()

@@ -75,7 +75,7 @@ class HoldService:
             enroll = uow.session.get(Enroll, payment.enroll_id, with_for_update=ROW_LOCK) if payment.enroll_id else None
             if locked is None:  # pragma: no cover - payments are never deleted
                 return
-            self._payments.apply(uow.session, locked, answer)
+            self._payments.lifecycle.apply(uow.session, locked, answer)
             if enroll is not None and enroll.status in BEFORE_COMPLETION and locked.status is PaymentStatus.CANCELED:
                 enroll.status = EnrollStatus.EXPIRED
                 enroll.cancel_reason = "the payment hold lapsed before the enroll was completed"

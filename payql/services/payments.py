@@ -11,45 +11,40 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.db import ROW_LOCK, Database
 from payql.faults import crash_point
-from payql.models import Enroll, Payment, ProviderCustomer, Refund, new_id, utcnow
+from payql.models import Enroll, Payment, ProviderCustomer
 from payql.models.enums import (
     CaptureMethod,
     EnrollStatus,
     PaymentPurpose,
     PaymentStatus,
     ProviderName,
-    RefundStatus,
 )
 from payql.models.payment import OPEN_STATUSES
-from payql.money import split_fee
 from payql.providers.base import (
     CreatePaymentRequest,
     PaymentDeclined,
     PaymentProvider,
     ProviderError,
     ProviderPayment,
-    ProviderRefund,
 )
-from payql.services import credits, ledger, text
+from payql.services import text
 from payql.services.catalogue import Catalogue
 from payql.services.errors import DomainError, Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
-from payql.services.status import CAPTURED, NOT_YET, can_move
+from payql.services.lifecycle import NOT_YET, Lifecycle, record_failure
 from payql.settings import Settings
 
 logger = logging.getLogger("payql.payments")
 
-CARD_HOLD = timedelta(days=7)
 ENROLL_CLOSED = frozenset({EnrollStatus.COMPLETED, EnrollStatus.CANCELLED, EnrollStatus.EXPIRED})
 
 
@@ -65,11 +60,6 @@ class IntentResult:
 class ConfirmResult:
     payment: Payment
     error: DomainError | None = None
-
-
-_REFUNDED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-    Refund.payment_id == bindparam("payment"), Refund.status == RefundStatus.SUCCEEDED
-)
 
 
 def open_payment(session: Session, enroll_id: str, *, lock: bool = False) -> Payment | None:
@@ -100,12 +90,14 @@ class PaymentService:
         providers: dict[ProviderName, PaymentProvider],
         catalogue: Catalogue,
         idempotency: IdempotencyService,
+        lifecycle: Lifecycle,
     ) -> None:
         self._db = db
         self._settings = settings
         self._providers = providers
         self._catalogue = catalogue
         self._idempotency = idempotency
+        self.lifecycle = lifecycle
 
     def provider(self, name: ProviderName) -> PaymentProvider:
         return self._providers[name]
@@ -304,10 +296,8 @@ class PaymentService:
         """A definitive refusal to create the payment: it is FAILED and frees the enroll for another attempt."""
         with self._db.uow() as uow:
             payment = uow.session.get(Payment, payment_id, with_for_update=ROW_LOCK)
-            if payment is not None and payment.status in NOT_YET:
-                payment.status = PaymentStatus.FAILED
-                payment.failure_code = code
-                payment.failure_message = message[:500]
+            if payment is not None:
+                self.lifecycle.fail_creation(payment, code, message)
                 uow.commit()
 
     # -- reconcile: finishing what a crash or an outage left -----------------------------------------------
@@ -334,7 +324,7 @@ class PaymentService:
             locked = uow.session.get(Payment, payment_id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover - payments are never deleted
                 return False
-            changed = self.apply(uow.session, locked, answer)
+            changed = self.lifecycle.apply(uow.session, locked, answer)
             uow.commit()
             return changed
 
@@ -373,7 +363,7 @@ class PaymentService:
                 raise
         return ConfirmResult(payment=self.apply_answer(payment.id, answer))
 
-    # -- apply: the one path that moves a payment ----------------------------------------------------------
+    # -- apply: a provider's answer, through the one lifecycle ----------------------------------------------
 
     def apply_answer(
         self, payment_id: str, answer: ProviderPayment, *, failure: tuple[str | None, str] | None = None
@@ -382,116 +372,8 @@ class PaymentService:
             payment = uow.session.get(Payment, payment_id, with_for_update=ROW_LOCK)
             if payment is None:  # pragma: no cover - callers pass ids they just read
                 raise NotFound("payment not found")
-            self.apply(uow.session, payment, answer)
+            self.lifecycle.apply(uow.session, payment, answer)
             if failure is not None:
-                payment.failure_code, message = failure
-                payment.failure_message = message[:500]
+                record_failure(payment, *failure)
             uow.commit()
             return payment
-
-    def apply(self, session: Session, payment: Payment, answer: ProviderPayment) -> bool:
-        """Apply a provider's view of `payment`; idempotent, and never moves a payment backwards.
-
-        The caller holds the payment row locked in `session` and commits. Returns whether anything changed.
-        """
-        before = (payment.status, payment.captured_minor, payment.refunded_minor, payment.provider_payment_id)
-        if payment.provider_payment_id is None:
-            payment.provider_payment_id = answer.provider_payment_id
-        elif payment.provider_payment_id != answer.provider_payment_id:
-            logger.warning("ignored provider state for %s: it names %s", payment.id, answer.provider_payment_id)
-            return False
-        payment.client_secret = payment.client_secret or answer.client_secret
-        payment.confirmation_url = payment.confirmation_url or answer.confirmation_url
-        payment.checkout_url = payment.checkout_url or answer.checkout_url
-        if answer.expires_at is not None:
-            payment.expires_at = answer.expires_at
-
-        self._move(payment, answer)
-        for provider_refund in answer.refunds:
-            self.apply_refund(session, payment, provider_refund)
-        self.settle(session, payment)
-        if payment.captured_minor > 0:
-            ledger.post_provider_fee(session, payment, answer.provider_fee_minor)
-        return before != (payment.status, payment.captured_minor, payment.refunded_minor, payment.provider_payment_id)
-
-    def _move(self, payment: Payment, answer: ProviderPayment) -> None:
-        """Move along the status machine toward the provider's status, recording what a move brings with it."""
-        target = answer.status
-        if target is PaymentStatus.AUTHORIZED:
-            payment.authorized_minor = max(payment.authorized_minor, answer.authorized_minor or payment.amount_minor)
-            if payment.expires_at is None:  # card holds lapse after seven days unless the provider says otherwise
-                payment.expires_at = utcnow() + CARD_HOLD
-        if target is PaymentStatus.SUCCEEDED and (payment.status in CAPTURED or can_move(payment.status, target)):
-            self._record_capture(payment, answer.captured_minor or payment.amount_minor)
-        if target in NOT_YET and payment.status in NOT_YET:
-            payment.failure_code = answer.failure_code
-            payment.failure_message = answer.failure_message
-        if payment.status is target:
-            return
-        if can_move(payment.status, target):
-            payment.status = target
-        elif not (target is PaymentStatus.SUCCEEDED and payment.status in CAPTURED):
-            logger.info("ignored %s -> %s for payment %s", payment.status.value, target.value, payment.id)
-
-    @staticmethod
-    def _record_capture(payment: Payment, captured: int) -> None:
-        if payment.captured_minor:
-            return  # one capture per payment: the first one recorded stands
-        payment.captured_minor = captured
-        payment.paid_at = payment.paid_at or utcnow()
-        payment.failure_code = None
-        payment.failure_message = None
-        if payment.purpose is PaymentPurpose.ENROLL:
-            payment.fee_minor, payment.tax_minor, payment.payee_minor = split_fee(
-                captured, payment.platform_bps, payment.tax_bps
-            )
-        else:
-            payment.fee_minor, payment.tax_minor, payment.payee_minor = captured, 0, None
-
-    def apply_refund(self, session: Session, payment: Payment, answer: ProviderRefund) -> Refund:
-        """Record a provider's refund object on `payment` (ours when we made it, a new row when made elsewhere)."""
-        refund = session.scalars(
-            select(Refund).where(
-                Refund.provider == payment.provider, Refund.provider_refund_id == answer.provider_refund_id
-            )
-        ).one_or_none()
-        if refund is None and answer.refund_id is not None:
-            refund = session.get(Refund, answer.refund_id)
-            if refund is not None and refund.payment_id != payment.id:
-                refund = None
-        if refund is None:
-            refund = Refund(
-                id=new_id("ref"),
-                payment_id=payment.id,
-                provider=payment.provider,
-                amount_minor=answer.amount_minor,
-                currency=answer.currency,
-                provider_key=f"external-{answer.provider_refund_id}",
-                status=RefundStatus.PENDING,
-            )
-            if answer.reason is not None:
-                refund.reason = answer.reason
-            session.add(refund)
-        refund.provider_refund_id = answer.provider_refund_id
-        if refund.status is RefundStatus.PENDING and answer.status is not RefundStatus.PENDING:
-            refund.status = answer.status
-            refund.failure_message = answer.failure_message
-            if answer.status in {RefundStatus.FAILED, RefundStatus.CANCELED}:
-                credits.restore_after_failed_refund(session, refund)
-        return refund
-
-    def settle(self, session: Session, payment: Payment) -> None:
-        """Derive the refunded amount and status from the refund rows, then bring the ledger (and a package's
-        credits) in line."""
-        session.flush()
-        refunded = int(session.connection().execute(_REFUNDED, {"payment": payment.id}).scalar_one())
-        payment.refunded_minor = refunded
-        if payment.status in CAPTURED and refunded > 0:
-            target = PaymentStatus.REFUNDED if refunded >= payment.captured_minor else PaymentStatus.PARTIALLY_REFUNDED
-            if can_move(payment.status, target):
-                payment.status = target
-        enroll = session.get(Enroll, payment.enroll_id) if payment.enroll_id else None
-        ledger.sync_payment(
-            session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED
-        )
-        credits.grant_for_payment(session, payment, self._settings.credit_expiry_days)

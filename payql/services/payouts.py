@@ -28,7 +28,7 @@ from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_i
 from payql.models.enums import PayoutAccountStatus, ProviderName, WithdrawalStatus
 from payql.money import Money, MoneyError, exponent, parse_amount
 from payql.providers.base import PaymentProvider, ProviderError, ProviderPayout
-from payql.services import ledger, text
+from payql.services import ledger, postings, text
 from payql.services.errors import Forbidden, InsufficientFunds, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
 from payql.services.jobs import exclusive
@@ -209,7 +209,8 @@ class PayoutService:
         withdrawal.provider_key = f"payql-{withdrawal.id}-payout"
         session.add(withdrawal)
         session.flush()
-        ledger.post(session, "withdrawal", "withdrawal", withdrawal.id, _lines(withdrawal, into_flight=True))
+        lines = postings.withdrawal(withdrawal.user_id, withdrawal.currency, withdrawal.amount_minor)
+        ledger.post(session, "withdrawal", "withdrawal", withdrawal.id, lines)
         return withdrawal
 
     def review(self, principal: Principal, withdrawal_id: str, *, approve: bool, reason: str | None) -> Withdrawal:
@@ -327,17 +328,12 @@ class PayoutService:
             if withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "succeeded":
                 withdrawal.status = WithdrawalStatus.COMPLETED
                 withdrawal.processed_at = utcnow()
-                lines = [
-                    ledger.Line(
-                        withdrawal.user_id, AccountKind.PAYOUTS_IN_FLIGHT, withdrawal.currency, withdrawal.amount_minor
-                    ),
-                    ledger.Line(
-                        _cash_owner(uow.session, withdrawal),
-                        AccountKind.PROVIDER_CASH,
-                        withdrawal.currency,
-                        -withdrawal.amount_minor,
-                    ),
-                ]
+                lines = postings.payout_settled(
+                    withdrawal.user_id,
+                    _cash_owner(uow.session, withdrawal),
+                    withdrawal.currency,
+                    withdrawal.amount_minor,
+                )
                 ledger.post(uow.session, "payout_settled", "withdrawal", withdrawal.id, lines)
             elif withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "failed":
                 reason = answer.failure_message or "the provider refused the payout"
@@ -351,20 +347,10 @@ def _give_back(session: Session, withdrawal: Withdrawal, status: WithdrawalStatu
     withdrawal.status = status
     withdrawal.reason = reason
     withdrawal.processed_at = utcnow()
-    ledger.post(session, "withdrawal_returned", "withdrawal", withdrawal.id, _lines(withdrawal, into_flight=False))
+    lines = postings.withdrawal_returned(withdrawal.user_id, withdrawal.currency, withdrawal.amount_minor)
+    ledger.post(session, "withdrawal_returned", "withdrawal", withdrawal.id, lines)
 
 
 def _cash_owner(session: Session, withdrawal: Withdrawal) -> str:
     account = session.get(PayoutAccount, withdrawal.payout_account_id)
     return account.provider.value if account is not None else PLATFORM
-
-
-def _lines(withdrawal: Withdrawal, *, into_flight: bool) -> list[ledger.Line]:
-    """payable → payouts in flight (a request), or back (a rejection or a failed payout)."""
-    sign = 1 if into_flight else -1
-    return [
-        ledger.Line(withdrawal.user_id, AccountKind.PAYABLE, withdrawal.currency, sign * withdrawal.amount_minor),
-        ledger.Line(
-            withdrawal.user_id, AccountKind.PAYOUTS_IN_FLIGHT, withdrawal.currency, -sign * withdrawal.amount_minor
-        ),
-    ]

@@ -22,8 +22,8 @@ from payql.providers.base import ProviderError
 from payql.services import credits, text
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
+from payql.services.lifecycle import REFUNDABLE
 from payql.services.payments import PaymentService
-from payql.services.status import REFUNDABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,16 +208,14 @@ class RefundService:
             locked = uow.session.get(Payment, payment.id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover
                 raise NotFound("payment not found")
-            stored = self._payments.apply_refund(uow.session, locked, answer)
-            self._payments.settle(uow.session, locked)
+            stored = self._payments.lifecycle.apply_refund(uow.session, locked, answer)
+            self._payments.lifecycle.settle(uow.session, locked)
             uow.commit()
             return RefundResult(refund=stored, payment=locked)
 
     def _mark_failed(self, refund_id: str, message: str) -> None:
         with self._db.uow() as uow:
             refund = uow.session.get(Refund, refund_id, with_for_update=ROW_LOCK)
-            if refund is not None and refund.status is RefundStatus.PENDING:
-                refund.status = RefundStatus.FAILED
-                refund.failure_message = message[:500]
-                credits.restore_after_failed_refund(uow.session, refund)
+            if refund is not None:
+                self._payments.lifecycle.fail_refund(uow.session, refund, message)
                 uow.commit()

@@ -220,7 +220,7 @@ class WebhookService:
             locked = uow.session.get(Payment, payment.id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover - payments are never deleted
                 raise RetryLater(f"payment {payment.id} vanished")
-            self._payments.apply(uow.session, locked, answer)
+            self._payments.lifecycle.apply(uow.session, locked, answer)
             store(uow.session, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED)
             try:
                 uow.commit()

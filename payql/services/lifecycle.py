@@ -1,0 +1,324 @@
+"""The lifecycle of a payment and its refunds: the only code that writes their status, their amounts and their
+split, and that decides which ledger postings follow from them (DESIGN.md §3, §5).
+
+The payment status machine:
+
+```
+PENDING ──> REQUIRES_ACTION ──> PROCESSING ──> SUCCEEDED ──> PARTIALLY_REFUNDED ──> REFUNDED
+   │              │                  │     └─> AUTHORIZED ──> SUCCEEDED (capture)
+   │              │                  │               └──────> CANCELED (void / hold expired)
+   └──────────────┴──────────────────┴─> FAILED | CANCELED
+```
+
+The three states before any money is held may move among each other (a declined attempt sends a Stripe intent
+back to `requires_payment_method`, which is PENDING) and forward to any later state. Nothing moves backwards: a
+late `succeeded` after `refunded` is recorded and ignored. A refund goes `PENDING → SUCCEEDED | FAILED | CANCELED`.
+
+`Lifecycle.apply(session, payment, answer)` is the one path by which a provider's view reaches a payment: confirm,
+webhooks, reconcile and the jobs all go through it. It is idempotent (applying the same answer twice changes
+nothing) and the caller holds the payment row locked and commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
+
+from payql.models import Enroll, LedgerTransaction, Payment, Refund, new_id, utcnow
+from payql.models.enums import EnrollStatus, PaymentPurpose, RefundStatus
+from payql.models.enums import PaymentStatus as S
+from payql.providers.base import ProviderPayment, ProviderRefund
+from payql.services import credits, ledger, postings
+
+logger = logging.getLogger("payql.lifecycle")
+
+NOT_YET = frozenset({S.PENDING, S.REQUIRES_ACTION, S.PROCESSING})
+FINAL = frozenset({S.FAILED, S.CANCELED, S.REFUNDED})
+CAPTURED = frozenset({S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED})
+REFUNDABLE = frozenset({S.SUCCEEDED, S.PARTIALLY_REFUNDED})
+
+TRANSITIONS: dict[S, frozenset[S]] = {
+    S.PENDING: frozenset({S.REQUIRES_ACTION, S.PROCESSING, S.AUTHORIZED, S.SUCCEEDED, S.FAILED, S.CANCELED}),
+    S.REQUIRES_ACTION: frozenset({S.PENDING, S.PROCESSING, S.AUTHORIZED, S.SUCCEEDED, S.FAILED, S.CANCELED}),
+    S.PROCESSING: frozenset({S.PENDING, S.REQUIRES_ACTION, S.AUTHORIZED, S.SUCCEEDED, S.FAILED, S.CANCELED}),
+    S.AUTHORIZED: frozenset({S.SUCCEEDED, S.CANCELED}),
+    S.SUCCEEDED: frozenset({S.PARTIALLY_REFUNDED, S.REFUNDED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.REFUNDED}),
+    S.REFUNDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.CANCELED: frozenset(),
+}
+
+REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
+    RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.CANCELED}),
+    RefundStatus.SUCCEEDED: frozenset(),
+    RefundStatus.FAILED: frozenset(),
+    RefundStatus.CANCELED: frozenset(),
+}
+
+CARD_HOLD = timedelta(days=7)  # card holds lapse after seven days unless the provider says otherwise
+MESSAGE_LENGTH = 500  # failure_message's column
+CAPTURE_KINDS = ("sale", "capture", "escrow")
+
+_REFUNDED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
+    Refund.payment_id == bindparam("payment"), Refund.status == RefundStatus.SUCCEEDED
+)
+_CAPTURE_POSTED = select(LedgerTransaction.id).where(
+    LedgerTransaction.cause_type == "payment",
+    LedgerTransaction.cause_id == bindparam("payment"),
+    LedgerTransaction.kind.in_(CAPTURE_KINDS),
+)
+
+
+def can_move(current: S, target: S) -> bool:
+    return target in TRANSITIONS[current]
+
+
+def can_move_refund(current: RefundStatus, target: RefundStatus) -> bool:
+    return target in REFUND_TRANSITIONS[current]
+
+
+class Lifecycle:
+    def __init__(self, credit_expiry_days: int) -> None:
+        self._credit_expiry_days = credit_expiry_days
+
+    # -- a provider's view ---------------------------------------------------------------------------------
+
+    def apply(self, session: Session, payment: Payment, answer: ProviderPayment) -> bool:
+        """Apply a provider's view of `payment`; idempotent, and never moves a payment backwards.
+
+        The caller holds the payment row locked in `session` and commits. Returns whether anything changed.
+        """
+        before = (payment.status, payment.captured_minor, payment.refunded_minor, payment.provider_payment_id)
+        if payment.provider_payment_id is None:
+            payment.provider_payment_id = answer.provider_payment_id
+        elif payment.provider_payment_id != answer.provider_payment_id:
+            logger.warning("ignored provider state for %s: it names %s", payment.id, answer.provider_payment_id)
+            return False
+        payment.client_secret = payment.client_secret or answer.client_secret
+        payment.confirmation_url = payment.confirmation_url or answer.confirmation_url
+        payment.checkout_url = payment.checkout_url or answer.checkout_url
+        if answer.expires_at is not None:
+            payment.expires_at = answer.expires_at
+
+        advance(payment, answer)
+        for provider_refund in answer.refunds:
+            self.apply_refund(session, payment, provider_refund)
+        self.settle(session, payment)
+        if payment.captured_minor > 0 and answer.provider_fee_minor > 0:
+            ledger.post(
+                session,
+                "provider_fee",
+                "payment",
+                payment.id,
+                postings.provider_fee(payment.provider.value, payment.currency, answer.provider_fee_minor),
+            )
+        return before != (payment.status, payment.captured_minor, payment.refunded_minor, payment.provider_payment_id)
+
+    def apply_refund(self, session: Session, payment: Payment, answer: ProviderRefund) -> Refund:
+        """Record a provider's refund object on `payment` (ours when we made it, a new row when made elsewhere)."""
+        refund = session.scalars(
+            select(Refund).where(
+                Refund.provider == payment.provider, Refund.provider_refund_id == answer.provider_refund_id
+            )
+        ).one_or_none()
+        if refund is None and answer.refund_id is not None:
+            refund = session.get(Refund, answer.refund_id)
+            if refund is not None and refund.payment_id != payment.id:
+                refund = None
+        if refund is None:
+            refund = Refund(
+                id=new_id("ref"),
+                payment_id=payment.id,
+                provider=payment.provider,
+                amount_minor=answer.amount_minor,
+                currency=answer.currency,
+                provider_key=f"external-{answer.provider_refund_id}",
+                status=RefundStatus.PENDING,
+            )
+            if answer.reason is not None:
+                refund.reason = answer.reason
+            session.add(refund)
+        refund.provider_refund_id = answer.provider_refund_id
+        if can_move_refund(refund.status, answer.status):
+            self._end_refund(session, refund, answer.status, answer.failure_message)
+        return refund
+
+    def fail_refund(self, session: Session, refund: Refund, message: str) -> None:
+        """The provider refused the refund outright: it is FAILED (credits it took back return)."""
+        if can_move_refund(refund.status, RefundStatus.FAILED):
+            self._end_refund(session, refund, RefundStatus.FAILED, message)
+
+    @staticmethod
+    def _end_refund(session: Session, refund: Refund, status: RefundStatus, message: str | None) -> None:
+        refund.status = status
+        refund.failure_message = message[:MESSAGE_LENGTH] if message else None
+        if status in {RefundStatus.FAILED, RefundStatus.CANCELED}:
+            credits.restore_after_failed_refund(session, refund)
+
+    # -- our own decisions ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def fail_creation(payment: Payment, code: str | None, message: str) -> None:
+        """The provider refused to create the payment: it is FAILED, which frees its enroll for another attempt."""
+        if payment.status in NOT_YET:
+            payment.status = S.FAILED
+            record_failure(payment, code, message)
+
+    @staticmethod
+    def cancel_unsent(payment: Payment) -> None:
+        """A payment that never reached its provider is cancelled with its enroll: there is nothing to void."""
+        if payment.provider_payment_id is None and payment.status in NOT_YET:
+            payment.status = S.CANCELED
+
+    # -- amounts and the ledger ----------------------------------------------------------------------------
+
+    def settle(self, session: Session, payment: Payment) -> None:
+        """Derive the refunded amount and status from the refund rows, then bring the ledger (and a package's
+        credits) in line."""
+        session.flush()
+        refunded = int(session.connection().execute(_REFUNDED, {"payment": payment.id}).scalar_one())
+        payment.refunded_minor = refunded
+        if payment.status in CAPTURED and refunded > 0:
+            target = S.REFUNDED if refunded >= payment.captured_minor else S.PARTIALLY_REFUNDED
+            if can_move(payment.status, target):
+                payment.status = target
+        enroll = session.get(Enroll, payment.enroll_id) if payment.enroll_id else None
+        sync_ledger(session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED)
+        credits.grant_for_payment(session, payment, self._credit_expiry_days)
+
+
+def record_failure(payment: Payment, code: str | None, message: str | None) -> None:
+    """Why the last attempt to pay failed (a decline keeps the payment retryable; a capture clears it)."""
+    payment.failure_code = code
+    payment.failure_message = message[:MESSAGE_LENGTH] if message else None
+
+
+def advance(payment: Payment, answer: ProviderPayment) -> None:
+    """Move along the status machine toward the provider's status, recording what a move brings with it."""
+    target = answer.status
+    if target is S.AUTHORIZED:
+        payment.authorized_minor = max(payment.authorized_minor, answer.authorized_minor or payment.amount_minor)
+        if payment.expires_at is None:
+            payment.expires_at = utcnow() + CARD_HOLD
+    if target is S.SUCCEEDED and (payment.status in CAPTURED or can_move(payment.status, target)):
+        _record_capture(payment, answer.captured_minor or payment.amount_minor)
+    if target in NOT_YET and payment.status in NOT_YET:
+        payment.failure_code = answer.failure_code
+        payment.failure_message = answer.failure_message
+    if payment.status is target:
+        return
+    if can_move(payment.status, target):
+        payment.status = target
+    elif not (target is S.SUCCEEDED and payment.status in CAPTURED):
+        logger.info("ignored %s -> %s for payment %s", payment.status.value, target.value, payment.id)
+
+
+def _record_capture(payment: Payment, captured: int) -> None:
+    if payment.captured_minor:
+        return  # one capture per payment: the first one recorded stands
+    payment.captured_minor = captured
+    payment.paid_at = payment.paid_at or utcnow()
+    record_failure(payment, None, None)
+    if payment.purpose is PaymentPurpose.ENROLL:
+        _show_split(payment, postings.split(captured, payment.platform_bps, payment.tax_bps))
+    else:
+        payment.fee_minor, payment.tax_minor, payment.payee_minor = captured, 0, None
+
+
+def _show_split(payment: Payment, shares: postings.Split) -> None:
+    payment.fee_minor, payment.tax_minor, payment.payee_minor = shares.fee, shares.tax, shares.payee
+
+
+def _split_of(payment: Payment) -> postings.Split:
+    """The split the ledger made (on `split_base_minor`), as the payment shows it."""
+    base = payment.split_base_minor or 0
+    return postings.Split(
+        base=base, fee=payment.fee_minor or 0, tax=payment.tax_minor or 0, payee=payment.payee_minor or 0
+    )
+
+
+def sync_ledger(session: Session, payment: Payment, *, enroll_completed: bool) -> None:
+    """Bring the ledger in line with the payment: its capture, its succeeded refunds, its release at completion.
+
+    Idempotent: called after every application of provider state and at an enroll's completion.
+    """
+    if payment.captured_minor <= 0:
+        return
+    if session.connection().execute(_CAPTURE_POSTED, {"payment": payment.id}).first() is None:
+        _post_captured(session, payment, enroll_completed=enroll_completed)
+    _post_pending_refunds(session, payment)
+    if enroll_completed:
+        _post_release(session, payment)
+
+
+def _post_captured(session: Session, payment: Payment, *, enroll_completed: bool) -> None:
+    """The payment's money was captured: sale (package), split (enroll completed) or escrow (not yet)."""
+    provider, currency, amount = payment.provider.value, payment.currency, payment.captured_minor
+    if payment.purpose is PaymentPurpose.PACKAGE:
+        ledger.post(session, "sale", "payment", payment.id, postings.sale(provider, currency, amount))
+        return
+    if enroll_completed:
+        shares = postings.split(amount, payment.platform_bps, payment.tax_bps)
+        _show_split(payment, shares)
+        payment.split_base_minor = shares.base
+        ledger.post(
+            session, "capture", "payment", payment.id, postings.capture(provider, currency, payment.payee_id, shares)
+        )
+        return
+    if ledger.post(session, "escrow", "payment", payment.id, postings.escrow(provider, currency, amount)):
+        payment.escrow_minor = amount
+
+
+def _post_release(session: Session, payment: Payment) -> None:
+    """The enroll completed: what is left in escrow is split between revenue, tax and the payee."""
+    if payment.split_base_minor is not None or payment.escrow_minor <= 0:
+        return
+    shares = postings.split(payment.escrow_minor, payment.platform_bps, payment.tax_bps)
+    _show_split(payment, shares)
+    payment.split_base_minor = shares.base
+    if ledger.post(
+        session, "release", "payment", payment.id, postings.release(payment.currency, payment.payee_id, shares)
+    ):
+        payment.escrow_minor = 0
+
+
+def _post_refund(session: Session, payment: Payment, refund: Refund) -> None:
+    """A refund succeeded: take it back from the sale, from escrow, or from the split (proportionally)."""
+    provider, currency, amount = payment.provider.value, payment.currency, refund.amount_minor
+    if payment.purpose is PaymentPurpose.PACKAGE:
+        ledger.post(session, "refund", "refund", refund.id, postings.refund_of_sale(provider, currency, amount))
+        return
+    if payment.split_base_minor is None:
+        if ledger.post(session, "refund", "refund", refund.id, postings.refund_from_escrow(provider, currency, amount)):
+            payment.escrow_minor -= amount
+        return
+    before = payment.split_refunded_minor
+    lines = postings.refund_after_split(provider, currency, payment.payee_id, _split_of(payment), before, amount)
+    if ledger.post(session, "refund", "refund", refund.id, lines):
+        payment.split_refunded_minor = before + amount
+
+
+def _post_pending_refunds(session: Session, payment: Payment) -> None:
+    """Post every succeeded refund of a captured payment that has not posted yet (a refund the provider reported
+    before we knew the payment was captured waits here until we do)."""
+    if payment.refunded_minor <= 0:
+        return  # no succeeded refund (settle has just counted them)
+    posted = set(
+        session.scalars(
+            select(LedgerTransaction.cause_id)
+            .join(Refund, Refund.id == LedgerTransaction.cause_id)
+            .where(LedgerTransaction.cause_type == "refund", Refund.payment_id == payment.id)
+        )
+    )
+    refunds = session.scalars(
+        select(Refund)
+        .where(Refund.payment_id == payment.id, Refund.status == RefundStatus.SUCCEEDED)
+        .order_by(Refund.id)
+    )
+    for refund in refunds:
+        if refund.id not in posted:
+            _post_refund(session, payment, refund)

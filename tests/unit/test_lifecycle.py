@@ -1,0 +1,159 @@
+"""The status machines of payments and refunds (services/lifecycle.py), on objects in memory: every allowed and
+every refused move, what a capture records, and that nothing ever moves backwards."""
+
+from __future__ import annotations
+
+from itertools import product
+
+import pytest
+
+from payql.models import Payment, Refund
+from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, ProviderName, RefundStatus
+from payql.providers.base import ProviderPayment
+from payql.services import lifecycle
+from payql.services.lifecycle import CAPTURED, FINAL, NOT_YET, REFUND_TRANSITIONS, TRANSITIONS, advance
+
+S = PaymentStatus
+ALLOWED = {
+    (S.PENDING, S.REQUIRES_ACTION), (S.PENDING, S.PROCESSING), (S.PENDING, S.AUTHORIZED), (S.PENDING, S.SUCCEEDED),
+    (S.PENDING, S.FAILED), (S.PENDING, S.CANCELED),
+    (S.REQUIRES_ACTION, S.PENDING), (S.REQUIRES_ACTION, S.PROCESSING), (S.REQUIRES_ACTION, S.AUTHORIZED),
+    (S.REQUIRES_ACTION, S.SUCCEEDED), (S.REQUIRES_ACTION, S.FAILED), (S.REQUIRES_ACTION, S.CANCELED),
+    (S.PROCESSING, S.PENDING), (S.PROCESSING, S.REQUIRES_ACTION), (S.PROCESSING, S.AUTHORIZED),
+    (S.PROCESSING, S.SUCCEEDED), (S.PROCESSING, S.FAILED), (S.PROCESSING, S.CANCELED),
+    (S.AUTHORIZED, S.SUCCEEDED), (S.AUTHORIZED, S.CANCELED),
+    (S.SUCCEEDED, S.PARTIALLY_REFUNDED), (S.SUCCEEDED, S.REFUNDED),
+    (S.PARTIALLY_REFUNDED, S.REFUNDED),
+}  # fmt: skip
+# How far along a payment is: a move never goes to a lower rank, except among the states before money is held.
+RANK = {S.PENDING: 0, S.REQUIRES_ACTION: 0, S.PROCESSING: 0, S.AUTHORIZED: 1, S.SUCCEEDED: 2}
+RANK |= {S.PARTIALLY_REFUNDED: 3, S.REFUNDED: 4, S.FAILED: 5, S.CANCELED: 5}
+
+
+def payment(status: PaymentStatus, *, purpose: PaymentPurpose = PaymentPurpose.ENROLL) -> Payment:
+    return Payment(
+        id="pay_unit",
+        purpose=purpose,
+        provider=ProviderName.STRIPE,
+        capture_method=CaptureMethod.MANUAL,
+        status=status,
+        currency="RUB",
+        amount_minor=10_000,
+        authorized_minor=0,
+        captured_minor=10_000 if status in CAPTURED else 0,
+        refunded_minor=0,
+        platform_bps=1000,
+        tax_bps=600,
+        payer_id="client",
+        payee_id="master",
+        provider_key="payql-pay_unit",
+    )
+
+
+def answer(status: PaymentStatus, **fields: object) -> ProviderPayment:
+    return ProviderPayment(provider_payment_id="pi_unit", status=status, amount_minor=10_000, currency="RUB", **fields)  # type: ignore[arg-type]
+
+
+def test_the_table_is_the_designs_machine() -> None:
+    assert {(a, b) for a, targets in TRANSITIONS.items() for b in targets} == ALLOWED
+    assert set(TRANSITIONS) == set(PaymentStatus)
+
+
+@pytest.mark.parametrize(("current", "target"), sorted(product(PaymentStatus, PaymentStatus)))
+def test_every_answer_moves_the_payment_only_along_the_machine(current: PaymentStatus, target: PaymentStatus) -> None:
+    moved = payment(current)
+
+    advance(moved, answer(target, captured_minor=10_000))
+
+    assert moved.status is (target if (current, target) in ALLOWED else current)
+
+
+def test_nothing_moves_backwards_and_final_states_never_move() -> None:
+    for current, target in ALLOWED:
+        assert RANK[target] >= RANK[current], (current, target)
+    for final in FINAL:
+        assert TRANSITIONS[final] == frozenset()
+    assert all(TRANSITIONS[state] >= NOT_YET - {state} for state in NOT_YET)
+
+
+def test_a_capture_records_its_amount_the_split_and_clears_the_last_failure() -> None:
+    # given a hold whose first card was declined
+    held = payment(S.AUTHORIZED)
+    held.failure_code, held.failure_message = "card_declined", "declined"
+
+    # when the provider reports it captured
+    advance(held, answer(S.SUCCEEDED, captured_minor=10_000))
+
+    # then the capture, the paid time and the split (10% fee, 6% tax of the rest) are recorded once
+    assert (held.status, held.captured_minor, held.failure_code, held.failure_message) == (
+        S.SUCCEEDED,
+        10_000,
+        None,
+        None,
+    )
+    assert (held.fee_minor, held.tax_minor, held.payee_minor) == (1000, 540, 8460)
+    assert held.paid_at is not None
+    advance(held, answer(S.SUCCEEDED, captured_minor=5_000))  # a second capture never replaces the first
+    assert held.captured_minor == 10_000
+
+
+def test_a_package_capture_is_all_revenue() -> None:
+    package = payment(S.PENDING, purpose=PaymentPurpose.PACKAGE)
+
+    advance(package, answer(S.SUCCEEDED, captured_minor=10_000))
+
+    assert (package.fee_minor, package.tax_minor, package.payee_minor) == (10_000, 0, None)
+
+
+def test_a_late_success_after_a_refund_is_ignored_and_a_decline_keeps_the_payment_retryable() -> None:
+    refunded = payment(S.REFUNDED)
+    advance(refunded, answer(S.SUCCEEDED, captured_minor=10_000))
+    assert refunded.status is S.REFUNDED
+
+    declined = payment(S.PENDING)
+    advance(declined, answer(S.PENDING, failure_code="card_declined", failure_message="Your card was declined."))
+    assert (declined.status, declined.failure_code) == (S.PENDING, "card_declined")
+
+
+def test_a_hold_records_what_is_authorized_and_when_it_lapses() -> None:
+    pending = payment(S.PENDING)
+
+    advance(pending, answer(S.AUTHORIZED, authorized_minor=9_000))
+
+    assert (pending.status, pending.authorized_minor) == (S.AUTHORIZED, 9_000)
+    assert pending.expires_at is not None
+
+
+@pytest.mark.parametrize(("current", "target"), sorted(product(RefundStatus, RefundStatus)))
+def test_a_refund_ends_once(current: RefundStatus, target: RefundStatus) -> None:
+    allowed = current is RefundStatus.PENDING and target is not RefundStatus.PENDING
+
+    assert lifecycle.can_move_refund(current, target) is allowed
+    assert (target in REFUND_TRANSITIONS[current]) is allowed
+
+
+def test_our_own_decisions_move_only_payments_that_have_not_started() -> None:
+    unsent = payment(S.PENDING)
+    lifecycle.Lifecycle.cancel_unsent(unsent)
+    sent = payment(S.PENDING)
+    sent.provider_payment_id = "pi_unit"
+    lifecycle.Lifecycle.cancel_unsent(sent)
+    refused, held = payment(S.REQUIRES_ACTION), payment(S.AUTHORIZED)
+    for one in (refused, held):
+        lifecycle.Lifecycle.fail_creation(one, "parameter_invalid", "x" * 900)
+
+    assert (unsent.status, sent.status) == (S.CANCELED, S.PENDING)
+    assert (refused.status, refused.failure_code, len(refused.failure_message or "")) == (
+        S.FAILED,
+        "parameter_invalid",
+        500,
+    )
+    assert held.status is S.AUTHORIZED
+
+
+def test_a_failed_refund_keeps_the_first_ending() -> None:
+    ended = Refund(id="ref_unit", status=RefundStatus.SUCCEEDED, amount_minor=100, currency="RUB", credits_voided=0)
+
+    lifecycle.Lifecycle(180).fail_refund(None, ended, "too late")  # type: ignore[arg-type]  # no session needed
+
+    assert ended.status is RefundStatus.SUCCEEDED
