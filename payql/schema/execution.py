@@ -25,14 +25,18 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 # (attribute, leaf type or None for an object type, object type or None) per field; None: the full path.
 Plan = tuple[str, GraphQLLeafType | None, GraphQLObjectType | None]
-_PLANS: dict[int, Plan | None] = {}
+# Kept on the field itself, so that a plan lives and dies with its schema (one is built per app). Kept in a
+# module dict keyed by id(field), plans outlived their schema, held its types alive, and a field of a later schema
+# allocated at the same address would have taken a freed field's plan.
+_PLAN = "_payql_plan"
+_UNPLANNED = object()
 
 
 def _plan(field: GraphQLField) -> Plan | None:
     """How to read a basic field, or None when the field needs graphql-core's full path."""
-    key = id(field)
-    if key in _PLANS:
-        return _PLANS[key]
+    known = vars(field).get(_PLAN, _UNPLANNED)
+    if known is not _UNPLANNED:
+        return known  # type: ignore[no-any-return]
     plan: Plan | None = None
     definition = (field.extensions or {}).get("strawberry-definition")
     inner = get_nullable_type(field.type)
@@ -41,7 +45,7 @@ def _plan(field: GraphQLField) -> Plan | None:
             plan = (definition.python_name, inner, None)
         elif is_object_type(inner) and not inner.is_type_of:
             plan = (definition.python_name, None, inner)
-    _PLANS[key] = plan  # fields live as long as the schema: the ids stay valid
+    vars(field)[_PLAN] = plan
     return plan
 
 

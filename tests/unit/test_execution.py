@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from enum import Enum
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import strawberry
+from graphql import GraphQLArgument, GraphQLField, GraphQLString
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from payql.schema.execution import FastExecutionContext
+from payql.schema.execution import FastExecutionContext, _plan
 
 
 @strawberry.enum
@@ -100,3 +102,24 @@ def test_the_cases_above_do_produce_errors_and_nulls() -> None:
     }
     messages = sorted(error.message for error in result.errors or [])
     assert messages == ["Cannot return null for non-nullable field Leaf.name.", "boom"]
+
+
+def _basic_field() -> GraphQLField:
+    """A field as Strawberry makes a plain attribute: the default resolver, no arguments, a leaf type."""
+
+    def resolve(*_: Any) -> None: ...
+
+    resolve._is_default = True  # type: ignore[attr-defined]
+    definition = SimpleNamespace(python_name="name")
+    return GraphQLField(GraphQLString, resolve=resolve, extensions={"strawberry-definition": definition})
+
+
+def test_a_field_never_takes_the_plan_of_a_freed_field() -> None:
+    # Addresses of freed objects are reused at once: a plan cached by id(field) was handed to the next field made
+    # at the same address, whatever it was (one built by a later schema, say).
+    for _ in range(50):
+        basic = _basic_field()
+        assert _plan(basic) == ("name", GraphQLString, None)
+        del basic
+        with_arguments = GraphQLField(GraphQLString, args={"x": GraphQLArgument(GraphQLString)})
+        assert _plan(with_arguments) is None
