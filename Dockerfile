@@ -14,8 +14,11 @@ COPY payql ./payql
 RUN pip install . && useradd --create-home --uid 10001 payql && mkdir -p /data && chown payql /data
 
 USER payql
-# SQLite only for a quick look; production sets DATABASE_URL=postgresql://...
-ENV DATABASE_URL=sqlite:////data/payql.db
+# Production unless told otherwise: it refuses to start until JWT_SECRET (at least 32 random bytes) or RS256 keys
+# are set. Production sets DATABASE_URL=postgresql://..., JWT_AUDIENCE and the provider keys too (README,
+# "Running in production"); for a quick look in mock mode, run with -e PAYQL_ENV=development.
+ENV PAYQL_ENV=production \
+    DATABASE_URL=sqlite:////data/payql.db
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request,os; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz')"
 # `payql serve` applies the migrations before it starts uvicorn.

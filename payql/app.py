@@ -24,7 +24,7 @@ from payql.providers import build_providers
 from payql.providers.base import PaymentProvider
 from payql.schema import build_schema
 from payql.services import Services, build_services
-from payql.settings import Settings
+from payql.settings import Settings, load_settings
 from payql.webhooks import webhook_route
 
 logger = logging.getLogger("payql.app")
@@ -37,7 +37,7 @@ def create_app(
     db: Database | None = None,
 ) -> Starlette:
     """Build the ASGI app. Tests pass their own settings, database and providers."""
-    settings = settings or Settings()
+    settings = settings or load_settings()
     faults.arm(settings)
     db = db or Database(settings.database_url)
     services = build_services(settings, db, providers or build_providers(settings, db))

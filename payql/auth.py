@@ -3,7 +3,13 @@
 CONTRACT.md "Authentication", DESIGN.md §7. `TokenVerifier.verify` turns a token into a `Principal` or raises
 `AuthError`, whose message is safe to show a client. The algorithm list is fixed by configuration
 (`[settings.jwt_algorithm]`), never taken from the token, so `alg: none` and HS256/RS256 confusion are
-refused. `exp` and `sub` are required; `iss`/`aud` are checked when configured.
+refused. `exp` and `sub` are required; `iss` is checked when configured. `aud` is checked against JWT_AUDIENCE,
+and a token that names an audience is refused when none is configured (it was minted for some other service).
+
+Time claims are checked here, not by PyJWT, which coerces them with `int()` and so took `"exp": "9999999999"`.
+`exp`, `iat` and `nbf` must be JSON numbers: integers or, since RFC 7519's NumericDate may be non-integer,
+finite floats; never strings or booleans. A token lives at most JWT_MAX_LIFETIME seconds, counted from `iat`, or
+from now when it has no `iat` (so `exp` in the year 9999 is refused either way).
 
 `JWTAuthBackend` plugs the verifier into Starlette's `AuthenticationMiddleware`. A bad token does not end the
 request: public GraphQL fields must still answer, so the error is left in the scope under
@@ -13,6 +19,9 @@ request: public GraphQL fields must still answer, so the error is left in the sc
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -40,6 +49,8 @@ __all__ = [
     "issue_token",
     "principal_from_scope",
 ]
+
+logger = logging.getLogger(__name__)
 
 AUTH_ERROR_SCOPE_KEY = "payql.auth_error"
 ADMIN_ROLE = "admin"
@@ -112,6 +123,35 @@ def _check_subject(sub: object) -> str:
     return sub
 
 
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """The claim as a number of seconds, None when absent; a present claim that is not a finite JSON number is
+    refused (a string, a bool, null, a list, NaN or infinity)."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthError(f"invalid '{name}' claim")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise AuthError(f"invalid '{name}' claim")
+    return value
+
+
+def _check_times(claims: Mapping[str, Any], max_lifetime: int) -> None:
+    now = time.time()
+    expires = _numeric_date(claims, "exp")
+    issued = _numeric_date(claims, "iat")
+    not_before = _numeric_date(claims, "nbf")
+    if expires is None:  # `require` has PyJWT refuse a missing one first
+        raise AuthError("token is missing the 'exp' claim")
+    if expires <= now:
+        raise AuthError("token expired")
+    if (not_before is not None and not_before > now) or (issued is not None and issued > now):
+        raise AuthError("token not yet valid")
+    # A sum, not `expires - issued`: an integer too large for a float (JSON allows any) must not overflow.
+    if expires > (issued if issued is not None else now) + max_lifetime:
+        raise AuthError("token lifetime too long")
+
+
 def _roles(claims: Mapping[str, Any]) -> frozenset[str]:
     roles: set[str] = set()
     many = claims.get("roles")
@@ -150,6 +190,11 @@ class TokenVerifier:
         self._algorithms = [settings.jwt_algorithm]
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._max_lifetime = settings.jwt_max_lifetime
+        if settings.production and self._audience is None:
+            # Built once per app: this is the start-up warning. Without an audience, a token the same issuer (or
+            # key) minted for any other service is good here too.
+            logger.warning("JWT_AUDIENCE is not set: tokens are not bound to this service; set it in production")
         self._keys: str | RSAPublicKey | jwt.PyJWKClient
         if settings.jwt_algorithm == "HS256":
             self._keys = settings.jwt_secret.get_secret_value()
@@ -162,8 +207,12 @@ class TokenVerifier:
             self._keys = _rsa_public_key(settings)
         self._options: Options = {
             "require": ["exp", "sub"],
-            # Without a configured audience an `aud` claim cannot be checked; PyJWT would refuse it otherwise.
-            "verify_aud": self._audience is not None,
+            # `_check_times` does these: PyJWT would coerce strings.
+            "verify_exp": False,
+            "verify_iat": False,
+            "verify_nbf": False,
+            # With no audience configured PyJWT refuses a non-empty `aud`; `verify` refuses an empty one too.
+            "verify_aud": True,
         }
 
     @property
@@ -185,6 +234,9 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise _auth_error(exc) from exc
+        _check_times(claims, self._max_lifetime)
+        if self._audience is None and "aud" in claims:
+            raise AuthError("invalid token audience")
         return Principal(user_id=_check_subject(claims.get("sub")), roles=_roles(claims))
 
     def _signing_key(self, token: str) -> str | RSAPublicKey | jwt.PyJWK:
@@ -223,6 +275,11 @@ def issue_token(
     _check_subject(sub)
     if ttl_seconds <= 0:
         raise ValueError("ttl_seconds must be positive")
+    if ttl_seconds > settings.jwt_max_lifetime:
+        # `TokenVerifier` would refuse it.
+        raise ValueError(
+            f"a ttl of {ttl_seconds} s is longer than JWT_MAX_LIFETIME ({settings.jwt_max_lifetime} seconds)"
+        )
     issued = now if now is not None else datetime.now(UTC)
     if issued.tzinfo is None:
         raise ValueError("now must be timezone-aware")

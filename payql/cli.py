@@ -7,7 +7,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from payql.settings import Settings
+from payql.settings import ConfigError, Settings, load_settings
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -21,7 +21,7 @@ def app_factory() -> object:
     """uvicorn's factory: `uvicorn --factory payql.cli:app_factory` (used by `payql serve`)."""
     from payql.app import create_app  # noqa: PLC0415 - built only when a server starts
 
-    settings = Settings()
+    settings = load_settings()
     _configure_logging(settings)
     return create_app(settings)
 
@@ -56,6 +56,12 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_token(args: argparse.Namespace, settings: Settings) -> int:
     from payql.auth import issue_token  # noqa: PLC0415
 
+    if args.ttl > settings.jwt_max_lifetime:
+        print(
+            f"payql: --ttl {args.ttl} is longer than JWT_MAX_LIFETIME ({settings.jwt_max_lifetime} seconds)",
+            file=sys.stderr,
+        )
+        return 2
     print(issue_token(settings, args.sub, roles=args.role or (), ttl_seconds=args.ttl))
     return 0
 
@@ -191,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="print a development JWT signed with the configured key")
     token.add_argument("--sub", required=True, help="the user id")
     token.add_argument("--role", action="append", help="a role (admin, provider); repeat for several")
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires")
+    token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (at most JWT_MAX_LIFETIME)")
     token.set_defaults(run=cmd_token)
 
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
@@ -249,9 +255,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = Settings()
-    except ValueError as exc:
-        print(f"payql: configuration error: {exc}", file=sys.stderr)
+        settings = load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"payql: configuration error: {problem}", file=sys.stderr)
         return 2
     result: int = args.run(args, settings)
     return result

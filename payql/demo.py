@@ -69,7 +69,7 @@ def run_demo(settings: Settings) -> str:
         db.dispose()
 
     def token(principal: Principal) -> str:
-        return issue_token(settings, principal.user_id, roles=principal.roles, ttl_seconds=7 * 24 * 3600)
+        return issue_token(settings, principal.user_id, roles=principal.roles, ttl_seconds=settings.jwt_max_lifetime)
 
     return "\n".join(
         [
@@ -81,7 +81,7 @@ def run_demo(settings: Settings) -> str:
             ),
             f"  package 'standard': payment {package_payment.id} is {package_payment.status.value}",
             "",
-            "Tokens (valid 7 days) for the Authorization header: Bearer <token>",
+            f"Tokens (valid {settings.jwt_max_lifetime} s) for the Authorization header: Bearer <token>",
             f"  client   (demo-client):   {token(CLIENT)}",
             f"  provider (demo-provider): {token(PROVIDER)}",
             f"  admin    (demo-admin):    {token(ADMIN)}",

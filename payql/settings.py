@@ -2,16 +2,21 @@
 
 Every variable of CONTRACT.md's configuration table is here with its default. Amounts in settings are decimal
 strings (parsed by `payql.money`), never floats; timeouts are whole milliseconds.
+
+Load them with `load_settings()`: a configuration that cannot start is a `ConfigError` whose lines name the
+variables and what is wrong with them, never their values (pydantic's own message echoes the input, secrets too).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 DEV_JWT_SECRET = "payql-development-secret-change-me-0123456789"  # noqa: S105 - refused in production
 
@@ -84,6 +89,7 @@ class Settings(BaseSettings):
     jwt_jwks_url: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_max_lifetime: int = Field(default=86_400, gt=0)  # seconds a token may live, from its `iat` (or from now)
 
     stripe_secret_key: SecretStr | None = None
     stripe_publishable_key: str | None = None
@@ -150,17 +156,43 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_production(self) -> Settings:
-        if self.jwt_algorithm == "HS256" and len(self.jwt_secret.get_secret_value().encode()) < 32:  # noqa: PLR2004
-            raise ValueError("JWT_SECRET must be at least 32 bytes")
+    def _check_secrets(self) -> Settings:
+        # Every problem at once, one per line (`load_settings` splits them), each naming variables only.
+        problems: list[str] = []
+        if self.jwt_algorithm == "HS256":
+            secret = self.jwt_secret.get_secret_value()
+            if len(secret.encode()) < 32:  # noqa: PLR2004
+                problems.append("JWT_SECRET must be at least 32 bytes")
+            elif secret == DEV_JWT_SECRET and (reasons := self._not_a_sandbox()):
+                problems.append(
+                    "JWT_SECRET is the published development default, refused because "
+                    f"{', '.join(reasons)}: set JWT_SECRET to at least 32 random bytes (or use RS256 keys)"
+                )
+        if self.production and self.stripe_secret_key is not None and self.stripe_webhook_secret is None:
+            problems.append("PAYQL_ENV=production needs STRIPE_WEBHOOK_SECRET with STRIPE_SECRET_KEY")
         if self.payql_faults and self.payql_env != "test":
-            raise ValueError("PAYQL_FAULTS is honoured only with PAYQL_ENV=test")
-        if self.payql_env == "production":
-            if self.jwt_algorithm == "HS256" and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ValueError("PAYQL_ENV=production refuses the default JWT_SECRET")
-            if self.stripe_secret_key is not None and self.stripe_webhook_secret is None:
-                raise ValueError("PAYQL_ENV=production needs STRIPE_WEBHOOK_SECRET with STRIPE_SECRET_KEY")
+            problems.append("PAYQL_FAULTS is honoured only with PAYQL_ENV=test")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+    def _not_a_sandbox(self) -> list[str]:
+        """Why this is not the laptop sandbox (both providers mocked, SQLite) the development secret is for."""
+        reasons = [f"{name} is set" for name, value in self._provider_credentials().items() if value is not None]
+        if not self.database_url.startswith("sqlite"):
+            reasons.append("DATABASE_URL is not SQLite")
+        if self.production:
+            reasons.append("PAYQL_ENV is production")
+        return reasons
+
+    def _provider_credentials(self) -> dict[str, object]:
+        # Any of them set, even one without its pair, means someone meant real money.
+        return {
+            "STRIPE_SECRET_KEY": self.stripe_secret_key,
+            "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
+            "YOOKASSA_SHOP_ID": self.yookassa_shop_id,
+            "YOOKASSA_SECRET_KEY": self.yookassa_secret_key,
+        }
 
     @property
     def query_thread_count(self) -> int:
@@ -179,3 +211,42 @@ class Settings(BaseSettings):
     @property
     def yookassa_mock(self) -> bool:
         return self.yookassa_shop_id is None or self.yookassa_secret_key is None
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot start. `problems` are one line each, naming variables, never their values."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+_SOURCE_ERROR = re.compile(r'field "(\w+)"')
+
+
+def _problem_lines(error: ErrorDetails) -> list[str]:
+    """One pydantic error as lines built from its location and message only: its `input` may be a secret (for a
+    model-level check it is every variable at once)."""
+    loc = [str(part) for part in error["loc"]]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not loc:
+        return message.splitlines()
+    variable = loc[0].upper()
+    where = f" ({'.'.join(loc[1:])})" if len(loc) > 1 else ""
+    return [f"{variable}{where}: {line}" for line in message.splitlines()]
+
+
+def load_settings(**values: Any) -> Settings:
+    """`Settings(**values)` (the environment and `.env` for the rest), or a `ConfigError` safe to print or log."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = [
+            line for error in exc.errors(include_url=False, include_input=False) for line in _problem_lines(error)
+        ]
+        raise ConfigError(problems) from None  # no chained ValidationError: its text carries the input
+    except SettingsError as exc:
+        # pydantic-settings could not decode a complex variable (JSON); its message names the field only.
+        found = _SOURCE_ERROR.search(str(exc))
+        variable = found.group(1).upper() if found else "a variable"
+        raise ConfigError([f"{variable}: not valid JSON"]) from None

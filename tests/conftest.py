@@ -36,9 +36,28 @@ class _Collector(logging.Handler):
         self.lines.append(self.format(record))
 
 
+# Distinctive values the configuration tests (test_cli.py) put in secret variables: neither an error message nor a
+# log line may carry them, nor a piece of them (pydantic once echoed inputs, truncated to a key's tail).
+PLANTED_SECRETS = {
+    "JWT_SECRET": "Jq7Vx2Lm9Rt4Wz8Kp3Nc6Bd1Hf5Gs0Ya2Ue7OiQ",
+    "STRIPE_SECRET_KEY": "sk_live_51Hq8ZtKv2Xm9Pw4Rn7Lc3Jd6Bf0GsTy",
+    "STRIPE_WEBHOOK_SECRET": "whsec_Wd4Fh8Jk2Lz6Xc0Vb3Nm7Qa5Sp9Ee1Rr",
+    "YOOKASSA_SECRET_KEY": "live_Yk3Tb8Mw1Qs6Zr0Pn4Vc7Hx2Gj5Lf9Dd",
+    "DATABASE_PASSWORD": "Pg6Rz1Wq8Ts3Ym5Xk0Nv7Ub2Ha4Jc9Ld",
+    "SHORT_JWT_SECRET": "Sh9Tq2Zx5Wm8Kv",
+}
+PLANTED_PIECE = 6  # any run of this many characters of a planted secret counts as a leak in a log line
+
+
+def planted_pieces(length: int) -> set[str]:
+    """Every run of `length` characters of every planted secret."""
+    return {value[i : i + length] for value in PLANTED_SECRETS.values() for i in range(len(value) - length + 1)}
+
+
 # What must never reach a log: secrets, bearer tokens, card numbers.
 SECRET_PATTERNS = [
     re.compile(re.escape(TEST_SECRET)),
+    re.compile("|".join(re.escape(piece) for piece in sorted(planted_pieces(PLANTED_PIECE)))),
     re.compile(r"sk_test_\w+|whsec_\w+"),
     re.compile(r"eyJ[\w-]+\.eyJ[\w-]+\.[\w-]+"),  # a JWT
     re.compile(r"\b4242424242424242\b|\b5555555555554477\b"),

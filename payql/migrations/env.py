@@ -9,7 +9,7 @@ from alembic import context
 from payql.db import make_engine
 from payql.models import Base
 from payql.models.base import UTCDateTime
-from payql.settings import Settings
+from payql.settings import load_settings
 
 config = context.config
 
@@ -22,7 +22,7 @@ def render_item(type_: str, obj: object, autogen_context: Any) -> str | Literal[
     return False
 
 
-url = config.get_main_option("sqlalchemy.url") or Settings().database_url
+url = config.get_main_option("sqlalchemy.url") or load_settings().database_url
 
 
 def run_migrations_offline() -> None:

@@ -257,6 +257,29 @@ def test_bad_signature_stale_timestamp_and_malformed_body_are_refused(api: Api, 
     assert count(db, WebhookEvent) == 0
 
 
+def test_a_signature_timestamp_from_the_future_is_refused(api: Api, fake: FakeStripe, db: Database) -> None:
+    # given a real payment_intent.succeeded event, signed with our secret
+    client, mentor = api.user("client"), api.user("mentor", "provider")
+    created = stripe_enroll(client, mentor)
+    fake.customer_pays(created["clientSecret"].split("_secret_")[0], "pm_card_visa")
+    event = latest(fake, "payment_intent.succeeded")
+
+    # when it claims to be signed a day from now (a captured signature replayable for a day), or just past tolerance
+    tomorrow = deliver(api, fake, event, timestamp=int(time.time()) + 86_400)
+    too_soon = deliver(api, fake, event, timestamp=int(time.time()) + 600)
+
+    # then both are refused like a bad signature, and nothing was processed
+    assert (tomorrow.status_code, too_soon.status_code) == (400, 400)
+    assert "signature" in tomorrow.text
+    assert count(db, WebhookEvent) == 0
+    assert client.data(doc.PAYMENT, id=created["payment"]["id"])["payment"]["status"] != "SUCCEEDED"
+
+    # and a clock a little ahead of ours (within the 300 s tolerance) is still fine
+    ahead = deliver(api, fake, event, timestamp=int(time.time()) + 60)
+    assert (ahead.status_code, ahead.json()) == (200, {"status": "processed"})
+    assert client.data(doc.PAYMENT, id=created["payment"]["id"])["payment"]["status"] == "SUCCEEDED"
+
+
 def test_an_unknown_event_type_is_acknowledged(api: Api, fake: FakeStripe, db: Database) -> None:
     event = {
         "id": "evt_unknown_1",

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import PLANTED_SECRETS, planted_pieces
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from servers import free_port, payql
 from sqlalchemy import create_engine, inspect, text
 
 from payql.auth import TokenVerifier
@@ -84,6 +90,220 @@ def test_a_bad_configuration_is_a_clear_error(
 
     assert main(["token", "--sub", "x"]) == 2
     assert "JWT_SECRET must be at least 32 bytes" in capsys.readouterr().err
+
+
+# Every variable that can make the development secret unsafe; the tests below set exactly the ones they mean.
+LIVE_VARIABLES = (
+    "PAYQL_ENV",
+    "JWT_SECRET",
+    "JWT_ALGORITHM",
+    "JWT_PUBLIC_KEY",
+    "JWT_PRIVATE_KEY",
+    "JWT_JWKS_URL",
+    "STRIPE_SECRET_KEY",
+    "STRIPE_WEBHOOK_SECRET",
+    "YOOKASSA_SHOP_ID",
+    "YOOKASSA_SECRET_KEY",
+    "PAYQL_FAULTS",
+)
+STRIPE_KEYS = {
+    "STRIPE_SECRET_KEY": PLANTED_SECRETS["STRIPE_SECRET_KEY"],
+    "STRIPE_WEBHOOK_SECRET": PLANTED_SECRETS["STRIPE_WEBHOOK_SECRET"],
+}
+YOOKASSA_KEYS = {"YOOKASSA_SHOP_ID": "506751", "YOOKASSA_SECRET_KEY": PLANTED_SECRETS["YOOKASSA_SECRET_KEY"]}
+POSTGRES_URL = f"postgresql://payql:{PLANTED_SECRETS['DATABASE_PASSWORD']}@db.internal:5432/payql"
+
+
+@pytest.fixture
+def live_env(env: str, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The `env` fixture without a JWT_SECRET, PAYQL_ENV or provider keys: each test adds its own."""
+    for name in LIVE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "variables",
+    [
+        pytest.param(STRIPE_KEYS, id="stripe-keys"),
+        pytest.param({"STRIPE_SECRET_KEY": PLANTED_SECRETS["STRIPE_SECRET_KEY"]}, id="stripe-key-only"),
+        pytest.param(YOOKASSA_KEYS, id="yookassa-keys"),
+        pytest.param({"DATABASE_URL": POSTGRES_URL}, id="postgresql"),
+        pytest.param({**STRIPE_KEYS, "PAYQL_ENV": "test"}, id="stripe-keys-in-test"),
+        pytest.param({**STRIPE_KEYS, "PAYQL_ENV": "development"}, id="stripe-keys-in-development"),
+        pytest.param({"PAYQL_ENV": "production"}, id="production"),
+    ],
+)
+def test_the_development_secret_is_refused_unless_both_providers_are_mocks_on_sqlite(
+    live_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variables: dict[str, str]
+) -> None:
+    # given no JWT_SECRET (the published development secret) and a setup that is not a laptop sandbox
+    for name, value in variables.items():
+        live_env.setenv(name, value)
+
+    # when anyone mints an admin token
+    code = main(["token", "--sub", "mallory", "--role", "admin"])
+
+    # then nothing is signed: one line naming JWT_SECRET, exit 2
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    (line,) = err.splitlines()
+    assert line.startswith("payql: configuration error: ")
+    assert "JWT_SECRET" in line
+
+
+def test_payql_serve_refuses_to_start_with_the_development_secret_and_provider_keys(tmp_path: Path) -> None:
+    # given live-looking Stripe keys, SQLite, no PAYQL_ENV and no JWT_SECRET
+    variables = {**STRIPE_KEYS, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}", "PORT": str(free_port())}
+
+    # when the server is started (before the fix it served: the timeout ends the test instead of hanging it)
+    try:
+        result = payql("serve", env=variables, cwd=tmp_path, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("payql serve started with the development JWT secret and Stripe keys")
+
+    # then it refuses, naming the variable to set
+    assert result.returncode == 2
+    assert "JWT_SECRET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_development_secret_still_works_in_mock_mode_on_sqlite(
+    live_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["token", "--sub", "alice", "--role", "admin"]) == 0
+
+    token = capsys.readouterr().out.strip()
+    assert TokenVerifier(Settings(_env_file=None)).verify(token).is_admin  # type: ignore[call-arg]
+
+
+def test_provider_keys_and_postgresql_start_with_a_secret_of_their_own_or_rs256_keys(
+    live_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name, value in {**STRIPE_KEYS, **YOOKASSA_KEYS, "DATABASE_URL": POSTGRES_URL}.items():
+        live_env.setenv(name, value)
+
+    live_env.setenv("JWT_SECRET", PLANTED_SECRETS["JWT_SECRET"])
+    assert main(["token", "--sub", "alice"]) == 0
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    live_env.delenv("JWT_SECRET")
+    live_env.setenv("JWT_ALGORITHM", "RS256")
+    live_env.setenv("JWT_PRIVATE_KEY", pem.decode())
+    assert main(["token", "--sub", "alice"]) == 0
+
+    tokens = capsys.readouterr().out.split()
+    assert len(tokens) == 2
+
+
+# One configuration error of each kind, every secret variable holding a planted value (or as many as the error
+# allows); the variable each message must name.
+CONFIGURATION_ERRORS = [
+    pytest.param(
+        {**STRIPE_KEYS, **YOOKASSA_KEYS, "JWT_SECRET": PLANTED_SECRETS["SHORT_JWT_SECRET"]},
+        ["JWT_SECRET"],
+        id="short-secret",
+    ),
+    pytest.param({**STRIPE_KEYS, **YOOKASSA_KEYS, "DATABASE_URL": POSTGRES_URL}, ["JWT_SECRET"], id="dev-secret"),
+    pytest.param(
+        {
+            "PAYQL_ENV": "production",
+            "JWT_SECRET": PLANTED_SECRETS["JWT_SECRET"],
+            "STRIPE_SECRET_KEY": PLANTED_SECRETS["STRIPE_SECRET_KEY"],
+            **YOOKASSA_KEYS,
+            "DATABASE_URL": POSTGRES_URL,
+        },
+        ["STRIPE_WEBHOOK_SECRET"],
+        id="production-without-webhook-secret",
+    ),
+    pytest.param(
+        {"PAYQL_ENV": "production", **STRIPE_KEYS, **YOOKASSA_KEYS, "DATABASE_URL": POSTGRES_URL},
+        ["JWT_SECRET"],
+        id="production-dev-secret",
+    ),
+    pytest.param(
+        {"PAYQL_FAULTS": "capture", "JWT_SECRET": PLANTED_SECRETS["JWT_SECRET"], **STRIPE_KEYS, **YOOKASSA_KEYS},
+        ["PAYQL_FAULTS"],
+        id="faults-outside-tests",
+    ),
+    pytest.param(
+        {"PORT": "eighty", "JWT_SECRET": PLANTED_SECRETS["JWT_SECRET"], **STRIPE_KEYS, **YOOKASSA_KEYS},
+        ["PORT"],
+        id="not-a-number",
+    ),
+    pytest.param(
+        {"JWT_ALGORITHM": "HS512", "JWT_SECRET": PLANTED_SECRETS["JWT_SECRET"], **STRIPE_KEYS, **YOOKASSA_KEYS},
+        ["JWT_ALGORITHM"],
+        id="unknown-algorithm",
+    ),
+    pytest.param(
+        {"JWT_MAX_LIFETIME": "0", "JWT_SECRET": PLANTED_SECRETS["JWT_SECRET"], **STRIPE_KEYS, **YOOKASSA_KEYS},
+        ["JWT_MAX_LIFETIME"],
+        id="lifetime-not-positive",
+    ),
+    pytest.param(
+        {"CREDIT_PACKAGES": "{not json", "JWT_SECRET": PLANTED_SECRETS["JWT_SECRET"], **STRIPE_KEYS, **YOOKASSA_KEYS},
+        ["CREDIT_PACKAGES"],
+        id="not-json",
+    ),
+    pytest.param(
+        {
+            "PAYQL_ENV": "production",
+            "JWT_SECRET": PLANTED_SECRETS["SHORT_JWT_SECRET"],
+            "STRIPE_SECRET_KEY": PLANTED_SECRETS["STRIPE_SECRET_KEY"],
+            "PAYQL_FAULTS": "refund",
+            "DATABASE_URL": POSTGRES_URL,
+        },
+        ["JWT_SECRET", "STRIPE_WEBHOOK_SECRET", "PAYQL_FAULTS"],
+        id="several-at-once",
+    ),
+]
+
+
+@pytest.mark.parametrize(("variables", "named"), CONFIGURATION_ERRORS)
+def test_configuration_errors_name_the_variable_and_never_echo_a_secret(
+    live_env: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    variables: dict[str, str],
+    named: list[str],
+) -> None:
+    # given a configuration that cannot start, its secret variables holding distinctive values
+    for name, value in variables.items():
+        live_env.setenv(name, value)
+
+    # when any command loads it
+    with caplog.at_level(logging.DEBUG):
+        code = main(["token", "--sub", "x"])
+
+    # then one line per problem, each naming its variable, exit 2
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == len(named)
+    for line, variable in zip(lines, named, strict=True):
+        assert line.startswith("payql: configuration error: ")
+        assert variable in line
+    # and no secret, nor any four characters of one, in the output or a log line
+    said = out + err + "\n".join(record.getMessage() for record in caplog.records)
+    assert "input" not in said
+    assert [piece for piece in sorted(planted_pieces(4)) if piece in said] == []
+
+
+def test_token_refuses_a_ttl_above_jwt_max_lifetime(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JWT_MAX_LIFETIME", "3600")
+
+    assert main(["token", "--sub", "alice", "--ttl", "3601"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.strip() == "payql: --ttl 3601 is longer than JWT_MAX_LIFETIME (3600 seconds)"
+
+    assert main(["token", "--sub", "alice", "--ttl", "3600"]) == 0
+    assert TokenVerifier(Settings(_env_file=None)).verify(capsys.readouterr().out.strip()).user_id == "alice"  # type: ignore[call-arg]
 
 
 def test_ledger_check_is_clean_after_the_demo_and_names_what_is_broken(

@@ -6,6 +6,8 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
+import math
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
@@ -260,10 +262,104 @@ def test_a_wrong_or_missing_issuer_or_audience_is_refused(strict_verifier, overr
     assert refused(strict_verifier, hs256(claims(**overrides))) == message
 
 
-def test_issuer_and_audience_are_not_checked_when_not_configured(verifier):
-    principal = verifier.verify(hs256(claims(iss="anyone", aud="some-other-api")))
+def test_the_issuer_is_not_checked_when_not_configured(verifier):
+    principal = verifier.verify(hs256(claims(iss="anyone")))
 
     assert principal.user_id == "user-1"
+
+
+@pytest.mark.parametrize("aud", ["some-other-api", ["some-other-api", "payql"], "", []])
+def test_a_token_with_an_audience_is_refused_when_none_is_configured(verifier, aud):
+    # A token minted for another service (same issuer, same key) must not pass here just because we set no audience.
+    assert refused(verifier, hs256(claims(aud=aud))) == "invalid token audience"
+
+
+def test_production_without_an_audience_warns_once_at_start(caplog):
+    with caplog.at_level(logging.WARNING, logger="payql.auth"):
+        verifier = TokenVerifier(make_settings(payql_env="production"))
+        verifier.verify(hs256(claims()))
+        verifier.verify(hs256(claims()))
+
+    warnings = [record for record in caplog.records if record.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "JWT_AUDIENCE" in warnings[0].getMessage()
+
+
+def test_no_audience_warning_in_production_with_an_audience_or_in_development(caplog):
+    with caplog.at_level(logging.WARNING, logger="payql.auth"):
+        TokenVerifier(make_settings(payql_env="production", jwt_audience=AUDIENCE))
+        TokenVerifier(make_settings(payql_env="development"))
+
+    assert caplog.records == []
+
+
+# --- lifetime and numeric dates ----------------------------------------------------------------------------
+
+DAY = 86_400
+
+
+def test_a_token_may_live_exactly_jwt_max_lifetime_from_iat(verifier):
+    issued = in_(-10)
+
+    assert verifier.verify(hs256(claims(iat=issued, exp=issued + DAY))).user_id == "user-1"
+    assert verifier.verify(hs256(claims(iat=..., exp=in_(DAY - 60)))).user_id == "user-1"
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"exp": 253402300799}, id="exp-in-9999"),
+        pytest.param({"iat": in_(-10), "exp": in_(-10) + DAY + 1}, id="a-second-too-long-from-iat"),
+        pytest.param({"iat": in_(-2 * DAY), "exp": in_(60)}, id="issued-long-ago"),
+        pytest.param({"iat": ..., "exp": in_(DAY + 60)}, id="no-iat-too-far-from-now"),
+        pytest.param({"iat": ..., "exp": 253402300799}, id="no-iat-exp-in-9999"),
+        pytest.param({"iat": -(10**400), "exp": 10**400}, id="integers-beyond-any-float"),
+        pytest.param({"iat": ..., "exp": 10**400}, id="no-iat-integer-beyond-any-float"),
+    ],
+)
+def test_a_token_living_longer_than_jwt_max_lifetime_is_refused(verifier, overrides):
+    assert refused(verifier, hs256(claims(**overrides))) == "token lifetime too long"
+
+
+def test_jwt_max_lifetime_is_configurable():
+    verifier = TokenVerifier(make_settings(jwt_max_lifetime=300))
+    issued = in_(0)
+
+    assert verifier.verify(hs256(claims(iat=issued, exp=issued + 300))).user_id == "user-1"
+    assert refused(verifier, hs256(claims(iat=issued, exp=issued + 301))) == "token lifetime too long"
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("exp", str(in_(600))),
+        ("exp", True),
+        ("exp", [in_(600)]),
+        ("exp", {"$date": in_(600)}),
+        ("iat", str(in_(0))),
+        ("iat", True),
+        ("iat", None),
+        ("nbf", str(in_(-60))),
+        ("nbf", False),
+    ],
+)
+def test_numeric_dates_must_be_json_numbers(verifier, claim, value):
+    assert refused(verifier, hs256(claims(**{claim: value}))) == f"invalid '{claim}' claim"
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"), [("exp", math.inf), ("exp", math.nan), ("iat", -math.inf), ("nbf", math.inf)]
+)
+def test_non_finite_numeric_dates_are_refused(verifier, claim, value):
+    # Not JSON, but Python's json module reads `Infinity` and `NaN`, so a signed token may carry them.
+    assert refused(verifier, hs256(claims(**{claim: value}))) == f"invalid '{claim}' claim"
+
+
+def test_fractional_numeric_dates_are_accepted(verifier):
+    # RFC 7519 NumericDate may be non-integer.
+    now = datetime.now(UTC).timestamp()
+
+    assert verifier.verify(hs256(claims(iat=now - 0.5, nbf=now - 0.25, exp=now + 600.5))).user_id == "user-1"
 
 
 # --- RS256 -------------------------------------------------------------------------------------------------
@@ -474,6 +570,14 @@ def test_issuing_rs256_needs_the_private_key(rsa_key):
 
     with pytest.raises(ValueError, match="JWT_PRIVATE_KEY"):
         issue_token(settings, "user-1")
+
+
+def test_issue_token_refuses_a_ttl_above_jwt_max_lifetime():
+    settings = make_settings(jwt_max_lifetime=600)
+
+    assert TokenVerifier(settings).verify(issue_token(settings, "user-1", ttl_seconds=600)).user_id == "user-1"
+    with pytest.raises(ValueError, match=r"JWT_MAX_LIFETIME \(600 seconds\)"):
+        issue_token(settings, "user-1", ttl_seconds=601)
 
 
 @pytest.mark.parametrize(
