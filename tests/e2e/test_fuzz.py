@@ -89,7 +89,8 @@ REFUSAL_CODES = frozenset(
         "GRAPHQL_VALIDATION_FAILED",
         "QUERY_TOO_COSTLY",
         "BAD_REQUEST",
-        "TOO_LARGE",
+        "PAYLOAD_TOO_LARGE",
+        "REQUEST_TIMEOUT",
         "BATCHING_NOT_SUPPORTED",
     }
 )

@@ -77,7 +77,7 @@ def test_oversized_documents_are_refused(api: Api) -> None:
     response = api.request("POST", "/graphql", json={"query": "{ packages { code } }" + padding})
 
     assert response.status_code == 413
-    assert response.json()["errors"][0]["extensions"]["code"] == "TOO_LARGE"
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
 def test_graphql_response_media_type_answers_400_when_execution_never_started(api: Api) -> None:
