@@ -188,7 +188,7 @@ class GraphQLView:
             return params
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in {JSON, GRAPHQL_RESPONSE}:
-            raise BadRequest(415, "send the request as application/json", "BAD_REQUEST")
+            raise BadRequest(415, "send the request as application/json", "UNSUPPORTED_MEDIA_TYPE")
         body = await read_body(
             request, limit=self.settings.graphql_max_bytes, timeout_ms=self.settings.body_read_timeout_ms
         )

@@ -91,6 +91,7 @@ REFUSAL_CODES = frozenset(
         "BAD_REQUEST",
         "PAYLOAD_TOO_LARGE",
         "REQUEST_TIMEOUT",
+        "UNSUPPORTED_MEDIA_TYPE",
         "BATCHING_NOT_SUPPORTED",
     }
 )
