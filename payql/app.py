@@ -18,6 +18,7 @@ from payql import faults, ratelimit
 from payql.auth import JWTAuthBackend
 from payql.db import Database
 from payql.graphql_view import GraphQLView
+from payql.http_edge import EdgeMiddleware
 from payql.metrics import Metrics, MetricsMiddleware
 from payql.models.enums import ProviderName
 from payql.providers import build_providers
@@ -43,7 +44,7 @@ def create_app(
     services = build_services(settings, db, providers or build_providers(settings, db))
     schema = build_schema(settings)
     view = GraphQLView(schema, services)
-    metrics = Metrics()
+    metrics = Metrics(settings.metrics_token)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -82,6 +83,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         middleware=[
+            Middleware(EdgeMiddleware),  # outermost: its headers go on every answer, and it sees client disconnects
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(AuthenticationMiddleware, backend=JWTAuthBackend(services.verifier)),
         ],

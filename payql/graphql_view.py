@@ -6,8 +6,12 @@ Parsed and validated documents are cached by the schema's extensions.
 
 Responses follow the GraphQL-over-HTTP spec where it is cheap to: `application/graphql-response+json` when the
 client accepts it (with 400 when execution never started), `application/json` otherwise; a batched request (a
-JSON array), a malformed body or a document over `GRAPHQL_MAX_BYTES` is refused with a GraphQL error body and a
-code; a mutation over GET is 405.
+JSON array), a malformed body or a body over `GRAPHQL_MAX_BYTES` (refused before it is read, `payql.http_body`) is
+refused with a GraphQL error body and a code; a mutation over GET is 405.
+
+Every request counts against the caller's rate limit before its body is read, refused ones included: a flood of
+oversized or malformed bodies is limited like any other, and a caller over the limit costs no more than its headers.
+The request id is the one `payql.http_edge` chose (and put on the answer).
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import secrets
 from typing import Any
 
 import anyio
@@ -31,6 +34,8 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from payql.auth import AuthError, Principal, principal_from_scope
+from payql.http_body import BodyRefused, read_body
+from payql.http_edge import request_id_of
 from payql.ratelimit import RateLimiter
 from payql.schema.context import Context
 from payql.services import Services
@@ -39,14 +44,6 @@ logger = logging.getLogger("payql.http")
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
-REQUEST_ID_HEADER = "x-request-id"
-
-
-def _request_id(request: Request) -> str:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    if given and len(given) <= 64 and given.replace("-", "").isalnum():  # noqa: PLR2004
-        return given
-    return secrets.token_hex(8)
 
 
 @functools.lru_cache(maxsize=512)
@@ -104,12 +101,8 @@ def _operation_refused(
     )
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str, code: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
+class BadRequest(BodyRefused):
+    """A request refused before execution: an HTTP status and a GraphQL error code."""
 
 
 class GraphQLView:
@@ -121,19 +114,13 @@ class GraphQLView:
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.redis_url)
 
     async def handle(self, request: Request) -> Response:
-        request_id = _request_id(request)
+        request_id = request_id_of(request.scope)
         media = GRAPHQL_RESPONSE if GRAPHQL_RESPONSE in request.headers.get("accept", "") else JSON
-        headers = {"X-Request-ID": request_id}
+        headers: dict[str, str] = {}
         if request.method == "GET" and self._wants_ide(request):
             if self.settings.production:
                 return JSONResponse(_error_body("GraphiQL is disabled in production", "NOT_FOUND"), status_code=404)
             return HTMLResponse(get_graphql_ide_html("graphiql"))
-        try:
-            query, variables, operation_name = self._check(await self._read(request))
-        except BadRequest as exc:
-            return JSONResponse(
-                _error_body(exc.message, exc.code), status_code=exc.status, media_type=media, headers=headers
-            )
 
         principal, auth_error = _storable(*principal_from_scope(request.scope))
         caller = f"user:{principal.user_id}" if principal else f"ip:{request.client.host if request.client else '-'}"
@@ -141,6 +128,13 @@ class GraphQLView:
             headers["Retry-After"] = str(wait)
             body = _error_body(f"too many requests: retry in {wait} s", "RATE_LIMITED")
             return JSONResponse(body, status_code=429, media_type=media, headers=headers)
+        try:
+            query, variables, operation_name = self._check(await self._read(request))
+        except BodyRefused as exc:
+            return JSONResponse(
+                _error_body(exc.message, exc.code), status_code=exc.status, media_type=media, headers=exc.headers
+            )
+
         context = Context(services=self.services, principal=principal, auth_error=auth_error, request_id=request_id)
         allowed = {OperationType.QUERY} if request.method == "GET" else {OperationType.QUERY, OperationType.MUTATION}
 
@@ -194,10 +188,10 @@ class GraphQLView:
             return params
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in {JSON, GRAPHQL_RESPONSE}:
-            raise BadRequest(415, "send the request as application/json", "BAD_REQUEST")
-        body = await request.body()
-        if len(body) > self.settings.graphql_max_bytes:
-            raise BadRequest(413, f"the request is larger than {self.settings.graphql_max_bytes} bytes", "TOO_LARGE")
+            raise BadRequest(415, "send the request as application/json", "UNSUPPORTED_MEDIA_TYPE")
+        body = await read_body(
+            request, limit=self.settings.graphql_max_bytes, timeout_ms=self.settings.body_read_timeout_ms
+        )
         try:
             return json.loads(body)
         except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than json can read
@@ -214,7 +208,8 @@ class GraphQLView:
         if not isinstance(query, str) or not query.strip():
             raise BadRequest(400, "no GraphQL query was given", "BAD_REQUEST")
         if len(query.encode()) > self.settings.graphql_max_bytes:
-            raise BadRequest(413, f"the query is larger than {self.settings.graphql_max_bytes} bytes", "TOO_LARGE")
+            message = f"the query is larger than {self.settings.graphql_max_bytes} bytes"
+            raise BadRequest(413, message, "PAYLOAD_TOO_LARGE")
         if variables is not None and not isinstance(variables, dict):
             raise BadRequest(400, "variables must be a JSON object", "BAD_REQUEST")
         if operation_name is not None and not isinstance(operation_name, str):

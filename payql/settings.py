@@ -129,6 +129,10 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = 30
     graphql_max_cost: int = 5000
     graphql_max_bytes: int = 100_000
+    # An overall deadline for reading a request body (`/graphql`, webhooks): a client that trickles one in gets 408.
+    body_read_timeout_ms: int = Field(default=10_000, gt=0)
+    # Unset: `/metrics` is open (as behind a private network); set: it needs `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
 
     @field_validator("yookassa_trusted_ips", "trusted_proxies", mode="before")
     @classmethod

@@ -5,7 +5,10 @@ verifies it before anything is read from it. Answers (CONTRACT.md): 200 for proc
 events; 400 for a bad or missing signature, a stale timestamp, malformed JSON, a verified body that is not shaped
 like an event (or names ids no column can hold), or an untrusted sender; 500 for a failure the provider should
 retry (the event stays recorded as failed) or a webhook secret that is not configured. In mock mode nothing can be
-verified, so every delivery is refused with 400.
+verified, so every delivery is refused with 400. A body over MAX_BODY is refused with 413 before it is read, one
+not received within BODY_READ_TIMEOUT_MS with 408 (`payql.http_body`); each carries a `code`.
+
+Refusals (400, 408, 413) are rate-limited per address: past REFUSALS, 429.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import anyio.to_thread
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from payql.http_body import BodyRefused, read_body
 from payql.models.enums import ProviderName
 from payql.providers.base import ProviderError, ProviderEvent, WebhookRejected
 from payql.ratelimit import RateLimiter
@@ -39,12 +43,23 @@ def webhook_route(services: Services, provider: ProviderName) -> Callable[[Reque
             limiters.append(anyio.CapacityLimiter(services.settings.mutation_threads))
         return limiters[0]
 
+    async def refused(response: Response, client_ip: str | None) -> Response:
+        if wait := await refusals.retry_after(client_ip or "-"):
+            return JSONResponse(
+                {"error": "too many refused deliveries"}, status_code=429, headers={"Retry-After": str(wait)}
+            )
+        return response
+
     async def receive(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY:
-            return JSONResponse({"error": "body too large"}, status_code=413)
-        headers = {key.lower(): value for key, value in request.headers.items()}
         client_ip = request.client.host if request.client else None
+        try:
+            body = await read_body(request, limit=MAX_BODY, timeout_ms=services.settings.body_read_timeout_ms)
+        except BodyRefused as exc:
+            if exc.status == 413:  # noqa: PLR2004 - the timeout (408) is logged at INFO where it is seen
+                logger.warning("%s webhook refused from %s: %s", provider.value, client_ip, exc.message)
+            answer = JSONResponse({"error": exc.message, "code": exc.code}, status_code=exc.status, headers=exc.headers)
+            return await refused(answer, client_ip)
+        headers = {key.lower(): value for key, value in request.headers.items()}
 
         # One hop to a worker thread: verification and processing (which waits on the provider's re-fetch) run
         # on the larger pool, like mutations.
@@ -52,11 +67,7 @@ def webhook_route(services: Services, provider: ProviderName) -> Callable[[Reque
             _verify_and_process, services, provider, headers, body, client_ip, limiter=limiter()
         )
         if isinstance(outcome, Response):
-            if outcome.status_code == 400 and (wait := await refusals.retry_after(client_ip or "-")):  # noqa: PLR2004
-                return JSONResponse(
-                    {"error": "too many refused deliveries"}, status_code=429, headers={"Retry-After": str(wait)}
-                )
-            return outcome
+            return await refused(outcome, client_ip) if outcome.status_code == 400 else outcome  # noqa: PLR2004
         return JSONResponse({"status": outcome.value})
 
     return receive

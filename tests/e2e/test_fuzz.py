@@ -89,7 +89,9 @@ REFUSAL_CODES = frozenset(
         "GRAPHQL_VALIDATION_FAILED",
         "QUERY_TOO_COSTLY",
         "BAD_REQUEST",
-        "TOO_LARGE",
+        "PAYLOAD_TOO_LARGE",
+        "REQUEST_TIMEOUT",
+        "UNSUPPORTED_MEDIA_TYPE",
         "BATCHING_NOT_SUPPORTED",
     }
 )

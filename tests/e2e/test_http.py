@@ -60,7 +60,7 @@ def test_get_serves_queries_and_graphiql_but_not_mutations(api: Api) -> None:
         (b'{"variables": {}}', "application/json", 400, "BAD_REQUEST"),
         (b'{"query": "{ packages { code } }", "variables": [1]}', "application/json", 400, "BAD_REQUEST"),
         (b'"a string"', "application/json", 400, "BAD_REQUEST"),
-        (b"query=x", "application/x-www-form-urlencoded", 415, "BAD_REQUEST"),
+        (b"query=x", "application/x-www-form-urlencoded", 415, "UNSUPPORTED_MEDIA_TYPE"),
     ],
 )
 def test_malformed_requests_get_a_graphql_error_body(
@@ -77,7 +77,7 @@ def test_oversized_documents_are_refused(api: Api) -> None:
     response = api.request("POST", "/graphql", json={"query": "{ packages { code } }" + padding})
 
     assert response.status_code == 413
-    assert response.json()["errors"][0]["extensions"]["code"] == "TOO_LARGE"
+    assert response.json()["errors"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
 def test_graphql_response_media_type_answers_400_when_execution_never_started(api: Api) -> None:
