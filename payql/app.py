@@ -14,17 +14,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payql import faults, ratelimit
+from payql import ratelimit
 from payql.auth import JWTAuthBackend
+from payql.bootstrap import bootstrap
 from payql.db import Database
 from payql.graphql_view import GraphQLView
 from payql.http_edge import EdgeMiddleware
 from payql.metrics import Metrics, MetricsMiddleware
 from payql.models.enums import ProviderName
-from payql.providers import build_providers
 from payql.providers.base import PaymentProvider
 from payql.schema import build_schema
-from payql.services import Services, build_services
+from payql.services import Services
 from payql.settings import Settings, load_settings
 from payql.webhooks import webhook_route
 
@@ -39,9 +39,8 @@ def create_app(
 ) -> Starlette:
     """Build the ASGI app. Tests pass their own settings, database and providers."""
     settings = settings or load_settings()
-    faults.arm(settings)
-    db = db or Database(settings.database_url)
-    services = build_services(settings, db, providers or build_providers(settings, db))
+    services = bootstrap(settings, db=db, providers=providers)
+    db = services.db
     schema = build_schema(settings)
     view = GraphQLView(schema, services)
     metrics = Metrics(settings.metrics_token)
@@ -54,11 +53,7 @@ def create_app(
         try:
             yield
         finally:
-            for provider in services.providers.values():
-                close = getattr(provider, "close", None)
-                if close is not None:
-                    close()
-            db.dispose()
+            services.close()
 
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from payql.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from payql.services import Services
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -15,6 +20,18 @@ def _configure_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+
+
+@contextmanager
+def _services(settings: Settings) -> Iterator[Services]:
+    """The services a command runs on, built by the one composition root and closed when it is done."""
+    from payql.bootstrap import bootstrap  # noqa: PLC0415 - commands that need no services stay light
+
+    services = bootstrap(settings)
+    try:
+        yield services
+    finally:
+        services.close()
 
 
 def app_factory() -> object:
@@ -81,15 +98,10 @@ def cmd_demo(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ledger_check(_args: argparse.Namespace, settings: Settings) -> int:
-    from payql.db import Database  # noqa: PLC0415
     from payql.services.checks import ledger_problems  # noqa: PLC0415
 
-    db = Database(settings.database_url)
-    try:
-        with db.read() as session:
-            problems = ledger_problems(session)
-    finally:
-        db.dispose()
+    with _services(settings) as services, services.db.read() as session:
+        problems = ledger_problems(session)
     for problem in problems:
         print(problem)
     print(f"ledger check: {len(problems)} problem(s)" if problems else "ledger check: ok")
@@ -97,27 +109,15 @@ def cmd_ledger_check(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_credits_expire(_args: argparse.Namespace, settings: Settings) -> int:
-    from payql.db import Database  # noqa: PLC0415
-    from payql.services.credits import CreditService  # noqa: PLC0415
-    from payql.services.idempotency import IdempotencyService  # noqa: PLC0415
-
-    db = Database(settings.database_url)
-    try:
-        expired = CreditService(db, IdempotencyService(db)).expire()
-    finally:
-        db.dispose()
+    with _services(settings) as services:
+        expired = services.credits.expire()
     print(f"credits expire: {expired} lot(s) expired")
     return 0
 
 
 def cmd_holds_expire(_args: argparse.Namespace, settings: Settings) -> int:
-    from payql.app import create_app, services_of  # noqa: PLC0415
-
-    services = services_of(create_app(settings))
-    try:
+    with _services(settings) as services:
         run = services.holds.expire()
-    finally:
-        services.db.dispose()
     if run.skipped:
         print("holds expire: another replica is running it")
     else:
@@ -126,13 +126,8 @@ def cmd_holds_expire(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
-    from payql.app import create_app, services_of  # noqa: PLC0415
-
-    services = services_of(create_app(settings))
-    try:
+    with _services(settings) as services:
         run = services.payouts.run(auto_approve=args.auto_approve)
-    finally:
-        services.db.dispose()
     if run.skipped:
         print("payouts run: another replica is running it")
         return 0
@@ -143,14 +138,9 @@ def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta  # noqa: PLC0415
 
-    from payql.app import create_app, services_of  # noqa: PLC0415
-
-    services = services_of(create_app(settings))
     older_than = None if args.older_than is None else timedelta(seconds=args.older_than)
-    try:
+    with _services(settings) as services:
         run = services.reconciler.run(older_than=older_than, limit=args.limit)
-    finally:
-        services.db.dispose()
     if run.skipped:
         print("reconcile: another replica is running it")
         return 0
@@ -167,14 +157,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_idempotency_purge(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta  # noqa: PLC0415
 
-    from payql.db import Database  # noqa: PLC0415
-    from payql.services.idempotency import IdempotencyService  # noqa: PLC0415
-
-    db = Database(settings.database_url)
-    try:
-        purged = IdempotencyService(db).purge(timedelta(hours=args.older_than_hours))
-    finally:
-        db.dispose()
+    with _services(settings) as services:
+        purged = services.idempotency.purge(timedelta(hours=args.older_than_hours))
     print(f"idempotency purge: {purged} key(s) forgotten")
     return 0
 

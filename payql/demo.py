@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from payql.auth import Principal, issue_token
+from payql.bootstrap import bootstrap
 from payql.db import Database
 from payql.migrate import upgrade
 from payql.models.enums import CaptureMethod, ProviderName
 from payql.money import parse_amount
 from payql.providers.base import PaymentProvider
 from payql.providers.mock import MockProvider
-from payql.services import build_services
 from payql.settings import Settings
 
 CLIENT = Principal("demo-client", frozenset())
@@ -20,9 +20,9 @@ ADMIN = Principal("demo-admin", frozenset({"admin"}))
 def run_demo(settings: Settings) -> str:
     upgrade(settings.database_url)
     db = Database(settings.database_url)
+    providers: dict[ProviderName, PaymentProvider] = {name: MockProvider(name, db) for name in ProviderName}
+    services = bootstrap(settings, db=db, providers=providers)  # the demo is mock mode, whatever the keys say
     try:
-        providers: dict[ProviderName, PaymentProvider] = {name: MockProvider(name, db) for name in ProviderName}
-        services = build_services(settings, db, providers)
         services.catalogue.sync(db)
         for principal in (CLIENT, PROVIDER, ADMIN):
             services.users.ensure(principal)
@@ -66,7 +66,7 @@ def run_demo(settings: Settings) -> str:
         )
         package_payment = services.payments.confirm(CLIENT, package.payment.id, None).payment
     finally:
-        db.dispose()
+        services.close()
 
     def token(principal: Principal) -> str:
         return issue_token(settings, principal.user_id, roles=principal.roles, ttl_seconds=settings.jwt_max_lifetime)

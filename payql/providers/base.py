@@ -122,7 +122,7 @@ class ProviderPayout:
 
 
 class PaymentProvider(Protocol):
-    """One payment provider (or its mock). Adapters are built once in `create_app` and injected."""
+    """One payment provider (or its mock). Adapters are built once by `bootstrap` and injected."""
 
     name: ProviderName
     mock: bool
@@ -172,6 +172,10 @@ class PaymentProvider(Protocol):
         ...
 
     def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout: ...
+
+    def close(self) -> None:
+        """Release the provider's HTTP clients and threads (the process or the command is ending)."""
+        ...
 
 
 class WebhookRejected(Exception):

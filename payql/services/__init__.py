@@ -1,8 +1,9 @@
-"""Use cases. `Services` is the composition root's bundle of them, built once in `create_app`."""
+"""Use cases. `Services` is the bundle of them that `payql.bootstrap.bootstrap` builds once per process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from payql.auth import TokenVerifier
@@ -41,6 +42,12 @@ class Services:
     holds: HoldService
     payouts: PayoutService
     reconciler: Reconciler
+    on_close: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Release what bootstrap opened for these services (provider clients, the database engine), once."""
+        while self.on_close:
+            self.on_close.pop()()
 
 
 def build_services(settings: Settings, db: Database, providers: dict[ProviderName, PaymentProvider]) -> Services:

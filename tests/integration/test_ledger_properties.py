@@ -10,13 +10,14 @@ from hypothesis import strategies as st
 from sqlalchemy import or_, select
 
 from payql.auth import Principal
+from payql.bootstrap import bootstrap
 from payql.db import Database
 from payql.models import LedgerAccount, LedgerEntry, LedgerTransaction, Refund
 from payql.models.enums import CaptureMethod, ProviderName, RefundReason
 from payql.money import Money, prorate, split_fee
 from payql.providers.base import PaymentProvider
 from payql.providers.mock import MockProvider
-from payql.services import Services, build_services
+from payql.services import Services
 from payql.services.checks import ledger_problems
 from payql.settings import FeePolicy, Settings
 
@@ -30,7 +31,7 @@ def services_for(db: Database, base: Settings, platform_bps: int, tax_bps: int) 
     }
     configured = base.model_copy(update={"enroll_fees": fees})
     providers: dict[ProviderName, PaymentProvider] = {name: MockProvider(name, db) for name in ProviderName}
-    return build_services(configured, db, providers)
+    return bootstrap(configured, db=db, providers=providers)
 
 
 def postings_by_kind(db: Database, payment_id: str) -> dict[str, int]:

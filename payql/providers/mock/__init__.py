@@ -69,6 +69,9 @@ class MockProvider:
 
     # -- storage -------------------------------------------------------------------------------------------
 
+    def close(self) -> None:
+        """Nothing to release: the mock keeps its state in the database."""
+
     def _load(self, object_id: str) -> dict[str, Any]:
         with self._db.read() as session:
             row = session.get(MockObject, object_id)
