@@ -26,7 +26,8 @@ from payql.providers.base import PaymentProvider
 from payql.schema import build_schema
 from payql.services import Services
 from payql.settings import Settings, load_settings
-from payql.webhooks import webhook_route
+from payql.webhooks.routes import webhook_route
+from payql.workers import Workers
 
 logger = logging.getLogger("payql.app")
 
@@ -42,7 +43,8 @@ def create_app(
     services = bootstrap(settings, db=db, providers=providers)
     db = services.db
     schema = build_schema(settings)
-    view = GraphQLView(schema, services)
+    workers = Workers(settings)
+    view = GraphQLView(schema, services, workers)
     metrics = Metrics(settings.metrics_token)
 
     @asynccontextmanager
@@ -68,8 +70,8 @@ def create_app(
 
     routes = [
         Route("/graphql", view.handle, methods=["GET", "POST"]),
-        Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE), methods=["POST"]),
-        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA), methods=["POST"]),
+        Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE, workers), methods=["POST"]),
+        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA, workers), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),

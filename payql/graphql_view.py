@@ -21,8 +21,6 @@ import json
 import logging
 from typing import Any
 
-import anyio
-import anyio.to_thread
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from graphql import OperationType as AstOperationType
 from starlette.requests import Request
@@ -39,6 +37,7 @@ from payql.http_edge import request_id_of
 from payql.ratelimit import RateLimiter
 from payql.schema.context import Context
 from payql.services import Services
+from payql.workers import Pool, Workers
 
 logger = logging.getLogger("payql.http")
 
@@ -106,11 +105,11 @@ class BadRequest(BodyRefused):
 
 
 class GraphQLView:
-    def __init__(self, schema: Schema, services: Services) -> None:
+    def __init__(self, schema: Schema, services: Services, workers: Workers) -> None:
         self.schema = schema
         self.services = services
         self.settings = services.settings
-        self._limiters: tuple[anyio.CapacityLimiter, anyio.CapacityLimiter] | None = None
+        self._workers = workers
         self.rate_limiter = RateLimiter(self.settings.rate_limit, self.settings.redis_url)
 
     async def handle(self, request: Request) -> Response:
@@ -151,7 +150,8 @@ class GraphQLView:
                 context.close()
 
         try:
-            result = await anyio.to_thread.run_sync(execute, limiter=self._limiter(query, operation_name))
+            pool = Pool.MUTATIONS if _is_mutation(query, operation_name) else Pool.QUERIES
+            result = await self._workers.run(pool, execute)
         except (InvalidOperationTypeError, CannotGetOperationTypeError) as exc:
             return _operation_refused(exc, media, headers)
 
@@ -163,15 +163,6 @@ class GraphQLView:
             payload["data"] = result.data
         status = 400 if media == GRAPHQL_RESPONSE and not started else 200
         return JSONResponse(payload, status_code=status, media_type=media, headers=headers)
-
-    def _limiter(self, query: str, operation_name: str | None) -> anyio.CapacityLimiter:
-        if self._limiters is None:  # made on first use: a limiter belongs to the running event loop
-            self._limiters = (
-                anyio.CapacityLimiter(self.settings.query_thread_count),
-                anyio.CapacityLimiter(self.settings.mutation_threads),
-            )
-        queries, mutations = self._limiters
-        return mutations if _is_mutation(query, operation_name) else queries
 
     @staticmethod
     def _wants_ide(request: Request) -> bool:

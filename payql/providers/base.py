@@ -10,11 +10,28 @@ key must not do the work twice (the real APIs replay the first answer; the mock 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, ProviderName, RefundReason, RefundStatus
+
+
+class ObjectKind(StrEnum):
+    """What a provider event is about; the webhook service has one handler per kind."""
+
+    PAYMENT = "payment"
+    REFUND = "refund"
+    CHECKOUT_SESSION = "checkout_session"
+    PAYOUT = "payout"
+    DISPUTE = "dispute"
+    OTHER = "other"
+
+
+# What the webhook log can hold (webhook_events' columns); PostgreSQL holds no NUL in any text.
+DEDUPE_KEY_LENGTH = 255
+EVENT_TYPE_LENGTH = 100
 
 
 class ProviderError(Exception):
@@ -102,14 +119,40 @@ class ProviderPayment:
 
 @dataclass(frozen=True, slots=True)
 class ProviderEvent:
-    """A verified webhook delivery: what happened and to which provider object."""
+    """A verified webhook delivery: what happened, and to which provider object, in neutral terms.
+
+    Ids are whatever JSON the provider's body held: construction refuses (ValueError) an event whose dedupe key,
+    type or ids the webhook log cannot hold or look up (not a string, a NUL, too long), so that such a delivery is
+    answered 400 once instead of failing with a 500 at every retry. `expect` is what the re-fetched object must
+    show for an unsigned notification to count (YooKassa): the payment's `ProviderPayment.raw_status`, the
+    refund's `RefundStatus` value, the payout's `ProviderPayout.status`; None when the event claims nothing.
+    """
 
     dedupe_key: str
     event_type: str
-    object_kind: str  # "payment", "refund", "checkout_session", "payout", ...
+    kind: ObjectKind
     object_id: str
-    payment_id: str | None = None
-    data: dict[str, object] = field(default_factory=dict)
+    handled: bool  # the adapter knows this type; others are recorded and acknowledged
+    payment_id: str | None = None  # ours, from the provider's metadata
+    payment_ref: str | None = None  # the provider's id of the payment the object belongs to
+    expect: str | None = None
+
+    def __post_init__(self) -> None:
+        limits: dict[str, tuple[object, int | None, bool]] = {  # value, longest, may be None
+            "dedupe key": (self.dedupe_key, DEDUPE_KEY_LENGTH, False),
+            "event type": (self.event_type, EVENT_TYPE_LENGTH, False),
+            "object id": (self.object_id, None, False),
+            "payment id": (self.payment_id, None, True),
+            "payment reference": (self.payment_ref, None, True),
+            "expected status": (self.expect, None, True),
+        }
+        for name, (value, longest, optional) in limits.items():
+            if value is None and optional:
+                continue
+            if not isinstance(value, str) or "\x00" in value or (longest is not None and not 0 < len(value) <= longest):
+                raise ValueError(f"unusable {name}")
+        if not isinstance(self.kind, ObjectKind):
+            raise TypeError("unusable object kind")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from payql.db import ROW_LOCK, Database
 from payql.models import Payment, WebhookEvent, Withdrawal, new_id, utcnow
 from payql.models.enums import PaymentPurpose, ProviderName, WebhookStatus
-from payql.providers.base import ProviderEvent, ProviderPayment
+from payql.providers.base import ObjectKind, ProviderEvent, ProviderPayment
 from payql.services.payments import PaymentService
 from payql.services.payouts import PayoutService
 
@@ -71,9 +71,14 @@ class WebhookService:
         self._db = db
         self._payments = payments
         self._payouts = payouts
-        self._handlers: dict[ProviderName, Handler] = {
-            ProviderName.STRIPE: self._sync_payment,
-            ProviderName.YOOKASSA: self._sync_object,
+        # One handler per kind of object, whatever the provider: each re-reads the object and is idempotent by
+        # its id. Kinds without a handler (disputes, for now, and whatever else a provider sends) are recorded and
+        # acknowledged.
+        self._handlers: dict[ObjectKind, Handler] = {
+            ObjectKind.PAYMENT: self._sync_payment,
+            ObjectKind.REFUND: self._sync_payment,
+            ObjectKind.CHECKOUT_SESSION: self._sync_payment,
+            ObjectKind.PAYOUT: self._sync_payout,
         }
 
     def receive(
@@ -83,13 +88,13 @@ class WebhookService:
         status, payment = self._look_up(delivery)
         if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
             return Outcome.DUPLICATE
-        handler = self._handlers.get(provider)
+        handler = self._handlers.get(event.kind)
 
         def store(session: Session, outcome: WebhookStatus) -> None:
             self._store(session, delivery, outcome, None, known_new=status is None)
 
         try:
-            if handler is None or not event.data.get("handled", False):
+            if handler is None or not event.handled:
                 logger.info(
                     "%s webhook %s (%s) acknowledged and ignored", provider.value, event.dedupe_key, event.event_type
                 )
@@ -166,21 +171,15 @@ class WebhookService:
             payment = session.get(Payment, event.payment_id)
             if payment is not None and payment.provider is provider:
                 return payment
-        ref = event.data.get("payment_ref")
-        if isinstance(ref, str) and ref:
+        if event.payment_ref:
             return session.scalars(
-                select(Payment).where(Payment.provider == provider, Payment.provider_payment_id == ref)
+                select(Payment).where(Payment.provider == provider, Payment.provider_payment_id == event.payment_ref)
             ).first()
         return None
 
-    def _sync_object(
-        self, delivery: Delivery, payment: Payment | None, store: Callable[[Session, WebhookStatus], None]
+    def _sync_payout(
+        self, delivery: Delivery, _payment: Payment | None, _store: Callable[[Session, WebhookStatus], None]
     ) -> Outcome:
-        if delivery.event.object_kind == "payout":
-            return self._sync_payout(delivery)
-        return self._sync_payment(delivery, payment, store)
-
-    def _sync_payout(self, delivery: Delivery) -> Outcome:
         """A payout notification: re-read the payout and settle its withdrawal (COMPLETED, or FAILED with the money
         back in the payable)."""
         event = delivery.event
@@ -193,8 +192,7 @@ class WebhookService:
             return Outcome.IGNORED
         answer = self._payouts.provider(delivery.provider).retrieve_payout(event.object_id)
         self._payouts.settle(withdrawal.id, answer)
-        expected = {"succeeded": "succeeded", "canceled": "failed"}.get(str(event.data.get("expect")))
-        confirmed = answer.status == expected
+        confirmed = event.expect is None or answer.status == event.expect
         self._commit_alone(delivery, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED, None)
         return Outcome.PROCESSED if confirmed else Outcome.UNCONFIRMED
 
@@ -208,10 +206,9 @@ class WebhookService:
             return Outcome.IGNORED
         provider_id = payment.provider_payment_id
         if provider_id is None:
-            if payment.purpose is PaymentPurpose.PACKAGE and event.object_kind != "checkout.session":
+            if payment.purpose is PaymentPurpose.PACKAGE and event.kind is not ObjectKind.CHECKOUT_SESSION:
                 raise RetryLater(f"payment {payment.id} is still being created")
-            ref = event.data.get("payment_ref")
-            provider_id = str(ref) if ref else None
+            provider_id = event.payment_ref
         if provider_id is None:
             raise RetryLater(f"payment {payment.id} has no provider id yet")
         answer = self._payments.provider(payment.provider).retrieve_payment(provider_id)
@@ -231,7 +228,7 @@ class WebhookService:
                 "%s notification %s claims %s, the provider says %s: not settled",
                 delivery.provider.value,
                 event.dedupe_key,
-                event.data.get("expect"),
+                event.expect,
                 answer.raw_status,
             )
             return Outcome.UNCONFIRMED
@@ -240,12 +237,13 @@ class WebhookService:
 
 def _confirms(event: ProviderEvent, answer: ProviderPayment) -> bool:
     """Whether the re-fetched state shows what the event claims (events that claim nothing always do)."""
-    expected = event.data.get("expect")
-    if not expected or event.object_kind != "payment":
-        if event.object_kind == "refund" and expected:
-            return any(
-                refund.provider_refund_id == event.object_id and refund.status.value.lower() == expected
-                for refund in answer.refunds
-            )
+    if event.expect is None:
         return True
-    return answer.raw_status == expected
+    if event.kind is ObjectKind.REFUND:
+        return any(
+            refund.provider_refund_id == event.object_id and refund.status.value == event.expect
+            for refund in answer.refunds
+        )
+    if event.kind is ObjectKind.PAYMENT:
+        return answer.raw_status == event.expect
+    return True

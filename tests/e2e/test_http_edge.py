@@ -24,7 +24,7 @@ from support import Api
 from payql.app import create_app, services_of
 from payql.db import Database
 from payql.settings import Settings
-from payql.webhooks import MAX_BODY
+from payql.webhooks.routes import MAX_BODY
 
 CHUNK = 10_000
 QUERY = {"query": "{ packages { code } }"}

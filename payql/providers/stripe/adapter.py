@@ -23,6 +23,7 @@ import stripe
 from payql.models.enums import CaptureMethod, PaymentPurpose, ProviderName, RefundReason
 from payql.providers.base import (
     CreatePaymentRequest,
+    ObjectKind,
     PaymentDeclined,
     ProviderError,
     ProviderEvent,
@@ -44,6 +45,15 @@ T = TypeVar("T")
 SIGNATURE_TOLERANCE_SECONDS = 300
 
 # Event types we act on; anything else is recorded and acknowledged.
+# Stripe's object types as the webhook service's kinds: a charge's events are about its payment.
+KINDS = {
+    "payment_intent": ObjectKind.PAYMENT,
+    "charge": ObjectKind.PAYMENT,
+    "refund": ObjectKind.REFUND,
+    "checkout.session": ObjectKind.CHECKOUT_SESSION,
+    "transfer": ObjectKind.PAYOUT,
+    "dispute": ObjectKind.DISPUTE,
+}
 HANDLED_EVENTS = frozenset(
     {
         "payment_intent.succeeded",
@@ -303,10 +313,11 @@ class StripeProvider:
         return ProviderEvent(
             dedupe_key=str(event["id"]),
             event_type=str(event["type"]),
-            object_kind=kind,
-            object_id=str(obj.get("id", "")),
+            kind=KINDS.get(kind, ObjectKind.OTHER),
+            object_id=obj.get("id", ""),
+            handled=str(event["type"]) in HANDLED_EVENTS,
             payment_id=payment_id,
-            data={"payment_ref": payment_ref, "handled": str(event["type"]) in HANDLED_EVENTS},
+            payment_ref=payment_ref,
         )
 
     # -- payouts -----------------------------------------------------------------------------------------

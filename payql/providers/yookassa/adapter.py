@@ -41,6 +41,7 @@ from payql.models.enums import CaptureMethod, PaymentStatus, ProviderName, Refun
 from payql.money import MoneyError, format_minor, parse_amount
 from payql.providers.base import (
     CreatePaymentRequest,
+    ObjectKind,
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
@@ -55,6 +56,13 @@ from payql.providers.base import (
 logger = logging.getLogger("payql.providers.yookassa")
 _CONFIG_LOCK = threading.Lock()
 
+KINDS = {"payment": ObjectKind.PAYMENT, "refund": ObjectKind.REFUND, "payout": ObjectKind.PAYOUT}
+# A notification's claim in the neutral vocabulary it is checked in: a refund's RefundStatus, a payout's
+# ProviderPayout.status (a payment's is YooKassa's own status, compared with ProviderPayment.raw_status).
+EXPECTED = {
+    "refund": {"succeeded": RefundStatus.SUCCEEDED.value, "canceled": RefundStatus.CANCELED.value},
+    "payout": {"succeeded": "succeeded", "canceled": "failed"},
+}
 HANDLED_EVENTS = frozenset(
     {
         "payment.waiting_for_capture",
@@ -333,20 +341,19 @@ class YooKassaProvider:
             raise WebhookRejected("malformed notification body") from exc
         if notification.get("type") != "notification" or not isinstance(obj, dict):
             raise WebhookRejected("not a YooKassa notification")
-        kind = event.split(".", 1)[0]
+        kind, _, claimed = event.partition(".")
         payment_ref = object_id if kind == "payment" else obj.get("payment_id")
         return ProviderEvent(
             dedupe_key=f"{object_id}:{event}",
             event_type=event,
-            object_kind=kind,
+            kind=KINDS.get(kind, ObjectKind.OTHER),
             object_id=object_id,
+            handled=event in HANDLED_EVENTS,
             payment_id=(obj.get("metadata") or {}).get("payment_id") if kind == "payment" else None,
-            data={
-                "payment_ref": str(payment_ref) if payment_ref else None,
-                "handled": event in HANDLED_EVENTS,
-                # what the re-fetched object must show for this delivery to count as the event (not a forgery)
-                "expect": event.partition(".")[2],
-            },
+            payment_ref=str(payment_ref) if payment_ref else None,
+            # what the re-fetched object must show for this unsigned delivery to count (not a forgery), in the
+            # vocabulary of the DTO it is compared with
+            expect=EXPECTED.get(kind, {}).get(claimed, claimed),
         )
 
     # -- payouts -----------------------------------------------------------------------------------------
