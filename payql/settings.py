@@ -208,14 +208,6 @@ class Settings(BaseSettings):
     def production(self) -> bool:
         return self.payql_env == "production"
 
-    @property
-    def stripe_mock(self) -> bool:
-        return self.stripe_secret_key is None
-
-    @property
-    def yookassa_mock(self) -> bool:
-        return self.yookassa_shop_id is None or self.yookassa_secret_key is None
-
 
 class ConfigError(ValueError):
     """A configuration that cannot start. `problems` are one line each, naming variables, never their values."""

@@ -53,10 +53,6 @@ class EnrollService:
             raise NotFound("enroll not found", field="enrollId")
         return enroll
 
-    @staticmethod
-    def open_payment(session: Session, enroll: Enroll, *, lock: bool = False) -> Payment | None:
-        return open_payment(session, enroll.id, lock=lock)
-
     # -- booking -------------------------------------------------------------------------------------------
 
     def create_enroll(self, principal: Principal, provider_id: str, title: str, price: Money) -> Enroll:
@@ -99,7 +95,7 @@ class EnrollService:
             _require(enroll, source, target)
             _not_busy(enroll, None)
             enroll.status = target
-            payment = self.open_payment(uow.session, enroll)
+            payment = open_payment(uow.session, enroll.id)
             uow.commit()
             return EnrollResult(enroll, payment)
 
@@ -114,7 +110,7 @@ class EnrollService:
                 raise Forbidden("only the enroll's client can confirm it", field="enrollId")
             _require(enroll, EnrollStatus.READY, EnrollStatus.COMPLETED)
             _not_busy(enroll, EnrollAction.COMPLETE)
-            payment = self.open_payment(session, enroll, lock=True)
+            payment = open_payment(session, enroll.id, lock=True)
             if payment is None or payment.status not in {PaymentStatus.AUTHORIZED, *CAPTURED}:
                 shown = payment.status.value if payment else "no payment"
                 raise InvalidState(f"the enroll's payment must be held or captured, not {shown}", field="enrollId")
@@ -173,7 +169,7 @@ class EnrollService:
             if enroll.status not in BEFORE_COMPLETION:
                 raise InvalidState(f"the enroll is {enroll.status.value}: it can no longer be cancelled")
             _not_busy(enroll, EnrollAction.CANCEL)
-            payment = self.open_payment(uow.session, enroll, lock=True)
+            payment = open_payment(uow.session, enroll.id, lock=True)
             if payment is None or (payment.provider_payment_id is None and payment.status in NOT_YET):
                 if payment is not None:
                     self._payments.lifecycle.cancel_unsent(payment)
