@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
@@ -13,7 +15,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -47,6 +48,7 @@ from payql.schema.types import (
     PlatformBalance,
     Withdrawal,
 )
+from payql.schema.validation import CachedValidation
 from payql.settings import Settings
 
 
@@ -106,6 +108,16 @@ class Mutation:
 
 
 class Schema(strawberry.Schema):
+    def __init__(self, *args: Any, hide_suggestions: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hide_suggestions = hide_suggestions
+
+    def _get_execute_function(self) -> Callable[..., Any]:
+        """graphql-core's `execute`, told to leave suggestions out of the variables' coercion errors (an unknown enum
+        value) when the schema hides them: Strawberry has no option for it."""
+        execute = super()._get_execute_function()
+        return functools.partial(execute, hide_suggestions=True) if self.hide_suggestions else execute
+
     def execute_sync(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         result = super().execute_sync(*args, **kwargs)
         if result.errors:  # what a parsing hook raised skipped the extensions: give it a code too
@@ -127,6 +139,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if settings.production:  # no introspection in production (GraphiQL is off there too: see the HTTP view)
         rules.extend(DisableIntrospection().validation_rules)
     return Schema(
+        hide_suggestions=settings.production,  # no "Did you mean …?" where introspection is off
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(),
@@ -138,7 +151,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=max(1000, settings.graphql_max_bytes // 10)),
             StrictSelectionSets,
             lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
+            lambda: CachedValidation(hide_suggestions=settings.production),
             lambda: CostLimit(settings.graphql_max_cost),
             NoNulCharacters,
             CodedErrors,

@@ -7,12 +7,15 @@ from collections.abc import Callable
 
 import documents as doc
 import pytest
+from conftest import make_settings
 from flows import book, intent, paid_enroll
 from sqlalchemy import func, select
 from support import Api, no_change
 
+from payql.app import create_app
 from payql.db import Database
 from payql.models import Enroll, IdempotencyRecord, Payment, Refund
+from payql.settings import Settings
 
 
 def rows(db: Database, model: type) -> Callable[[], int]:
@@ -259,3 +262,32 @@ def test_a_null_variable_for_an_argument_that_may_not_be_null_is_bad_user_input(
     assert error["extensions"]["code"] == "BAD_USER_INPUT", error
     assert "$f" in error["message"]
     assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+# Each one a typo of a name the schema has: a field, an argument, a type, an enum value (written in the document and
+# sent as a variable) and an input field.
+MISSPELLED: list[tuple[str, dict[str, object]]] = [
+    ("{ paymens { totalCount } }", {}),
+    ("{ payments(frist: 1) { totalCount } }", {}),
+    ("query($s: PaymentStatu) { payments(status: $s) { totalCount } }", {}),
+    ("{ payments(status: SUCCEEDD) { totalCount } }", {}),
+    (BY_STATUS, {"s": "SUCCEEDD"}),
+    (CREATE_ENROLL_INPUT, {"input": {"providerId": "p", "title": "t", "price": {"amont": "1", "currency": "USD"}}}),
+]
+
+
+def test_production_errors_suggest_no_names_and_development_ones_do(settings: Settings, db: Database) -> None:
+    production = make_settings(settings.database_url, payql_env="production")
+
+    with Api(create_app(production, db=db), production) as api:
+        token = api.token("c15")
+        hidden = [api.graphql(document, variables, token=token)["errors"] for document, variables in MISSPELLED]
+    with Api(create_app(settings, db=db), settings) as api:
+        token = api.token("c15")
+        shown = [api.graphql(document, variables, token=token)["errors"] for document, variables in MISSPELLED]
+
+    for errors in hidden:
+        assert errors, "a misspelled name must be refused"
+        assert not any("did you mean" in error["message"].lower() for error in errors), errors
+    for errors in shown:
+        assert any("Did you mean" in error["message"] for error in errors), errors
