@@ -47,14 +47,16 @@ from payql.schema.types import (
     PayoutAccount,
     PlatformBalance,
     Withdrawal,
+    capped,
 )
 from payql.schema.validation import CachedValidation
+from payql.services.queries import CURRENCIES_CAP, LIST_CAP
 from payql.settings import Settings
 
 
 @strawberry.type
 class Query:
-    packages: list[CreditPackage] = strawberry.field(resolver=queries.packages, description="The credit catalogue.")
+    packages: list[CreditPackage] = capped(LIST_CAP, "The credit catalogue. At most {cap}.", resolver=queries.packages)
     payments: Connection[Payment] = strawberry.field(
         resolver=queries.payments,
         permission_classes=[IsAuthenticated],
@@ -72,11 +74,17 @@ class Query:
     withdrawals: Connection[Withdrawal] = strawberry.field(
         resolver=payouts.withdrawals, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
     )
-    payout_accounts: list[PayoutAccount] = strawberry.field(
-        resolver=payouts.payout_accounts, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
+    payout_accounts: list[PayoutAccount] = capped(
+        LIST_CAP,
+        "Own; an admin sees all. The oldest first. At most {cap}: `first` asks for fewer.",
+        resolver=payouts.payout_accounts,
+        permission_classes=[IsAuthenticated],
     )
-    platform_balances: list[PlatformBalance] = strawberry.field(
-        resolver=balance_resolvers.platform_balances, permission_classes=[IsAuthenticated], description="Admin only."
+    platform_balances: list[PlatformBalance] = capped(
+        CURRENCIES_CAP,
+        "Admin only. One per currency. At most {cap}: the currencies payql knows.",
+        resolver=balance_resolvers.platform_balances,
+        permission_classes=[IsAuthenticated],
     )
 
 
