@@ -12,6 +12,7 @@ from payql.schema.types import AccountBalance, Balances, CreditLot, Money, Platf
 from payql.services import balances as books
 from payql.services import credits
 from payql.services.errors import Forbidden
+from payql.services.queries import CURRENCIES_CAP, LIST_CAP
 
 
 def balances(info: GQLInfo) -> Balances:
@@ -23,11 +24,14 @@ def balances_of(info: GQLInfo, user_id: str) -> Balances:
     accounts = books.user_accounts(session, user_id)
     now = utcnow()
     lots = session.scalars(
-        select(CreditLotRow).where(CreditLotRow.user_id == user_id).order_by(CreditLotRow.expires_at, CreditLotRow.id)
+        select(CreditLotRow)
+        .where(CreditLotRow.user_id == user_id, CreditLotRow.remaining > 0, CreditLotRow.expires_at > now)
+        .order_by(CreditLotRow.expires_at, CreditLotRow.id)
+        .limit(LIST_CAP)
     )
     return Balances(
         credits=credits.unexpired(session, user_id, now),
-        credit_lots=[
+        _credit_lots=[
             CreditLot(
                 id=strawberry.ID(lot.id),
                 credits=lot.credits,
@@ -36,7 +40,6 @@ def balances_of(info: GQLInfo, user_id: str) -> Balances:
                 payment_id=strawberry.ID(lot.payment_id),
             )
             for lot in lots
-            if lot.remaining > 0 and lot.expires_at > now
         ],
         accounts=[
             AccountBalance(
@@ -45,7 +48,7 @@ def balances_of(info: GQLInfo, user_id: str) -> Balances:
                 pending=Money.of(account.pending, account.currency),
                 paid_out=Money.of(account.paid_out, account.currency),
             )
-            for account in accounts
+            for account in accounts[:CURRENCIES_CAP]
         ],
     )
 
@@ -65,5 +68,5 @@ def platform_balances(info: GQLInfo) -> list[PlatformBalance]:
             provider_cash=Money.of(row.provider_cash, row.currency),
             provider_fees=Money.of(row.provider_fees, row.currency),
         )
-        for row in books.platform_balances(info.context.session)
+        for row in books.platform_balances(info.context.session)[:CURRENCIES_CAP]
     ]

@@ -106,10 +106,11 @@ def withdrawals(
     return _connection(page, withdrawal_type)
 
 
-def payout_accounts(info: GQLInfo) -> list[PayoutAccount]:
+def payout_accounts(info: GQLInfo, first: int = queries.LIST_CAP) -> list[PayoutAccount]:
     """The caller's payout accounts; an admin sees all."""
     principal = caller(info)
-    query = select(m.PayoutAccount).order_by(m.PayoutAccount.id)
+    size = queries.list_size(first, queries.LIST_CAP)
+    query = select(m.PayoutAccount).order_by(m.PayoutAccount.id).limit(size)
     if not principal.is_admin:
         query = query.where(m.PayoutAccount.user_id == principal.user_id)
     return [account_type(row) for row in info.context.session.scalars(query)]

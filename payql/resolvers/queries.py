@@ -27,7 +27,7 @@ def _connection(page: queries.Page[Any], wrap: Callable[[Any], Any]) -> Connecti
 
 
 def packages(info: GQLInfo) -> list[CreditPackage]:
-    return [package_type(package) for package in info.context.services.catalogue.all()]
+    return [package_type(package) for package in info.context.services.catalogue.all()[: queries.LIST_CAP]]
 
 
 def payments(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import strawberry
@@ -13,7 +15,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
@@ -46,13 +47,16 @@ from payql.schema.types import (
     PayoutAccount,
     PlatformBalance,
     Withdrawal,
+    capped,
 )
+from payql.schema.validation import CachedValidation
+from payql.services.queries import CURRENCIES_CAP, LIST_CAP
 from payql.settings import Settings
 
 
 @strawberry.type
 class Query:
-    packages: list[CreditPackage] = strawberry.field(resolver=queries.packages, description="The credit catalogue.")
+    packages: list[CreditPackage] = capped(LIST_CAP, "The credit catalogue. At most {cap}.", resolver=queries.packages)
     payments: Connection[Payment] = strawberry.field(
         resolver=queries.payments,
         permission_classes=[IsAuthenticated],
@@ -70,11 +74,17 @@ class Query:
     withdrawals: Connection[Withdrawal] = strawberry.field(
         resolver=payouts.withdrawals, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
     )
-    payout_accounts: list[PayoutAccount] = strawberry.field(
-        resolver=payouts.payout_accounts, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
+    payout_accounts: list[PayoutAccount] = capped(
+        LIST_CAP,
+        "Own; an admin sees all. The oldest first. At most {cap}: `first` asks for fewer.",
+        resolver=payouts.payout_accounts,
+        permission_classes=[IsAuthenticated],
     )
-    platform_balances: list[PlatformBalance] = strawberry.field(
-        resolver=balance_resolvers.platform_balances, permission_classes=[IsAuthenticated], description="Admin only."
+    platform_balances: list[PlatformBalance] = capped(
+        CURRENCIES_CAP,
+        "Admin only. One per currency. At most {cap}: the currencies payql knows.",
+        resolver=balance_resolvers.platform_balances,
+        permission_classes=[IsAuthenticated],
     )
 
 
@@ -106,6 +116,16 @@ class Mutation:
 
 
 class Schema(strawberry.Schema):
+    def __init__(self, *args: Any, hide_suggestions: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hide_suggestions = hide_suggestions
+
+    def _get_execute_function(self) -> Callable[..., Any]:
+        """graphql-core's `execute`, told to leave suggestions out of the variables' coercion errors (an unknown enum
+        value) when the schema hides them: Strawberry has no option for it."""
+        execute = super()._get_execute_function()
+        return functools.partial(execute, hide_suggestions=True) if self.hide_suggestions else execute
+
     def execute_sync(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         result = super().execute_sync(*args, **kwargs)
         if result.errors:  # what a parsing hook raised skipped the extensions: give it a code too
@@ -127,6 +147,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if settings.production:  # no introspection in production (GraphiQL is off there too: see the HTTP view)
         rules.extend(DisableIntrospection().validation_rules)
     return Schema(
+        hide_suggestions=settings.production,  # no "Did you mean …?" where introspection is off
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(),
@@ -138,7 +159,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
             lambda: MaxTokensLimiter(max_token_count=max(1000, settings.graphql_max_bytes // 10)),
             StrictSelectionSets,
             lambda: ParserCache(maxsize=512),
-            lambda: ValidationCache(maxsize=512),
+            lambda: CachedValidation(hide_suggestions=settings.production),
             lambda: CostLimit(settings.graphql_max_cost),
             NoNulCharacters,
             CodedErrors,

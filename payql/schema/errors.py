@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSyntaxError
+from graphql import GraphQLError, GraphQLSyntaxError, VariableDefinitionNode, VariableNode
 from strawberry.extensions import MaskErrors
 
 from payql.providers.base import ProviderError
@@ -14,12 +14,23 @@ from payql.services.errors import DomainError
 logger = logging.getLogger("payql.graphql")
 INTERNAL = "INTERNAL_SERVER_ERROR"
 PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
+BAD_USER_INPUT = "BAD_USER_INPUT"
+
+
+def _about_a_variable(error: GraphQLError) -> bool:
+    """graphql-core reports a variable its type refuses (a string for an Int, an unknown enum value, a missing
+    required one, a null for an argument that may not be null) at the variable, wrapping the coercion error: a
+    client's mistake, not a server fault. A field's own failure is located at the field instead."""
+    nodes = error.nodes or ()
+    return bool(nodes) and all(isinstance(node, (VariableDefinitionNode, VariableNode)) for node in nodes)
 
 
 def error_code(error: GraphQLError) -> str | None:
     original = error.original_error
     if isinstance(original, (DomainError, ProviderError)):
         return original.code
+    if _about_a_variable(error):
+        return BAD_USER_INPUT
     if original is None:
         code = (error.extensions or {}).get("code")
         return str(code) if code else "GRAPHQL_VALIDATION_FAILED"
@@ -65,8 +76,9 @@ class CodedErrors(MaskErrors):
     """`MaskErrors` that also gives every error an `extensions.code`.
 
     Domain and provider errors show their message and code; validation errors are `GRAPHQL_VALIDATION_FAILED`;
-    anything else (SQL, SDK, a bug) becomes "Internal server error" with code `INTERNAL_SERVER_ERROR` and the
-    request id, after being logged with its traceback.
+    variables their types refuse are `BAD_USER_INPUT` (not logged: the client's mistake); anything else (SQL, SDK,
+    a bug) becomes "Internal server error" with code `INTERNAL_SERVER_ERROR` and the request id, after being logged
+    with its traceback.
     """
 
     def __init__(self) -> None:

@@ -1,12 +1,16 @@
-"""The query cost limit (`GRAPHQL_MAX_COST`): every field costs 1, and a page field's selection counts once per
-item it may return (its `first`, default 20, variables included). Checked after validation, before execution, so
-that it sees the variables' values; an operation over the limit never runs. And two guards on what may come in:
-no empty selection sets (`StrictSelectionSets`), no NUL character in any string (`NoNulCharacters`)."""
+"""The query cost limit (`GRAPHQL_MAX_COST`): every field costs 1, and a field that may return several items counts
+its selection once per item: a page field (a connection) by its `first` (default 20, variables included), and a
+plain list by its cap, or its own `first` when it takes one. Which fields are lists comes from the schema's types,
+and the caps from the fields' metadata (`capped` in `types.py`): a list field with neither a cap nor a page counts as
+the largest page, so that none is ever free (tests/unit/test_query_cost.py also refuses such a field). Checked
+after validation, before execution, so that it sees the variables' values; an operation over the limit never runs.
+And two guards on what may come in: no empty selection sets (`StrictSelectionSets`), no NUL character in any
+string (`NoNulCharacters`)."""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -14,45 +18,92 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLArgument,
     GraphQLError,
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLNamedType,
+    GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     StringValueNode,
     VariableNode,
+    get_named_type,
+    get_nullable_type,
+    is_list_type,
     parse,
+    value_from_ast_untyped,
     visit,
 )
 from graphql.language import BREAK, Visitor
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
-from payql.services.queries import DEFAULT_PAGE, MAX_PAGE
+from payql.services.queries import MAX_PAGE
 
-# The fields that return a page of items: their selection is paid for once per item.
-CONNECTIONS = frozenset({"payments", "enrolls", "withdrawals", "creditTransactions"})
+# Keys of a field's Strawberry metadata: the most items a plain list returns, or that a list is a connection's page
+# (its items are paid for by the `first` of the field that returns the connection).
+CAP = "payql.cap"
+PAGE = "payql.page"
 
 
-def _page_size(field: FieldNode, variables: dict[str, Any]) -> int:
-    for argument in field.arguments or ():
-        if argument.name.value != "first":
+def _metadata(field: GraphQLField) -> Mapping[str, Any]:
+    definition = (field.extensions or {}).get("strawberry-definition")
+    metadata = getattr(definition, "metadata", None)
+    return metadata if isinstance(metadata, Mapping) else {}
+
+
+def list_cap(field: GraphQLField) -> int | None:
+    cap = _metadata(field).get(CAP)
+    return cap if isinstance(cap, int) else None
+
+
+def paged(field: GraphQLField) -> bool:
+    return bool(_metadata(field).get(PAGE))
+
+
+def _first(node: FieldNode | None, argument: GraphQLArgument, variables: Mapping[str, Any], limit: int) -> int:
+    value: Any = argument.default_value
+    for given in (node.arguments or ()) if node is not None else ():
+        if given.name.value != "first":
             continue
-        value: Any = None
-        if isinstance(argument.value, IntValueNode):
-            value = int(argument.value.value)
-        elif isinstance(argument.value, VariableNode):
-            value = variables.get(argument.value.name.value)
-        if not isinstance(value, int):
-            return DEFAULT_PAGE
-        return value if 0 < value <= MAX_PAGE else 1  # out of range: the resolver refuses it (INVALID_INPUT)
-    return DEFAULT_PAGE
+        if isinstance(given.value, IntValueNode):
+            value = int(given.value.value)
+        elif isinstance(given.value, VariableNode):
+            value = variables.get(given.value.name.value, argument.default_value)
+    if type(value) is not int:  # null or not a number: execution refuses the variable (BAD_USER_INPUT)
+        return limit
+    return value if 0 < value <= limit else 1  # out of range: the resolver refuses it (INVALID_INPUT)
+
+
+def field_weight(field: GraphQLField, node: FieldNode | None = None, variables: Mapping[str, Any] | None = None) -> int:
+    """How many times a field's selection counts: its `first` when it takes one (up to its cap, else a page), the
+    cap of a plain list, 1 for a connection's page (its connection paid for it) and anything else."""
+    cap = list_cap(field)
+    if "first" in field.args:
+        return _first(node, field.args["first"], variables or {}, cap or MAX_PAGE)
+    if not is_list_type(get_nullable_type(field.type)) or paged(field):
+        return 1
+    return MAX_PAGE if cap is None else cap
+
+
+def _field(parent: GraphQLNamedType | None, name: str) -> GraphQLField | None:
+    if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)):
+        field: GraphQLField | None = parent.fields.get(name)
+        return field
+    return None  # `__typename`, and everything under `__schema` and `__type` (introspection: the schema's size)
 
 
 def query_cost(
+    schema: GraphQLSchema,
     selection_set: SelectionSetNode | None,
+    parent: GraphQLNamedType | None,
     fragments: dict[str, FragmentDefinitionNode],
-    variables: dict[str, Any],
+    variables: Mapping[str, Any],
     seen: frozenset[str] = frozenset(),
 ) -> int:
     if selection_set is None:
@@ -60,15 +111,47 @@ def query_cost(
     total = 0
     for selection in selection_set.selections:
         if isinstance(selection, FieldNode):
-            children = query_cost(selection.selection_set, fragments, variables, seen)
-            size = _page_size(selection, variables) if selection.name.value in CONNECTIONS else 1
+            field = _field(parent, selection.name.value)
+            inner = get_named_type(field.type) if field is not None else None
+            children = query_cost(schema, selection.selection_set, inner, fragments, variables, seen)
+            size = 1 if field is None else field_weight(field, selection, variables)
             total += 1 + size * children
         elif isinstance(selection, InlineFragmentNode):
-            total += query_cost(selection.selection_set, fragments, variables, seen)
+            condition = selection.type_condition
+            inner = schema.get_type(condition.name.value) if condition else parent
+            total += query_cost(schema, selection.selection_set, inner, fragments, variables, seen)
         elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
             fragment = fragments.get(selection.name.value)
             if fragment is not None:
-                total += query_cost(fragment.selection_set, fragments, variables, seen | {selection.name.value})
+                inner = schema.get_type(fragment.type_condition.name.value)
+                spread = seen | {selection.name.value}
+                total += query_cost(schema, fragment.selection_set, inner, fragments, variables, spread)
+    return total
+
+
+def operation_cost(
+    schema: GraphQLSchema, document: DocumentNode, operation_name: str | None, variables: Mapping[str, Any] | None
+) -> int:
+    """The cost of the operation to run (the named one, else the first), its variables at their values or their
+    defaults."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    chosen = [o for o in operations if o.name and o.name.value == operation_name] or operations[:1]
+    roots = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }
+    total = 0
+    for operation in chosen:
+        values = {
+            definition.variable.name.value: value_from_ast_untyped(definition.default_value)
+            for definition in operation.variable_definitions or ()
+            if definition.default_value is not None
+        }
+        values.update(variables or {})
+        root = roots[operation.operation]
+        total += query_cost(schema, operation.selection_set, root, fragments, values)
     return total
 
 
@@ -80,15 +163,12 @@ class CostLimit(SchemaExtension):
         context = self.execution_context
         document: DocumentNode | None = context.graphql_document
         if document is not None and context.result is None:
-            fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
-            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-            chosen = [o for o in operations if o.name and o.name.value == context.operation_name] or operations[:1]
-            variables = context.variables or {}
-            cost = sum(query_cost(operation.selection_set, fragments, variables) for operation in chosen)
+            schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema, with the fields' metadata
+            cost = operation_cost(schema, document, context.operation_name, context.variables)
             if cost > self.max_cost:
                 error = GraphQLError(
-                    f"The query cost {cost} exceeds the maximum of {self.max_cost} (a page's fields count once per "
-                    "item: ask for smaller pages or fewer fields).",
+                    f"The query cost {cost} exceeds the maximum of {self.max_cost} (a list's fields count once per "
+                    "item it may return: ask for smaller pages, fewer items with `first`, or fewer fields).",
                     extensions={"code": "QUERY_TOO_COSTLY"},
                 )
                 context.result = ExecutionResult(data=None, errors=[error])

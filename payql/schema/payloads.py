@@ -11,7 +11,16 @@ from payql.schema.types import (
     Refund,
     UserError,
     Withdrawal,
+    capped,
 )
+
+ERRORS_CAP = 1  # a mutation stops at its first error
+
+
+def errors_field() -> list[UserError]:
+    return capped(  # type: ignore[no-any-return]
+        ERRORS_CAP, "Why the mutation did not do it; empty when it did. At most {cap}.", default_factory=list
+    )
 
 
 @strawberry.type
@@ -20,43 +29,43 @@ class CreateIntentPayload:
     client_secret: str | None = strawberry.field(default=None, description="Stripe PaymentIntent client secret.")
     checkout_url: str | None = strawberry.field(default=None, description="Stripe Checkout (credit packages).")
     confirmation_url: str | None = strawberry.field(default=None, description="YooKassa redirect confirmation.")
-    errors: list[UserError] = strawberry.field(default_factory=list)
+    errors: list[UserError] = errors_field()
 
 
 @strawberry.type
 class ConfirmPayload:
     payment: Payment | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
+    errors: list[UserError] = errors_field()
 
 
 @strawberry.type
 class RefundPayload:
     refund: Refund | None = None
     payment: Payment | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
+    errors: list[UserError] = errors_field()
 
 
 @strawberry.type
 class EnrollPayload:
     enroll: Enroll | None = None
     payment: Payment | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
+    errors: list[UserError] = errors_field()
 
 
 @strawberry.type
 class SpendCreditsPayload:
     transaction: CreditTransaction | None = None
     balance: Balances | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
+    errors: list[UserError] = errors_field()
 
 
 @strawberry.type
 class PayoutAccountPayload:
     payout_account: PayoutAccount | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
+    errors: list[UserError] = errors_field()
 
 
 @strawberry.type
 class WithdrawalPayload:
     withdrawal: Withdrawal | None = None
-    errors: list[UserError] = strawberry.field(default_factory=list)
+    errors: list[UserError] = errors_field()

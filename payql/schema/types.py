@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import strawberry
 
@@ -20,8 +20,16 @@ from payql.schema.enums import (
     RefundStatus,
     WithdrawalStatus,
 )
+from payql.schema.limits import CAP, PAGE
+from payql.services.queries import CURRENCIES_CAP, LIST_CAP, REFUNDS_CAP, list_size
 
 N = TypeVar("N")
+
+
+def capped(cap: int, description: str, **options: Any) -> Any:
+    """A plain list field (no pages) of at most `cap` items: the description says so (`{cap}` in it), and the query
+    cost reads the cap from the metadata. Its resolver returns no more."""
+    return strawberry.field(description=description.format(cap=cap), metadata={CAP: cap}, **options)
 
 
 @strawberry.type(description="An amount of money: a decimal string in major units and an ISO 4217 currency.")
@@ -55,7 +63,7 @@ class Edge(Generic[N]):
 
 @strawberry.type
 class Connection(Generic[N]):
-    edges: list[Edge[N]]
+    edges: list[Edge[N]] = strawberry.field(description="The page: at most `first` items.", metadata={PAGE: True})
     page_info: PageInfo
     _count: strawberry.Private[object]
 
@@ -90,6 +98,11 @@ class Refund:
     created_at: datetime
 
 
+def _refunds(parent: strawberry.Parent[Any], first: int = REFUNDS_CAP) -> list[Refund]:
+    refunds: list[Refund] = parent.refunds  # the node's, loaded for the whole page up to the cap
+    return refunds[: list_size(first, REFUNDS_CAP)]
+
+
 @strawberry.type
 class Enroll:
     id: strawberry.ID
@@ -121,7 +134,9 @@ class Payment:
     payee_id: strawberry.ID | None
     enroll: Enroll | None
     package: CreditPackage | None
-    refunds: list[Refund]
+    refunds: list[Refund] = capped(
+        REFUNDS_CAP, "The oldest first. At most {cap}: `first` asks for fewer.", resolver=_refunds
+    )
     failure_code: str | None
     failure_message: str | None
     created_at: datetime
@@ -163,11 +178,23 @@ class AccountBalance:
     paid_out: Money = strawberry.field(description="What completed withdrawals sent.")
 
 
+def _credit_lots(parent: strawberry.Parent[Any], first: int = LIST_CAP) -> list[CreditLot]:
+    lots: list[CreditLot] = parent._credit_lots  # noqa: SLF001 - read up to the cap by the `balances` resolver
+    return lots[: list_size(first, LIST_CAP)]
+
+
 @strawberry.type
 class Balances:
     credits: int
-    credit_lots: list[CreditLot]
-    accounts: list[AccountBalance]
+    _credit_lots: strawberry.Private[list[CreditLot]]
+    credit_lots: list[CreditLot] = capped(
+        LIST_CAP,
+        "Unspent and unexpired, the soonest to expire first. At most {cap}: `first` asks for fewer.",
+        resolver=_credit_lots,
+    )
+    accounts: list[AccountBalance] = capped(
+        CURRENCIES_CAP, "One per currency. At most {cap}: the currencies payql knows."
+    )
 
 
 @strawberry.type(description="The platform's books in one currency (admin).")

@@ -22,6 +22,7 @@ from payql.auth import Principal
 from payql.models import CreditTransaction, Enroll, Payment, Refund, Withdrawal
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus, WithdrawalStatus
 from payql.models.payment import OPEN_STATUSES
+from payql.money import EXPONENTS
 from payql.services.catalogue import Catalogue
 from payql.services.errors import InvalidInput
 
@@ -32,6 +33,18 @@ T = TypeVar("T")
 K = TypeVar("K")
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
+# The plain lists (no pages) are capped: at most this many items, and the query cost counts each at its cap.
+REFUNDS_CAP = 20  # a payment's refunds: a page of 20 payments with their refunds stays under the default cost
+LIST_CAP = 100  # credit lots, payout accounts, the catalogue
+CURRENCIES_CAP = len(EXPONENTS)  # one item per currency payql knows: never cuts anything off
+
+
+def list_size(first: int | None, cap: int, default: int | None = None) -> int:
+    """How many items to return: `first`, else `default` (the cap when none), refused outside 0..cap."""
+    size = first if first is not None else cap if default is None else default
+    if not 0 <= size <= cap:
+        raise InvalidInput(f"first must be between 0 and {cap}", field="first")
+    return size
 
 
 def encode_cursor(object_id: str) -> str:
@@ -88,9 +101,7 @@ def _page(
     after: str | None,
     filters: dict[str, Any],
 ) -> Page[Record]:
-    size = DEFAULT_PAGE if first is None else first
-    if not 0 <= size <= MAX_PAGE:
-        raise InvalidInput(f"first must be between 0 and {MAX_PAGE}", field="first")
+    size = list_size(first, MAX_PAGE, DEFAULT_PAGE)
     params: dict[str, Any] = {name: value for name, value in filters.items() if value is not None}
     if not principal.is_admin:
         params["user"] = principal.user_id
@@ -144,8 +155,16 @@ def list_withdrawals(
 
 
 _ENROLLS = select(*Enroll.__table__.c).where(Enroll.id.in_(bindparam("ids", expanding=True)))
+# Each payment's first REFUNDS_CAP refunds (the oldest), in one statement for the whole page.
+_RANKED_REFUNDS = (
+    select(*Refund.__table__.c, func.row_number().over(partition_by=Refund.payment_id, order_by=Refund.id).label("n"))
+    .where(Refund.payment_id.in_(bindparam("ids", expanding=True)))
+    .subquery()
+)
 _REFUNDS = (
-    select(*Refund.__table__.c).where(Refund.payment_id.in_(bindparam("ids", expanding=True))).order_by(Refund.id)
+    select(*(_RANKED_REFUNDS.c[column.name] for column in Refund.__table__.c))
+    .where(_RANKED_REFUNDS.c.n <= REFUNDS_CAP)
+    .order_by(_RANKED_REFUNDS.c.id)
 )
 _ENROLL_PAYMENTS = (
     select(*Payment.__table__.c).where(Payment.enroll_id.in_(bindparam("ids", expanding=True))).order_by(Payment.id)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import documents as doc
 import pytest
+from conftest import make_settings
 from flows import book, intent, paid_enroll
 from sqlalchemy import func, select
 from support import Api, no_change
 
+from payql.app import create_app
 from payql.db import Database
 from payql.models import Enroll, IdempotencyRecord, Payment, Refund
+from payql.settings import Settings
 
 
 def rows(db: Database, model: type) -> Callable[[], int]:
@@ -210,3 +214,95 @@ def test_idempotency_keys_are_forgotten_after_a_day(api: Api, db: Database) -> N
     again = intent(client, packageCode="trial", idempotencyKey="day-old")
     assert again["payment"]["id"] != first["payment"]["id"]  # a new operation, as the key is no longer known
     assert rows(db, IdempotencyRecord)() == 1
+
+
+PAGE_SIZE = "query($f: Int!) { payments(first: $f) { totalCount } }"
+BY_STATUS = "query($s: PaymentStatus) { payments(status: $s) { totalCount } }"
+CREATE_ENROLL_INPUT = "mutation($input: CreateEnrollInput!) { createEnroll(input: $input) { errors { code } } }"
+GRAPHQL_RESPONSE = {"Accept": "application/graphql-response+json"}
+
+
+@pytest.mark.parametrize(
+    ("document", "variables"),
+    [
+        (PAGE_SIZE, {"f": "3"}),
+        (PAGE_SIZE, {"f": 1.5}),
+        (PAGE_SIZE, {}),
+        (PAGE_SIZE, {"f": None}),
+        (BY_STATUS, {"s": "PAID"}),
+        (CREATE_ENROLL_INPUT, {"input": {"providerId": "p", "title": "t", "price": {"amount": 40, "currency": "USD"}}}),
+        (CREATE_ENROLL_INPUT, {"input": {"providerId": "p", "title": "t", "price": {"currency": "USD"}}}),
+    ],
+    ids=[
+        "string-for-int",
+        "float-for-int",
+        "missing",
+        "null-for-non-null",
+        "unknown-enum",
+        "number-for-string",
+        "missing-field",
+    ],
+)
+def test_variables_that_do_not_match_their_types_are_bad_user_input(
+    api: Api, db: Database, caplog: pytest.LogCaptureFixture, document: str, variables: dict[str, object]
+) -> None:
+    token = api.token("c13")
+    headers = {"Authorization": f"Bearer {token}"}
+
+    with no_change(rows(db, Enroll)), caplog.at_level(logging.INFO):
+        strict = api.request(
+            "POST", "/graphql", json={"query": document, "variables": variables}, headers=headers | GRAPHQL_RESPONSE
+        )
+        legacy = api.request("POST", "/graphql", json={"query": document, "variables": variables}, headers=headers)
+
+    assert strict.status_code == 400, strict.text
+    assert "data" not in strict.json()
+    assert legacy.status_code == 200
+    for response in (strict, legacy):
+        (error,) = response.json()["errors"]
+        assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+        assert "Variable '$" in error["message"]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+def test_a_null_variable_for_an_argument_that_may_not_be_null_is_bad_user_input(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = api.user("c14")
+
+    with caplog.at_level(logging.INFO):
+        body = client.gql("query($f: Int) { payments(first: $f) { totalCount } }", f=None)
+
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT", error
+    assert "$f" in error["message"]
+    assert [record.getMessage() for record in caplog.records if record.levelno >= logging.ERROR] == []
+
+
+# Each one a typo of a name the schema has: a field, an argument, a type, an enum value (written in the document and
+# sent as a variable) and an input field.
+MISSPELLED: list[tuple[str, dict[str, object]]] = [
+    ("{ paymens { totalCount } }", {}),
+    ("{ payments(frist: 1) { totalCount } }", {}),
+    ("query($s: PaymentStatu) { payments(status: $s) { totalCount } }", {}),
+    ("{ payments(status: SUCCEEDD) { totalCount } }", {}),
+    (BY_STATUS, {"s": "SUCCEEDD"}),
+    (CREATE_ENROLL_INPUT, {"input": {"providerId": "p", "title": "t", "price": {"amont": "1", "currency": "USD"}}}),
+]
+
+
+def test_production_errors_suggest_no_names_and_development_ones_do(settings: Settings, db: Database) -> None:
+    production = make_settings(settings.database_url, payql_env="production")
+
+    with Api(create_app(production, db=db), production) as api:
+        token = api.token("c15")
+        hidden = [api.graphql(document, variables, token=token)["errors"] for document, variables in MISSPELLED]
+    with Api(create_app(settings, db=db), settings) as api:
+        token = api.token("c15")
+        shown = [api.graphql(document, variables, token=token)["errors"] for document, variables in MISSPELLED]
+
+    for errors in hidden:
+        assert errors, "a misspelled name must be refused"
+        assert not any("did you mean" in error["message"].lower() for error in errors), errors
+    for errors in shown:
+        assert any("Did you mean" in error["message"] for error in errors), errors

@@ -87,6 +87,7 @@ REFUSAL_CODES = frozenset(
     {
         "GRAPHQL_PARSE_FAILED",
         "GRAPHQL_VALIDATION_FAILED",
+        "BAD_USER_INPUT",
         "QUERY_TOO_COSTLY",
         "BAD_REQUEST",
         "PAYLOAD_TOO_LARGE",

@@ -149,7 +149,7 @@ def test_the_query_cost_limit_weighs_lists_by_their_page_size(settings: Settings
     limited = settings.model_copy(update={"graphql_max_cost": 200})
     with Api(create_app(limited, db=db), limited) as api:
         token = api.token("u1")
-        page = "edges { node { id status amount { amount currency } refunds { id } } }"
+        page = "edges { node { id status amount { amount currency } refunds(first: 2) { id } } }"
         small = api.graphql("{ payments(first: 10) { " + page + " } }", token=token)
         big = api.graphql("{ payments(first: 100) { " + page + " } }", token=token)
         by_variable = api.graphql("query($n: Int!) { payments(first: $n) { " + page + " } }", {"n": 100}, token=token)

@@ -66,7 +66,7 @@ BALANCES = "balances { credits creditLots { id remaining } accounts { currency a
 CLIENT_VIEW = (
     "query($enroll: ID!, $withEnroll: Boolean!) { "
     + BALANCES
-    + " payments(first: 100) { totalCount edges { node { "
+    + " payments(first: 20) { totalCount edges { node { "  # a cell's client has a few; with refunds, within the cost
     + doc.PAYMENT_FIELDS
     + " } } } enroll(id: $enroll) @include(if: $withEnroll) { id status payment { id status } } }"
 )
