@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy import select
 
-from payql.models import CreditLot as CreditLotRow
 from payql.models import utcnow
 from payql.resolvers.common import GQLInfo, caller
 from payql.schema.types import AccountBalance, Balances, CreditLot, Money, PlatformBalance
@@ -23,12 +21,7 @@ def balances_of(info: GQLInfo, user_id: str) -> Balances:
     session = info.context.session
     accounts = books.user_accounts(session, user_id)
     now = utcnow()
-    lots = session.scalars(
-        select(CreditLotRow)
-        .where(CreditLotRow.user_id == user_id, CreditLotRow.remaining > 0, CreditLotRow.expires_at > now)
-        .order_by(CreditLotRow.expires_at, CreditLotRow.id)
-        .limit(LIST_CAP)
-    )
+    lots = credits.unexpired_lots(session, user_id, LIST_CAP, now)
     return Balances(
         credits=credits.unexpired(session, user_id, now),
         _credit_lots=[

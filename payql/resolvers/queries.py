@@ -10,8 +10,19 @@ import strawberry
 from payql import models as m
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
 from payql.resolvers.common import GQLInfo, caller
-from payql.schema.nodes import enroll_node, package_type, payment_node
-from payql.schema.types import Connection, CreditPackage, CreditTransaction, Edge, Enroll, PageInfo, Payment
+from payql.schema.enums import WithdrawalStatus as WithdrawalStatusEnum
+from payql.schema.nodes import enroll_node, package_type, payment_node, payout_account_type, withdrawal_type
+from payql.schema.types import (
+    Connection,
+    CreditPackage,
+    CreditTransaction,
+    Edge,
+    Enroll,
+    PageInfo,
+    Payment,
+    PayoutAccount,
+    Withdrawal,
+)
 from payql.services import enrolls as enroll_rules
 from payql.services import queries
 from payql.services.errors import NotFound
@@ -74,3 +85,21 @@ def credit_transactions(
     principal = caller(info)
     page = queries.list_credit_transactions(info.context.session, principal, first, after)
     return _connection(page, lambda row: row)
+
+
+def withdrawals(
+    info: GQLInfo,
+    first: int = queries.DEFAULT_PAGE,
+    after: str | None = None,
+    status: WithdrawalStatusEnum | None = None,
+) -> Connection[Withdrawal]:
+    """A provider's own withdrawals; an admin sees all."""
+    page = queries.list_withdrawals(info.context.session, caller(info), first, after, status)
+    return _connection(page, withdrawal_type)
+
+
+def payout_accounts(info: GQLInfo, first: int = queries.LIST_CAP) -> list[PayoutAccount]:
+    """The caller's payout accounts; an admin sees all."""
+    principal = caller(info)
+    size = queries.list_size(first, queries.LIST_CAP)
+    return [payout_account_type(row) for row in queries.list_payout_accounts(info.context.session, principal, size)]

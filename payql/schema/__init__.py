@@ -21,16 +21,21 @@ from strawberry.types import ExecutionContext, ExecutionResult
 
 from payql.resolvers import (
     accept_enroll,
+    approve_withdrawal,
     cancel_enroll,
     confirm,
     confirm_enroll,
     create_enroll,
     create_intent,
     mark_enroll_ready,
-    payouts,
     queries,
     refund,
+    register_payout_account,
+    reject_payout_account,
+    reject_withdrawal,
+    request_withdrawal,
     spend_credits,
+    verify_payout_account,
 )
 from payql.resolvers import balances as balance_resolvers
 from payql.schema.errors import CodedErrors, code_stray_errors
@@ -72,12 +77,12 @@ class Query:
         description="The caller's credit ledger, newest first.",
     )
     withdrawals: Connection[Withdrawal] = strawberry.field(
-        resolver=payouts.withdrawals, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
+        resolver=queries.withdrawals, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
     )
     payout_accounts: list[PayoutAccount] = capped(
         LIST_CAP,
         "Own; an admin sees all. The oldest first. At most {cap}: `first` asks for fewer.",
-        resolver=payouts.payout_accounts,
+        resolver=queries.payout_accounts,
         permission_classes=[IsAuthenticated],
     )
     platform_balances: list[PlatformBalance] = capped(
@@ -101,17 +106,23 @@ class Mutation:
     confirm_enroll = strawberry.mutation(resolver=confirm_enroll.confirm_enroll, permission_classes=[IsAuthenticated])
     spend_credits = strawberry.mutation(resolver=spend_credits.spend_credits, permission_classes=[IsAuthenticated])
     register_payout_account = strawberry.mutation(
-        resolver=payouts.register_payout_account, permission_classes=[IsAuthenticated]
+        resolver=register_payout_account.register_payout_account, permission_classes=[IsAuthenticated]
     )
     verify_payout_account = strawberry.mutation(
-        resolver=payouts.verify_payout_account, permission_classes=[IsAuthenticated]
+        resolver=verify_payout_account.verify_payout_account, permission_classes=[IsAuthenticated]
     )
     reject_payout_account = strawberry.mutation(
-        resolver=payouts.reject_payout_account, permission_classes=[IsAuthenticated]
+        resolver=reject_payout_account.reject_payout_account, permission_classes=[IsAuthenticated]
     )
-    request_withdrawal = strawberry.mutation(resolver=payouts.request_withdrawal, permission_classes=[IsAuthenticated])
-    approve_withdrawal = strawberry.mutation(resolver=payouts.approve_withdrawal, permission_classes=[IsAuthenticated])
-    reject_withdrawal = strawberry.mutation(resolver=payouts.reject_withdrawal, permission_classes=[IsAuthenticated])
+    request_withdrawal = strawberry.mutation(
+        resolver=request_withdrawal.request_withdrawal, permission_classes=[IsAuthenticated]
+    )
+    approve_withdrawal = strawberry.mutation(
+        resolver=approve_withdrawal.approve_withdrawal, permission_classes=[IsAuthenticated]
+    )
+    reject_withdrawal = strawberry.mutation(
+        resolver=reject_withdrawal.reject_withdrawal, permission_classes=[IsAuthenticated]
+    )
     cancel_enroll = strawberry.mutation(resolver=cancel_enroll.cancel_enroll, permission_classes=[IsAuthenticated])
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session
 
 from payql.auth import AuthError, Principal
+from payql.schema.loaders import Loaders
 from payql.services import Services
 from payql.services.errors import Unauthenticated
-from payql.services.queries import Loaders
 
 
 @dataclass(slots=True)

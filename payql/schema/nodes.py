@@ -10,9 +10,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from payql.schema.types import CreditPackage, Money
+import strawberry
+
+from payql.schema.loaders import Loaders
+from payql.schema.types import CreditPackage, Money, PayoutAccount, Withdrawal
 from payql.services.catalogue import Package
-from payql.services.queries import Loaders, Record
+from payql.services.queries import Record
 
 
 def _column(name: str) -> Any:
@@ -140,3 +143,26 @@ def enroll_node(loaders: Loaders, row: Record | None) -> Any:
 
 def refund_node(row: Record | None) -> Any:
     return None if row is None else RefundNode(row)
+
+
+def withdrawal_type(row: Record) -> Withdrawal:
+    return Withdrawal(
+        id=strawberry.ID(row.id),
+        provider_id=strawberry.ID(row.user_id),
+        amount=Money.of(row.amount_minor, row.currency),
+        status=row.status,
+        reason=row.reason,
+        created_at=row.created_at,
+        processed_at=row.processed_at,
+    )
+
+
+def payout_account_type(row: Record) -> PayoutAccount:
+    return PayoutAccount(
+        id=strawberry.ID(row.id),
+        provider=row.provider,
+        status=row.status.value,
+        currency=row.currency,
+        external_account_id=row.external_account_id,
+        created_at=row.created_at,
+    )

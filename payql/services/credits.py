@@ -47,6 +47,19 @@ def unexpired(session: Session, user_id: str, now: datetime | None = None) -> in
     return int(total or 0)
 
 
+def unexpired_lots(session: Session, user_id: str, limit: int, now: datetime | None = None) -> list[CreditLot]:
+    """The user's lots with credits left and not expired, soonest-expiring first (the order they are spent in)."""
+    now = now or utcnow()
+    return list(
+        session.scalars(
+            select(CreditLot)
+            .where(CreditLot.user_id == user_id, CreditLot.remaining > 0, CreditLot.expires_at > now)
+            .order_by(CreditLot.expires_at, CreditLot.id)
+            .limit(limit)
+        )
+    )
+
+
 def _move(
     session: Session,
     user_id: str,

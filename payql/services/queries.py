@@ -1,4 +1,5 @@
-"""The read side: keyset-paginated lists of what a principal may see, and per-request batch loaders.
+"""The read side: keyset-paginated lists of what a principal may see, their cursors, and the batched lookups
+the per-request loaders (schema/loaders.py) run.
 
 Lists and loaders read plain rows (SQLAlchemy Core), not ORM objects: they are only read, and building ORM
 instances for every row of a page cost more than the queries themselves.
@@ -11,7 +12,7 @@ import binascii
 import functools
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
@@ -19,11 +20,10 @@ from sqlalchemy import Integer, Select, Table, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.models import CreditTransaction, Enroll, Payment, Refund, Withdrawal
+from payql.models import CreditTransaction, Enroll, Payment, PayoutAccount, Refund, Withdrawal
 from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus, WithdrawalStatus
 from payql.models.payment import OPEN_STATUSES
 from payql.money import EXPONENTS
-from payql.services.catalogue import Catalogue
 from payql.services.errors import InvalidInput
 
 _CURSOR = re.compile(r"[a-z]{2,8}_[0-9a-f]{14,40}")
@@ -171,60 +171,32 @@ _ENROLL_PAYMENTS = (
 )
 
 
-class BatchLoader(Generic[K, T]):
-    """A synchronous DataLoader for one request: keys are registered as a list resolves, then the first `load`
-    fetches every registered key in one query. GraphQL's synchronous execution completes list items one by one,
-    so registering the page's keys up front is what turns N lookups into one."""
-
-    def __init__(self, fetch: Callable[[list[K]], dict[K, T]], default: Callable[[], T]) -> None:
-        self._fetch = fetch
-        self._default = default
-        self._cache: dict[K, T] = {}
-        self._wanted: set[K] = set()
-
-    def want(self, keys: Iterable[K | None]) -> None:
-        self._wanted.update(key for key in keys if key is not None and key not in self._cache)
-
-    def load(self, key: K) -> T:
-        if key not in self._cache:
-            self._wanted.add(key)
-            batch = sorted(self._wanted, key=str)
-            found = self._fetch(batch)
-            for wanted in batch:
-                self._cache[wanted] = found.get(wanted, self._default())
-            self._wanted.clear()
-        return self._cache[key]
+def enrolls_by_id(session: Session, ids: list[str]) -> dict[str, Record]:
+    return {row.id: row for row in session.connection().execute(_ENROLLS, {"ids": ids})}
 
 
-class Loaders:
-    """Per-request loaders (never module-level: they cache for the life of the request only)."""
+def refunds_by_payment(session: Session, ids: list[str]) -> dict[str, list[Record]]:
+    """At most REFUNDS_CAP refunds of each payment, oldest first."""
+    grouped: dict[str, list[Record]] = defaultdict(list)
+    for row in session.connection().execute(_REFUNDS, {"ids": ids}):
+        grouped[row.payment_id].append(row)
+    return dict(grouped)
 
-    def __init__(self, session: Session, catalogue: Catalogue) -> None:
-        self.session = session
-        self.catalogue = catalogue
-        self.enroll: BatchLoader[str, Record | None] = BatchLoader(self._enrolls, lambda: None)
-        self.refunds: BatchLoader[str, list[Record]] = BatchLoader(self._refunds, list)
-        self.enroll_payment: BatchLoader[str, Record | None] = BatchLoader(self._enroll_payments, lambda: None)
 
-    def want_payments(self, payments: Sequence[Any]) -> None:
-        self.enroll.want(payment.enroll_id for payment in payments)
-        self.refunds.want(payment.id for payment in payments)
+def payments_by_enroll(session: Session, ids: list[str]) -> dict[str, Record]:
+    """An enroll's payment: the open one if there is one, else the latest attempt."""
+    chosen: dict[str, Record] = {}
+    for row in session.connection().execute(_ENROLL_PAYMENTS, {"ids": ids}):
+        key = row.enroll_id or ""
+        current = chosen.get(key)
+        if current is None or current.status not in OPEN_STATUSES or row.status in OPEN_STATUSES:
+            chosen[key] = row
+    return chosen
 
-    def _enrolls(self, ids: list[str]) -> dict[str, Record | None]:
-        return {row.id: row for row in self.session.connection().execute(_ENROLLS, {"ids": ids})}
 
-    def _refunds(self, ids: list[str]) -> dict[str, list[Record]]:
-        grouped: dict[str, list[Record]] = defaultdict(list)
-        for row in self.session.connection().execute(_REFUNDS, {"ids": ids}):
-            grouped[row.payment_id].append(row)
-        return dict(grouped)
-
-    def _enroll_payments(self, ids: list[str]) -> dict[str, Record | None]:
-        """An enroll's payment: the open one if there is one, else the latest attempt."""
-        chosen: dict[str, Record | None] = {}
-        for row in self.session.connection().execute(_ENROLL_PAYMENTS, {"ids": ids}):
-            key = row.enroll_id or ""
-            current = chosen.get(key)
-            if current is None or current.status not in OPEN_STATUSES or row.status in OPEN_STATUSES:
-                chosen[key] = row
-        return chosen
+def list_payout_accounts(session: Session, principal: Principal, size: int) -> list[PayoutAccount]:
+    """The caller's payout accounts, oldest first; an admin sees all."""
+    query = select(PayoutAccount).order_by(PayoutAccount.id).limit(size)
+    if not principal.is_admin:
+        query = query.where(PayoutAccount.user_id == principal.user_id)
+    return list(session.scalars(query))
