@@ -49,11 +49,6 @@ class _Counters:
         self._down_since: float | None = None
         self._retry_at = 0.0
 
-    @property
-    def degraded(self) -> bool:
-        """Whether counting is in process although Redis is configured (it did not answer last time)."""
-        return self._down_since is not None
-
     def hit(self, item: RateLimitItem, namespace: str, key: str) -> int:
         """0 when the request may go on, else the seconds to wait."""
         if self._redis is not None and (self._down_since is None or time.monotonic() >= self._retry_at):
