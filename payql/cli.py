@@ -139,8 +139,20 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta  # noqa: PLC0415
 
     older_than = None if args.older_than is None else timedelta(seconds=args.older_than)
+    if args.report:
+        with _services(settings) as services:
+            report = services.reconciler.report(older_than=older_than, limit=args.limit)
+        for difference in report.differences:
+            print(f"  differs: {difference}")
+        for problem in report.problems:
+            print(f"  not compared: {problem}")
+        print(
+            f"reconcile --report: {report.checked} object(s) compared with their provider, "
+            f"{len(report.differences)} difference(s), {report.failed} not compared"
+        )
+        return 1 if report.differences or report.failed else 0
     with _services(settings) as services:
-        run = services.reconciler.run(older_than=older_than, limit=args.limit)
+        run = services.reconciler.run(older_than=older_than, limit=args.limit, full=args.full)
     if run.skipped:
         print("reconcile: another replica is running it")
         return 0
@@ -226,6 +238,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="only rows untouched this long (default RECONCILE_AFTER_SECONDS)",
     )
     reconcile.add_argument("--limit", type=int, default=1000, help="at most this many rows of each kind per run")
+    reconcile.add_argument(
+        "--full",
+        action="store_true",
+        help="also re-read and apply every payment and payout of RECONCILE_LOOKBACK_DAYS (what --report compares)",
+    )
+    reconcile.add_argument(
+        "--report",
+        action="store_true",
+        help="change nothing: list every difference with the providers in RECONCILE_LOOKBACK_DAYS (exit 1 if any)",
+    )
     reconcile.set_defaults(run=cmd_reconcile)
 
     idempotency = commands.add_parser("idempotency", help="idempotency keys")

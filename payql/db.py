@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any, Final, Self
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +70,46 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
 ROW_LOCK: Final[dict[str, Any]] = {"key_share": True}
 
 
+# Inside `Database.dry_run()`, a unit of work's commit flushes, records what it would change here and rolls back.
+_DRY_RUN: ContextVar[list[str] | None] = ContextVar("payql_dry_run", default=None)
+# Columns that say nothing about money or state: a dry run does not report them.
+_QUIET = frozenset({"created_at", "updated_at", "client_secret", "confirmation_url", "checkout_url", "expires_at"})
+_SUMMARY = ("status", "kind", "amount_minor", "currency", "cause_type", "cause_id", "provider_refund_id")
+
+
+def describe_changes(session: Session) -> list[str]:
+    """What a session is about to write, one line per row: `refunds ref_1: status SUCCEEDED -> FAILED`."""
+    lines: list[str] = []
+    for obj in session.new:
+        table = obj.__table__.name
+        if table in {"ledger_entries", "webhook_events"}:
+            continue  # an entry belongs to its transaction, which is described
+        fields = " ".join(f"{name}={getattr(obj, name)}" for name in _SUMMARY if getattr(obj, name, None) is not None)
+        lines.append(f"{table} (new): {fields}")
+    for obj in session.dirty:
+        state = inspect(obj)
+        for attr in state.mapper.column_attrs:
+            if attr.key in _QUIET:
+                continue
+            history = state.attrs[attr.key].history
+            if history.added and list(history.deleted) != list(history.added):
+                before = history.deleted[0] if history.deleted else None
+                where = f"{obj.__table__.name} {getattr(obj, 'id', '?')}"
+                lines.append(f"{where}: {attr.key} {before} -> {history.added[0]}")
+    return sorted(lines)
+
+
+def dry_running() -> bool:
+    return _DRY_RUN.get() is not None
+
+
+def note_change(line: str) -> None:
+    """Record a write made outside the ORM's unit of work (the ledger's statements) when in a dry run."""
+    dry = _DRY_RUN.get()
+    if dry is not None and line not in dry:
+        dry.append(line)
+
+
 class UnitOfWork:
     """One database transaction that rolls back unless `commit()` is called.
 
@@ -87,7 +128,14 @@ class UnitOfWork:
         self._flushed = False
         if self._write:
             event.listen(self.session, "after_flush", self._on_flush)
+            if _DRY_RUN.get() is not None:
+                event.listen(self.session, "before_flush", self._record)
         return self
+
+    def _record(self, session: Session, *_args: object) -> None:
+        dry = _DRY_RUN.get()
+        if dry is not None:
+            dry.extend(line for line in describe_changes(session) if line not in dry)
 
     def _on_flush(self, *_args: object) -> None:
         self._flushed = True
@@ -103,6 +151,10 @@ class UnitOfWork:
             self.session.close()
 
     def commit(self) -> None:
+        if _DRY_RUN.get() is not None:
+            # `Database.dry_run()`: record what this commit would write, then let `__exit__` roll it back
+            self.session.flush()
+            return
         self.session.commit()
         self._committed = True
 
@@ -119,6 +171,17 @@ class Database:
 
     def uow(self, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self._write if write else self._read, write=write)
+
+    @contextmanager
+    def dry_run(self) -> Iterator[list[str]]:
+        """Units of work begun inside never commit: each rolls back, and the list gets what it would have written
+        (`payql reconcile --report`). For the calling thread (a context variable) only."""
+        changes: list[str] = []
+        token = _DRY_RUN.set(changes)
+        try:
+            yield changes
+        finally:
+            _DRY_RUN.reset(token)
 
     def new_session(self) -> Session:
         """A plain read session; the caller closes it (the GraphQL context does, at the end of the request)."""

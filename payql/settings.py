@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     # `payql reconcile` finishes intents (and re-fetches open payments) untouched for this long: well past
     # PROVIDER_TIMEOUT_MS, so that it never races a request still waiting on its provider.
     reconcile_after_seconds: int = Field(default=900, ge=0)
+    # ... and re-reads refunds that succeeded this recently (a provider may fail one weeks later); `--report`
+    # compares every payment and payout that moved in this window.
+    reconcile_lookback_days: int = Field(default=120, ge=1, le=3650)
     # Crash points for the crash-recovery tests (payql.faults): refused outside PAYQL_ENV=test.
     payql_faults: Annotated[list[str], NoDecode] = Field(default_factory=list)
 

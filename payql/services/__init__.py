@@ -59,7 +59,13 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
     payouts = PayoutService(db, settings, providers, idempotency)
     enrolls = EnrollService(db, payments, refunds)
     reconciler = Reconciler(
-        db, payments, refunds, enrolls, payouts, timedelta(seconds=settings.reconcile_after_seconds)
+        db,
+        payments,
+        refunds,
+        enrolls,
+        payouts,
+        timedelta(seconds=settings.reconcile_after_seconds),
+        lookback=timedelta(days=settings.reconcile_lookback_days),
     )
     return Services(
         settings=settings,

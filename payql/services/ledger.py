@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from payql.db import dry_running, note_change
 from payql.models import (
     AccountKind,
     LedgerAccount,
@@ -89,6 +90,11 @@ def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Ite
         )
     }
     transaction_id = new_id("ltx")
+    if dry_running():  # `payql reconcile --report`: say what would be posted
+        note_change(
+            f"ledger_transactions (new): kind={kind} cause={cause_type} {cause_id} "
+            + " ".join(f"{line.kind.value}:{line.owner_id}{line.amount_minor:+d}" for line in lines)
+        )
     connection.execute(_INSERT_TRANSACTION, {"id": transaction_id, "created_at": utcnow(), **cause})
     moves = [(accounts[(line.owner_id, line.kind, line.currency)], line) for line in lines]
     connection.execute(

@@ -9,8 +9,14 @@ apply, or the call times out and the caller never retries, the intent stays behi
   missing is asked for again (capture, void, or the cancellation's refund), with the same keys;
 - a refund PENDING with no provider id: sent again with the same key;
 - a withdrawal PROCESSING: its payout sent again with the same key, or re-fetched;
-- payments waiting on the payer (up to a week old) and pending refunds whose webhook never came: re-fetched and
+- payments waiting on the payer (up to a week old), pending refunds whose webhook never came, and payments with a
+  refund that succeeded within `RECONCILE_LOOKBACK_DAYS` (a provider may fail a refund weeks later): re-fetched and
   applied.
+
+`report()` (`payql reconcile --report`) changes nothing: it re-reads every payment and withdrawal of the lookback
+window (and every open one), applies each answer through the same path as `run()` inside a unit of work that is
+rolled back (`Database.dry_run`), and lists what that would have written: every difference between payql's books
+and the provider's records. Intents left unfinished are listed too.
 
 Only rows untouched for `RECONCILE_AFTER_SECONDS` (far longer than `PROVIDER_TIMEOUT_MS`) are taken, so reconcile
 never races a request still waiting on its provider; on PostgreSQL an advisory lock lets one replica run it at a
@@ -27,7 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Select, or_, select
 
 from payql.db import Database
-from payql.models import Enroll, Payment, Refund, Withdrawal, utcnow
+from payql.models import Enroll, Payment, PayoutAccount, Refund, Withdrawal, utcnow
 from payql.models.enums import PaymentStatus, RefundStatus, WithdrawalStatus
 from payql.providers.base import ProviderError
 from payql.services.enrolls import EnrollService
@@ -44,6 +50,14 @@ logger = logging.getLogger("payql.reconcile")
 # on every run for ever. (Held payments move by our own capture or void, or `payql holds expire`.)
 WAITING = (PaymentStatus.PENDING, PaymentStatus.REQUIRES_ACTION, PaymentStatus.PROCESSING)
 RESYNC_WINDOW = timedelta(days=7)
+
+
+@dataclass(slots=True)
+class ReconcileReport:
+    checked: int = 0  # objects compared with their provider
+    differences: list[str] = field(default_factory=list)
+    failed: int = 0  # objects the provider could not answer now
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -67,6 +81,7 @@ class Reconciler:
         enrolls: EnrollService,
         payouts: PayoutService,
         older_than: timedelta,
+        lookback: timedelta = timedelta(days=120),
     ) -> None:
         self._db = db
         self._payments = payments
@@ -74,10 +89,17 @@ class Reconciler:
         self._enrolls = enrolls
         self._payouts = payouts
         self._older_than = older_than
+        self._lookback = lookback
 
     def run(
-        self, *, older_than: timedelta | None = None, now: datetime | None = None, limit: int = 1000
+        self,
+        *,
+        older_than: timedelta | None = None,
+        now: datetime | None = None,
+        limit: int = 1000,
+        full: bool = False,
     ) -> ReconcileRun:
+        """Finish what was left and re-read what is open; `full` also re-reads everything `report()` compares."""
         cutoff = (now or utcnow()) - (self._older_than if older_than is None else older_than)
         with exclusive(self._db, "reconcile") as mine:
             if not mine:
@@ -88,8 +110,37 @@ class Reconciler:
             run.created = self._each(run, "payment", self._ids(self._unsent_payments(cutoff), limit), self._create)
             run.refunds = self._each(run, "refund", self._ids(self._unsent_refunds(cutoff), limit), self._refund)
             run.payouts = self._each(run, "withdrawal", self._ids(self._payouts_in_flight(cutoff), limit), self._payout)
-            run.refreshed = self._each(run, "payment", self._ids(self._waiting_payments(cutoff), limit), self._refresh)
+            since = (now or utcnow()) - self._lookback
+            if full:  # what `report()` compares: every payment and payout of the window
+                waiting = self._ids(self._payments_in_window(cutoff, since), limit)
+                settled = self._ids(self._payouts_in_window(cutoff, since), limit)
+                run.payouts += self._each(run, "withdrawal", settled, self._refresh_payout)
+            else:
+                waiting = self._ids(self._waiting_payments(cutoff, since), limit)
+            run.refreshed = self._each(run, "payment", waiting, self._refresh)
             return run
+
+    def report(
+        self, *, older_than: timedelta | None = None, now: datetime | None = None, limit: int = 1000
+    ) -> ReconcileReport:
+        """Every difference between payql and its providers in the lookback window; changes nothing."""
+        moment = now or utcnow()
+        cutoff = moment - (self._older_than if older_than is None else older_than)
+        since = moment - self._lookback
+        report = ReconcileReport()
+        unfinished = (
+            ("enroll", self._pending_enrolls(cutoff), "a completion or cancellation is unfinished"),
+            ("payment", self._unsent_payments(cutoff), "its creation was never confirmed by the provider"),
+            ("refund", self._unsent_refunds(cutoff), "it was never confirmed by the provider"),
+            ("withdrawal", self._unsent_payouts(cutoff), "its payout was never confirmed by the provider"),
+        )
+        for kind, query, what in unfinished:
+            report.differences.extend(f"{kind} {object_id}: {what}" for object_id in self._ids(query, limit))
+        for payment_id in self._ids(self._payments_in_window(cutoff, since), limit):
+            self._compare(report, "payment", payment_id, self._compare_payment)
+        for withdrawal_id in self._ids(self._payouts_in_window(cutoff, since), limit):
+            self._compare(report, "withdrawal", withdrawal_id, self._compare_payout)
+        return report
 
     # -- what is left behind ---------------------------------------------------------------------------------
 
@@ -134,13 +185,14 @@ class Reconciler:
         )
 
     @staticmethod
-    def _waiting_payments(cutoff: datetime) -> Select[str]:
-        pending_refund = (
+    def _waiting_payments(cutoff: datetime, since: datetime) -> Select[str]:
+        refund_to_check = (
             select(Refund.payment_id)
             .where(
-                Refund.status == RefundStatus.PENDING,
                 Refund.provider_refund_id.is_not(None),
                 Refund.updated_at < cutoff,
+                (Refund.status == RefundStatus.PENDING)
+                | ((Refund.status == RefundStatus.SUCCEEDED) & (Refund.updated_at > since)),
             )
             .scalar_subquery()
         )
@@ -152,10 +204,53 @@ class Reconciler:
                     Payment.status.in_(WAITING)
                     & (Payment.updated_at < cutoff)
                     & (Payment.updated_at > cutoff - RESYNC_WINDOW),
-                    Payment.id.in_(pending_refund),
+                    Payment.id.in_(refund_to_check),
                 ),
             )
             .order_by(Payment.updated_at.desc())
+        )
+
+    @staticmethod
+    def _payments_in_window(cutoff: datetime, since: datetime) -> Select[str]:
+        """For the report: every payment the provider knows that moved in the window, is open, or has a refund
+        that moved in the window or is open."""
+        refunds = (
+            select(Refund.payment_id)
+            .where((Refund.updated_at > since) | (Refund.status == RefundStatus.PENDING))
+            .scalar_subquery()
+        )
+        return (
+            select(Payment.id)
+            .where(
+                Payment.provider_payment_id.is_not(None),
+                Payment.updated_at < cutoff,
+                (Payment.updated_at > since) | Payment.status.in_(WAITING) | Payment.id.in_(refunds),
+            )
+            .order_by(Payment.updated_at.desc())
+        )
+
+    @staticmethod
+    def _unsent_payouts(cutoff: datetime) -> Select[str]:
+        return (
+            select(Withdrawal.id)
+            .where(
+                Withdrawal.status == WithdrawalStatus.PROCESSING,
+                Withdrawal.provider_payout_id.is_(None),
+                Withdrawal.updated_at < cutoff,
+            )
+            .order_by(Withdrawal.updated_at)
+        )
+
+    @staticmethod
+    def _payouts_in_window(cutoff: datetime, since: datetime) -> Select[str]:
+        return (
+            select(Withdrawal.id)
+            .where(
+                Withdrawal.provider_payout_id.is_not(None),
+                Withdrawal.updated_at < cutoff,
+                (Withdrawal.updated_at > since) | (Withdrawal.status == WithdrawalStatus.PROCESSING),
+            )
+            .order_by(Withdrawal.updated_at.desc())
         )
 
     def _ids(self, query: Select[str], limit: int) -> list[str]:
@@ -182,8 +277,56 @@ class Reconciler:
         self._payouts.send(withdrawal)
         return True
 
+    def _refresh_payout(self, withdrawal_id: str) -> bool:
+        with self._db.read() as session:
+            withdrawal = session.get(Withdrawal, withdrawal_id)
+            account = session.get(PayoutAccount, withdrawal.payout_account_id) if withdrawal is not None else None
+        if withdrawal is None or withdrawal.provider_payout_id is None or account is None:  # pragma: no cover
+            return False
+        answer = self._payouts.provider(account.provider).retrieve_payout(withdrawal.provider_payout_id)
+        return self._payouts.settle(withdrawal_id, answer) is not withdrawal.status
+
     def _refresh(self, payment_id: str) -> bool:
         return self._payments.refresh(payment_id)
+
+    # -- comparing, for the report -------------------------------------------------------------------------------
+
+    def _compare_payment(self, payment_id: str) -> list[str]:
+        with self._db.read() as session:
+            payment = session.get(Payment, payment_id)
+        if payment is None or payment.provider_payment_id is None:  # pragma: no cover - selected with an id
+            return []
+        answer = self._payments.provider(payment.provider).retrieve_payment(payment.provider_payment_id)
+        with self._db.dry_run() as changes:
+            self._payments.apply_answer(payment_id, answer)
+        return changes
+
+    def _compare_payout(self, withdrawal_id: str) -> list[str]:
+        with self._db.read() as session:
+            withdrawal = session.get(Withdrawal, withdrawal_id)
+            account = session.get(PayoutAccount, withdrawal.payout_account_id) if withdrawal is not None else None
+        if withdrawal is None or withdrawal.provider_payout_id is None or account is None:  # pragma: no cover
+            return []
+        answer = self._payouts.provider(account.provider).retrieve_payout(withdrawal.provider_payout_id)
+        with self._db.dry_run() as changes:
+            self._payouts.settle(withdrawal_id, answer)
+        return changes
+
+    @staticmethod
+    def _compare(report: ReconcileReport, kind: str, object_id: str, compare: Callable[[str], list[str]]) -> None:
+        report.checked += 1
+        try:
+            changes = compare(object_id)
+        except ProviderError as exc:
+            report.failed += 1
+            report.problems.append(f"{kind} {object_id}: the provider did not answer ({exc.code})")
+            return
+        except Exception:  # one broken row must not hide the others
+            report.failed += 1
+            report.problems.append(f"{kind} {object_id}: unexpected error (logged)")
+            logger.exception("reconcile --report: %s %s failed", kind, object_id)
+            return
+        report.differences.extend(f"{kind} {object_id}: {change}" for change in changes)
 
     @staticmethod
     def _each(run: ReconcileRun, kind: str, ids: Iterable[str], finish: Callable[[str], bool]) -> int:

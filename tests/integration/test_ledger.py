@@ -48,3 +48,22 @@ def test_an_empty_posting_writes_nothing(db: Database) -> None:
 
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+
+
+def test_a_dry_run_records_what_a_unit_of_work_would_write_and_writes_nothing(db: Database) -> None:
+    with db.dry_run() as changes, db.uow() as uow:
+        ledger.post(uow.session, "sale", "payment", "pay_1", lines(250))
+        uow.commit()  # inside a dry run: flushed and recorded, then rolled back
+
+    assert changes == [
+        "ledger_transactions (new): kind=sale cause=payment pay_1 provider_cash:STRIPE+250 revenue:platform-250"
+    ]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+        assert ledger.balances(session, PLATFORM) == {}
+
+    with db.uow() as uow:  # outside it, the same unit of work commits
+        ledger.post(uow.session, "sale", "payment", "pay_1", lines(250))
+        uow.commit()
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
