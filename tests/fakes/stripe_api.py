@@ -342,6 +342,9 @@ _RETURN_URL_REQUIRED = (
     "`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment Intents."
 )
 
+# Objects that Stripe renders without `livemode` (the spec lists no such field for them; tests/fakes/shapes.py checks)
+_WITHOUT_LIVEMODE = frozenset({"refund", "transfer_reversal", "balance_transaction", "fee_refund"})
+
 # ------------------------------------------------------------------------------------------------ plumbing
 
 
@@ -853,9 +856,10 @@ class FakeStripe:
     # ------------------------------------------------------------------------------------- object helpers
 
     def _new(self, prefix: str, object_name: str, **fields: Any) -> Obj:
-        return {"id": _new_id(prefix), "object": object_name, "created": _now(), "livemode": False, "metadata": {}} | (
-            fields
-        )
+        obj = {"id": _new_id(prefix), "object": object_name, "created": _now(), "livemode": False, "metadata": {}}
+        if object_name in _WITHOUT_LIVEMODE:
+            del obj["livemode"]
+        return obj | fields
 
     @staticmethod
     def _get(store: dict[str, Obj], kind: str, object_id: str, param: str | None = None) -> Obj:
@@ -1299,7 +1303,7 @@ class FakeStripe:
             payment_status="unpaid",
             status="open",
             success_url=_str(params, "success_url"),
-            ui_mode="hosted",
+            ui_mode="hosted_page",  # its name in the pinned API version (older ones: `hosted`)
             url=None,
         )
         session["url"] = f"{self.url}/checkout/{session['id']}"
