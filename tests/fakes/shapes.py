@@ -27,6 +27,7 @@ would be dropped by the SDK), recursively; statuses and `cancellation_details` h
 from __future__ import annotations
 
 import ast
+import decimal
 import importlib
 import inspect
 import json
@@ -34,12 +35,14 @@ import pkgutil
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
+import pytest
 import stripe
 from stripe._error_object import ErrorObject
 from stripe._list_object import ListObject
@@ -141,7 +144,13 @@ _SCALARS: dict[Any, tuple[Callable[[Any], bool], str]] = {
     int: (lambda value: isinstance(value, int) and not isinstance(value, bool), "an integer"),
     float: (lambda value: isinstance(value, int | float) and not isinstance(value, bool), "a number"),
     str: (lambda value: isinstance(value, str), "a string"),
+    decimal.Decimal: (lambda value: isinstance(value, str) and _is_decimal(value), "a decimal string"),
 }
+
+
+def _is_decimal(text: str) -> bool:
+    """The spec's `format: decimal` fields (the SDK types them Decimal) travel as strings, e.g. "0.5"."""
+    return re.fullmatch(r"-?\d+(\.\d+)?", text) is not None
 
 
 def _container_check(hint: Any, origin: Any) -> Callable[[Any, Any, str, Problems], None] | None:
@@ -595,3 +604,19 @@ def check_fake_output(fake: Any, sent: list[Any], cursor: Cursor) -> Problems:
     else:
         problems.append(f"no shape checks for {type(fake).__name__}")
     return problems
+
+
+_cursors: weakref.WeakKeyDictionary[Any, Cursor] = weakref.WeakKeyDictionary()
+
+
+@pytest.fixture(autouse=True)
+def shapes_match_the_sdks() -> Iterator[None]:
+    """After each test: every answer and event of every fake still alive must match the provider's SDK types.
+    Imported by tests/conftest.py, so it runs after every test (a test without fakes costs nothing)."""
+    from fakes._http import FakeServer  # noqa: PLC0415
+
+    yield
+    problems: Problems = []
+    for server in list(FakeServer.live):
+        problems += check_fake_output(server.fake, server.sent, _cursors.setdefault(server, Cursor()))
+    assert problems == [], "a fake sent what the provider's SDK types do not allow:\n" + "\n".join(problems)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from fakes.shapes import (
     check_fake_output,
     check_stripe_answer,
     check_stripe_event,
+    check_stripe_object,
     check_yookassa_answer,
     check_yookassa_notification,
     check_yookassa_object,
@@ -69,6 +71,17 @@ def _event(obj: dict[str, Any], event_type: str = "refund.updated", **data: Any)
 
 
 # ------------------------------------------------------------------------------------ the Stripe checks
+
+
+_STRIPE_FIXTURES = json.loads((Path(__file__).parent / "spec" / "stripe_fixtures.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("name", sorted(_STRIPE_FIXTURES["resources"]))
+def test_stripes_own_example_objects_pass(name: str) -> None:
+    """No false alarms: the objects of Stripe's published fixtures (openapi/fixtures3.json) pass the checks."""
+    problems: list[str] = []
+    check_stripe_object(_STRIPE_FIXTURES["resources"][name], name, problems)
+    assert problems == []
 
 
 def test_a_stripe_object_as_the_sdk_types_it_passes() -> None:
