@@ -265,8 +265,17 @@ def check_stripe_object(value: Any, where: str, problems: Problems) -> None:
 
 
 def check_stripe_event(event: Any, where: str = "event") -> Problems:
+    """An event as the SDK types it, whose `type` names the object it carries: `refund.updated` and
+    `charge.refund.updated` carry a refund, `charge.dispute.created` a dispute, `checkout.session.completed` a
+    checkout.session."""
     problems: Problems = []
     check_stripe(event, stripe.Event, where, problems)
+    event_type = event.get("type") if isinstance(event, dict) else None
+    carried = event.get("data", {}).get("object") if isinstance(event, dict) else None
+    if isinstance(event_type, str) and isinstance(carried, dict):
+        stem = event_type.rpartition(".")[0]
+        if carried.get("object") not in {stem, stem.rpartition(".")[2]}:
+            problems.append(f"{where}: a {event_type} event carries a {carried.get('object')!r} object")
     return problems
 
 
@@ -431,6 +440,62 @@ def yookassa_enums() -> dict[tuple[str, str], frozenset[str]]:
     }
 
 
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z")
+_MONEY_VALUE = re.compile(r"\d+\.\d{2}")  # YooKassa's amounts: decimal strings with two decimals ("100.00")
+
+
+def _money(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("value"), str)
+        and _MONEY_VALUE.fullmatch(value["value"]) is not None
+        and isinstance(value.get("currency"), str)
+        and re.fullmatch(r"[A-Z]{3}", value["currency"]) is not None
+    )
+
+
+# What the API reference (https://yookassa.ru/developers/api) says of fields any of its objects may carry, where the
+# SDK's models take anything: its setters store booleans, timestamps and metadata unchecked.
+_YOOKASSA_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "id": (lambda value: isinstance(value, str), "a string"),
+    "payment_id": (lambda value: isinstance(value, str), "a string"),
+    "description": (lambda value: isinstance(value, str), "a string"),
+    "paid": (lambda value: isinstance(value, bool), "a boolean"),
+    "test": (lambda value: isinstance(value, bool), "a boolean"),
+    "refundable": (lambda value: isinstance(value, bool), "a boolean"),
+    "created_at": (lambda value: isinstance(value, str) and bool(_TIMESTAMP.fullmatch(value)), "an ISO 8601 UTC time"),
+    "captured_at": (lambda value: isinstance(value, str) and bool(_TIMESTAMP.fullmatch(value)), "an ISO 8601 UTC time"),
+    "expires_at": (lambda value: isinstance(value, str) and bool(_TIMESTAMP.fullmatch(value)), "an ISO 8601 UTC time"),
+    "succeeded_at": (
+        lambda value: isinstance(value, str) and bool(_TIMESTAMP.fullmatch(value)),
+        "an ISO 8601 UTC time",
+    ),
+    "amount": (_money, 'money: {"value": "0.00", "currency": "RUB"}'),
+    "income_amount": (_money, 'money: {"value": "0.00", "currency": "RUB"}'),
+    "refunded_amount": (_money, 'money: {"value": "0.00", "currency": "RUB"}'),
+    "metadata": (
+        lambda value: isinstance(value, dict) and all(isinstance(item, str) for item in value.values()),
+        "an object of strings",
+    ),
+}
+
+
+def _check_yookassa_fields(value: Any, where: str, problems: Problems) -> None:
+    """The field table above, applied wherever the field occurs in the body."""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_yookassa_fields(item, f"{where}[{index}]", problems)
+        return
+    if not isinstance(value, dict):
+        return
+    for key, item in value.items():
+        rule = _YOOKASSA_FIELDS.get(key)
+        if rule is not None and not rule[0](item):
+            problems.append(f"{where}.{key}: {item!r} is not {rule[1]}")
+        elif isinstance(item, dict | list):
+            _check_yookassa_fields(item, f"{where}.{key}", problems)
+
+
 def _properties(model: Any) -> set[str]:
     return {name for name in dir(type(model)) if isinstance(getattr(type(model), name), property)}
 
@@ -484,6 +549,7 @@ def check_yookassa_object(value: Any, kind: str, where: str) -> Problems:
     if read is None:
         return problems
     _check_keys(value, read, where, problems)
+    _check_yookassa_fields(value, where, problems)
     item_kind = kind.removesuffix("_list")
     if kind.endswith("_list"):
         for index, item in enumerate(value.get("items") or []):
@@ -550,6 +616,7 @@ def check_yookassa_notification(body: bytes, where: str = "notification") -> Pro
     if read is None:
         return problems
     _check_keys(value, read, where, problems)
+    _check_yookassa_fields(value, where, problems)
     kind = str(event).partition(".")[0]
     _check_enums(value.get("object"), kind, f"{where}.object", problems)
     if isinstance(value.get("object"), dict) and value["object"].get("status") != str(event).partition(".")[2]:

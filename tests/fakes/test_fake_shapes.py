@@ -133,14 +133,17 @@ def test_stripe_errors_are_error_objects() -> None:
 
 
 def test_stripe_events_are_checked_down_to_the_object_they_carry() -> None:
-    [unknown] = check_stripe_event(_event({"id": "x_1", "object": "refund_failure"}))
-    assert "object 'refund_failure' is no object type of the SDK" in unknown
+    unknown = check_stripe_event(_event({"id": "x_1", "object": "refund_failure"}))
+    assert "object 'refund_failure' is no object type of the SDK" in unknown[0]
     [wrong] = check_stripe_event(_event(_refund(amount=None)))
     assert "data.object.amount: null" in wrong
     [previous] = check_stripe_event(_event(_refund(), previous_attributes={"state": "pending"}))
     assert "previous_attributes.state: not a field of Refund" in previous
     [kind] = check_stripe_event(_event(_refund(), "refund.settled"))
     assert ".type: 'refund.settled' is not one of" in kind
+    assert check_stripe_event(_event(_refund(), "charge.refund.updated")) == []
+    [carried] = check_stripe_event(_event(_refund(), "charge.refunded"))
+    assert carried == "event: a charge.refunded event carries a 'refund' object"
 
 
 # ---------------------------------------------------------------------------------- the YooKassa checks
@@ -180,6 +183,11 @@ def test_a_yookassa_object_as_the_sdk_reads_it_passes() -> None:
         (_payment(cancellation_details={"party": "bank", "reason": "general_decline"}), "party: 'bank' is not one"),
         (_payment(cancellation_details={"party": "merchant", "reason": "oops"}), "reason: 'oops' is not one of"),
         (_payment(amount="100.00"), "the SDK's PaymentResponse refuses it"),
+        # the SDK takes these unchecked: the API reference's types
+        (_payment(paid="yes"), "payment.paid: 'yes' is not a boolean"),
+        (_payment(created_at=1_700_000_000), "payment.created_at: 1700000000 is not an ISO 8601 UTC time"),
+        (_payment(amount={"value": "1.5", "currency": "RUB"}), "payment.amount: {'value': '1.5'"),
+        (_payment(metadata={"order": 7}), "payment.metadata: {'order': 7} is not an object of strings"),
     ],
 )
 def test_a_yookassa_object_off_the_sdk_models_fails(payment: dict[str, Any], problem: str) -> None:
