@@ -15,8 +15,9 @@ So the checks need no vendored copy of the spec that could fall behind the SDK:
   the fake is held to the listed ones);
 - an event is a `stripe.Event`, its `data.object` checked as the class its `object` field names (an `object` the SDK
   does not know fails), and `data.previous_attributes` may only name fields of that class.
-Not checked: that every field the spec marks required is present (the fakes render the fields payql and the SDK's
-code paths read, not all ~50 of a PaymentIntent), and string formats or lengths.
+- a field the SDK types without `Optional` (required and not nullable in the spec) must be there: the SDK's
+  attribute access would raise without it. Optional fields may be left out (the fakes render the ones payql and
+  the SDK read, not all ~50 of a PaymentIntent). Not checked: string formats and lengths.
 
 YooKassa: its SDK's response models (`PaymentResponse`, `RefundResponse`, `PayoutResponse`, the list responses,
 `WebhookNotificationFactory`) are built from each body as the SDK builds them (their setters raise on many wrong
@@ -224,7 +225,10 @@ def _check_object(value: Any, cls: type[StripeObject], where: str, problems: Pro
         problems.append(f"{where}: {_kind(value)}, not a {cls.__qualname__} object")
         return
     fields = stripe_fields(cls)
+    deleted = value.get("deleted") is True  # what DELETE answers: {"id", "object", "deleted": true} (deleted_<x>)
     for key, item in value.items():
+        if deleted and key == "deleted":
+            continue
         if key not in fields:
             problems.append(f"{where}.{key}: not a field of {cls.__qualname__} in the SDK ({stripe.VERSION})")
         elif cls is stripe.Event.Data and key == "object":
@@ -233,6 +237,21 @@ def _check_object(value: Any, cls: type[StripeObject], where: str, problems: Pro
             _check_previous(item, value.get("object"), f"{where}.previous_attributes", problems)
         else:
             check_stripe(item, fields[key], f"{where}.{key}", problems)
+    problems.extend(
+        f"{where}.{key}: missing (the SDK types it as always present in a {cls.__qualname__})"
+        for key in sorted(always_present(cls) - value.keys())
+        if not deleted
+    )
+
+
+@cache
+def always_present(cls: type[StripeObject]) -> frozenset[str]:
+    """The fields the SDK types without `Optional`: required and not nullable in the spec, so in every answer."""
+    return frozenset(
+        name
+        for name, hint in stripe_fields(cls).items()
+        if not (get_origin(hint) in {Union, types.UnionType} and type(None) in get_args(hint))
+    )
 
 
 def _check_previous(previous: Any, current: Any, where: str, problems: Problems) -> None:
