@@ -14,7 +14,8 @@ So the checks need no vendored copy of the spec that could fall behind the SDK:
   (the SDK types many enums open, `Literal[...] | str`, so that values Stripe adds later do not break old clients:
   the fake is held to the listed ones);
 - an event is a `stripe.Event`, its `data.object` checked as the class its `object` field names (an `object` the SDK
-  does not know fails), and `data.previous_attributes` may only name fields of that class.
+  does not know fails), its `type` naming that object (`charge.refund.updated` carries a refund), and
+  `data.previous_attributes` may only name fields of that class;
 - a field the SDK types without `Optional` (required and not nullable in the spec) must be there: the SDK's
   attribute access would raise without it. Optional fields may be left out (the fakes render the ones payql and
   the SDK read, not all ~50 of a PaymentIntent). Not checked: string formats and lengths.
@@ -22,7 +23,14 @@ So the checks need no vendored copy of the spec that could fall behind the SDK:
 YooKassa: its SDK's response models (`PaymentResponse`, `RefundResponse`, `PayoutResponse`, the list responses,
 `WebhookNotificationFactory`) are built from each body as the SDK builds them (their setters raise on many wrong
 types); every key the fake sends must be a property of the model it lands in (the models' setters: a key without one
-would be dropped by the SDK), recursively; statuses and `cancellation_details` hold the values the SDK lists.
+would be dropped by the SDK), recursively; statuses and `cancellation_details` hold the values the SDK lists for
+that kind of object; the fields the SDK stores unchecked (booleans, timestamps, money, metadata) have the types of
+YooKassa's API reference; errors and 202 answers have its error fields and an ErrorCode the SDK knows; an answer on
+a path missing from YOOKASSA_ENDPOINTS fails.
+
+The fixture `shapes_match_the_sdks` (autouse through tests/conftest.py) runs the checks after every test on all a
+fake sent during it: the answers FakeServer records (tests/fakes/_http.py) and the events or notifications it made.
+tests/fakes/test_fake_shapes.py tests the checks (and Stripe's published example objects, spec/, pass them).
 """
 
 from __future__ import annotations
