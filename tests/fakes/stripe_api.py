@@ -343,7 +343,7 @@ _RETURN_URL_REQUIRED = (
 )
 
 # Objects that Stripe renders without `livemode` (the spec lists no such field for them; tests/fakes/shapes.py checks)
-_WITHOUT_LIVEMODE = frozenset({"refund", "transfer_reversal", "balance_transaction", "fee_refund"})
+_WITHOUT_LIVEMODE = frozenset({"refund"})
 
 # ------------------------------------------------------------------------------------------------ plumbing
 

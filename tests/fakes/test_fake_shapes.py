@@ -304,13 +304,17 @@ def test_stripe_flows_send_only_what_the_sdk_types_allow(stripe_fake: tuple[Fake
     assert {"customer", "payment_intent", "charge", "refund", "checkout.session", "transfer"} <= kinds
 
 
+def _sign_in(fake: FakeYooKassa, account_id: str, secret_key: str) -> None:
+    Configuration.configure(account_id, secret_key)
+    Configuration.api_url = fake.url + "/v3"  # configure() resets api_url
+
+
 @pytest.fixture
 def yookassa_fake() -> Iterator[FakeYooKassa]:
     settings = ("account_id", "secret_key", "api_url")
     saved = {name: getattr(Configuration, name) for name in settings}
     with FakeYooKassa(shop_id="100500", secret_key="test_shapes") as fake:
-        Configuration.configure(fake.shop_id, fake.secret_key)
-        Configuration.api_url = fake.url + "/v3"
+        _sign_in(fake, fake.shop_id, fake.secret_key)
         yield fake
     for name, value in saved.items():
         setattr(Configuration, name, value)
@@ -331,7 +335,9 @@ def test_yookassa_flows_send_only_what_the_sdk_models_allow(yookassa_fake: FakeY
     fake.customer_pays(held)
     fake.customer_pays(captured)
     Payment.capture(held, {"amount": {"value": "60.00", "currency": "RUB"}}, str(uuid.uuid4()))
-    Payment.cancel(pay(capture=False), str(uuid.uuid4()))
+    canceled = pay(capture=False)
+    fake.customer_pays(canceled)
+    Payment.cancel(canceled, str(uuid.uuid4()))  # YooKassa cancels only waiting_for_capture payments
     fake.customer_declines(pay(capture=False))
     fake.customer_abandons(pay(capture=False))
     expiring = pay(capture=False)
@@ -351,10 +357,13 @@ def test_yookassa_flows_send_only_what_the_sdk_models_allow(yookassa_fake: FakeY
     Refund.list({"payment_id": captured, "limit": 2, "cursor": first.next_cursor})
     Refund.find_one(pending[2])
 
+    # payouts go with the payout gateway's agent id and secret key, where the fake asks for them (#13 item 5)
+    _sign_in(fake, getattr(fake, "agent_id", fake.shop_id), getattr(fake, "payout_secret_key", fake.secret_key))
     card = {"type": "bank_card", "card": {"number": "2200000000000004"}}
     payout = Payout.create({"amount": {"value": "5.00", "currency": "RUB"}, "payout_destination_data": card}, "k1")
     fake.settle_payout(payout.id, "canceled", "insufficient_funds")
     Payout.find_one(payout.id)
+    _sign_in(fake, fake.shop_id, fake.secret_key)
     fake.fail_next(status=500, path_prefix="/payments/")
     with pytest.raises(Exception):  # noqa: B017, PT011 (any SDK error: the body is what is checked)
         Payment.find_one(held)
