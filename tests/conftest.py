@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fakes.shapes import shapes_match_the_sdks  # noqa: F401 (autouse: what the provider fakes sent fits the SDKs)
 from sqlalchemy import create_engine, text
 from support import Api
 

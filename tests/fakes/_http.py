@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class Reply(Protocol):
@@ -26,12 +27,25 @@ class Served(Protocol):
     def _serve(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply | None: ...
 
 
+class Sent(NamedTuple):
+    """One answer the fake wrote on the wire, kept for tests/fakes/test_fake_shapes.py (the shape checks)."""
+
+    method: str
+    target: str  # path and query, as requested
+    status: int
+    content_type: str
+    body: bytes
+
+
 class FakeServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins every handler thread
+    live: weakref.WeakSet[FakeServer] = weakref.WeakSet()  # servers not yet collected, for the shape checks
 
     def __init__(self, fake: Served, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)
         self.fake = fake
+        self.sent: list[Sent] = []  # every answer written, in order (list.append is atomic across handler threads)
+        FakeServer.live.add(self)
 
     def handle_error(self, request: object, client_address: object) -> None:
         error = sys.exc_info()[1]
@@ -67,3 +81,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(reply.body)))
         self.end_headers()
         self.wfile.write(reply.body)
+        content_type = next((value for name, value in reply.headers.items() if name.lower() == "content-type"), "")
+        self.server.sent.append(Sent(self.command, self.path, reply.status, content_type, reply.body))

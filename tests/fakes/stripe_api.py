@@ -342,6 +342,9 @@ _RETURN_URL_REQUIRED = (
     "`automatic_payment_methods[allow_redirects]` to `never` when creating Setup Intents and Payment Intents."
 )
 
+# Objects that Stripe renders without `livemode` (the spec lists no such field for them; tests/fakes/shapes.py checks)
+_WITHOUT_LIVEMODE = frozenset({"refund"})
+
 # ------------------------------------------------------------------------------------------------ plumbing
 
 
@@ -853,9 +856,10 @@ class FakeStripe:
     # ------------------------------------------------------------------------------------- object helpers
 
     def _new(self, prefix: str, object_name: str, **fields: Any) -> Obj:
-        return {"id": _new_id(prefix), "object": object_name, "created": _now(), "livemode": False, "metadata": {}} | (
-            fields
-        )
+        obj = {"id": _new_id(prefix), "object": object_name, "created": _now(), "livemode": False, "metadata": {}}
+        if object_name in _WITHOUT_LIVEMODE:
+            del obj["livemode"]
+        return obj | fields
 
     @staticmethod
     def _get(store: dict[str, Obj], kind: str, object_id: str, param: str | None = None) -> Obj:
@@ -1097,10 +1101,12 @@ class FakeStripe:
             amount_captured=0,
             amount_refunded=0,
             balance_transaction=None,
+            billing_details=copy.deepcopy(method["billing_details"]),  # the payment method's, as Stripe copies them
             captured=False,
             currency=intent["currency"],
             customer=intent["customer"],
             description=intent["description"],
+            disputed=False,
             failure_code=None,
             failure_message=None,
             metadata=dict(intent["metadata"]),
@@ -1285,21 +1291,30 @@ class FakeStripe:
             "checkout.session",
             amount_subtotal=total,
             amount_total=total,
+            automatic_tax={"enabled": False, "liability": None, "provider": None, "status": None},
             cancel_url=_str(params, "cancel_url"),
             client_reference_id=_str(params, "client_reference_id"),
             client_secret=None,
             currency=currency,
             customer=self._customer_ref(params),
             customer_email=_str(params, "customer_email"),
+            custom_fields=[],
+            custom_text={
+                "after_submit": None,
+                "shipping_address": None,
+                "submit": None,
+                "terms_of_service_acceptance": None,
+            },
             expires_at=expires_at,
             metadata=_metadata(params),
             mode=mode,
             payment_intent=None,
             payment_method_types=["card"],
             payment_status="unpaid",
+            shipping_options=[],
             status="open",
             success_url=_str(params, "success_url"),
-            ui_mode="hosted",
+            ui_mode="hosted_page",  # its name in the pinned API version (older ones: `hosted`)
             url=None,
         )
         session["url"] = f"{self.url}/checkout/{session['id']}"
