@@ -127,6 +127,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "stripe_secret_key": None,
         "yookassa_shop_id": None,
         "yookassa_secret_key": None,
+        "yookassa_payout_agent_id": None,
+        "yookassa_payout_secret_key": None,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]
