@@ -323,6 +323,7 @@ class PayoutService:
                 )
             except PayoutRefused as exc:  # definitive: nothing was paid, the money goes back at once
                 logger.warning("payout of %s refused by %s (%s)", locked.id, account.provider.value, exc.provider_code)
+                crash_point("payout")  # killed here: the next run asks again with the same key, and is refused again
                 return self.refused(locked.id, exc.provider_code or REFUSED)
             crash_point("payout")
         else:

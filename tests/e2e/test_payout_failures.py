@@ -187,6 +187,29 @@ def test_a_transient_failure_stays_processing_and_the_next_run_sends_the_same_ke
     assert cli("ledger", "check") == "ledger check: ok"
 
 
+def test_reconcile_finishes_a_payout_left_processing_with_the_same_key(
+    configure: Configure, stripe_fake: FakeStripe
+) -> None:
+    api = configure()
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("admin", "admin")
+    earn(client, mentor)
+    verified(mentor, admin)
+    approved(mentor, admin, usd("60.00"))
+    stripe_fake.fail_next(status=500, path_prefix="/v1/transfers", method="POST", fail_after_processing=True)
+    assert cli("payouts", "run") == "payouts run: 0 created, 0 completed, 0 failed, 1 pending"
+    assert withdrawal_of(mentor)["status"] == "PROCESSING"
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        main(["reconcile", "--older-than", "0"])
+
+    assert withdrawal_of(mentor)["status"] == "COMPLETED"
+    assert len(stripe_fake.transfers) == 1
+    keys = {r.idempotency_key for r in stripe_fake.requests if r.method == "POST" and r.path == "/v1/transfers"}
+    assert len(keys) == 1
+    assert account(mentor) == {"available": "35.00", "paidOut": "60.00"}
+
+
 def test_a_transfer_reversed_after_completion_fails_the_withdrawal_and_undoes_its_settlement(
     configure: Configure, stripe_fake: FakeStripe
 ) -> None:
