@@ -44,6 +44,7 @@ OPEN = (WithdrawalStatus.PENDING, WithdrawalStatus.APPROVED)
 REFUSED = "the provider refused the payout"
 CANCELED = "the provider canceled the payout"
 REVERSED = "the provider reversed the payout"
+FAILURE_REASON_LENGTH = 200  # withdrawals.failure_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,7 +365,7 @@ class PayoutService:
             elif withdrawal.status is WithdrawalStatus.COMPLETED and answer.status == "failed":
                 # paid, then reversed or canceled by the provider: the settlement and the request are undone exactly
                 withdrawal.status = WithdrawalStatus.FAILED
-                withdrawal.failure_reason = answer.failure_code or REVERSED
+                withdrawal.failure_reason = (answer.failure_code or REVERSED)[:FAILURE_REASON_LENGTH]
                 withdrawal.processed_at = utcnow()
                 lines = postings.payout_reversed(
                     withdrawal.user_id,
@@ -390,7 +391,7 @@ def _give_back(
     the admin's (a rejection), `failure` the provider's side (a refused or canceled payout)."""
     withdrawal.status = status
     withdrawal.reason = reason
-    withdrawal.failure_reason = failure
+    withdrawal.failure_reason = failure[:FAILURE_REASON_LENGTH] if failure else None
     withdrawal.processed_at = utcnow()
     lines = postings.withdrawal_returned(withdrawal.user_id, withdrawal.currency, withdrawal.amount_minor)
     ledger.post(session, "withdrawal_returned", "withdrawal", withdrawal.id, lines)

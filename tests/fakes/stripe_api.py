@@ -1451,6 +1451,7 @@ class FakeStripe:
             source_refund=None,
             transfer=transfer_id,
         )
+        del reversal["livemode"]  # a reversal has none (stripe.TransferReversal)
         previous = {"amount_reversed": transfer["amount_reversed"], "reversed": transfer["reversed"]}
         transfer["amount_reversed"] += amount
         transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]

@@ -604,6 +604,9 @@ def test_transfer_reversals_partial_then_whole(client: stripe.StripeClient, fake
 
     rest = fake.reverse_transfer(transfer.id)  # the Dashboard: all that is left
     assert rest["amount"] == 500
+    # the objects have the SDK's fields, no more and no fewer
+    assert set(rest) == set(stripe.TransferReversal.__annotations__) - {"OBJECT_NAME"}
+    assert set(fake.transfers[transfer.id]) == set(stripe.Transfer.__annotations__) - {"OBJECT_NAME"}
     after = client.v1.transfers.retrieve(transfer.id)
     assert (after.amount_reversed, after.reversed, len(after.reversals.data)) == (700, True, 2)
     reversed_events = [e for e in fake.events_of("transfer.reversed") if e["data"]["object"]["id"] == transfer.id]
