@@ -187,6 +187,40 @@ def test_a_transient_failure_stays_processing_and_the_next_run_sends_the_same_ke
     assert cli("ledger", "check") == "ledger check: ok"
 
 
+@pytest.mark.parametrize(
+    ("status", "code", "outcome"),
+    [
+        (404, "resource_missing", "FAILED"),  # e.g. a deleted connected account
+        (403, None, "FAILED"),  # the platform may not pay that account
+        (401, None, "FAILED"),  # refused credentials: nothing was paid
+        (409, "idempotency_key_in_use", "PROCESSING"),  # the same key still running at Stripe: outcome unknown
+        (429, None, "PROCESSING"),
+        (502, None, "PROCESSING"),
+    ],
+)
+def test_which_stripe_answers_refuse_a_payout_for_good(
+    configure: Configure, stripe_fake: FakeStripe, status: int, code: str | None, outcome: str
+) -> None:
+    api = configure()
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("admin", "admin")
+    earn(client, mentor)
+    verified(mentor, admin)
+    approved(mentor, admin, usd("60.00"))
+    stripe_fake.fail_next(status=status, code=code, path_prefix="/v1/transfers", method="POST")
+
+    cli("payouts", "run")
+
+    found = withdrawal_of(mentor)
+    assert found["status"] == outcome
+    if outcome == "FAILED":
+        assert found["failureReason"] == (code or "the provider refused the payout")  # never Stripe's prose
+        assert account(mentor)["available"] == "95.00"
+    else:
+        assert (found["failureReason"], account(mentor)["available"]) == (None, "35.00")
+        assert cli("payouts", "run") == "payouts run: 0 created, 1 completed, 0 failed, 0 pending"  # retried
+    assert cli("ledger", "check") == "ledger check: ok"
+
+
 def test_reconcile_finishes_a_payout_left_processing_with_the_same_key(
     configure: Configure, stripe_fake: FakeStripe
 ) -> None:

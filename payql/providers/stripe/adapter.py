@@ -342,8 +342,7 @@ class StripeProvider:
                 status = exc.http_status or 0
                 client_error = 400 <= status < 500 and status not in _NOT_REFUSALS  # noqa: PLR2004
                 if client_error and isinstance(exc, (*_TRANSFER_REFUSALS, stripe.APIError)):
-                    code = exc.code or f"http_{status}"
-                    raise PayoutRefused(f"Stripe refused the transfer ({code})", provider_code=code) from exc
+                    raise PayoutRefused(f"Stripe refused the transfer ({exc.code})", provider_code=exc.code) from exc
                 raise
 
         return _transfer(self._call(create))
