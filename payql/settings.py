@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     yookassa_shop_id: str | None = None
     yookassa_secret_key: SecretStr | None = None
     yookassa_api_url: str = "https://api.yookassa.ru/v3"
+    # The payout gateway's own credentials (YooKassa authenticates payouts with them, not the shop's): unset, YooKassa
+    # payouts run in mock mode.
+    yookassa_payout_agent_id: str | None = None
+    yookassa_payout_secret_key: SecretStr | None = None
     yookassa_trusted_ips: Annotated[list[str], NoDecode] = Field(default_factory=lambda: list(YOOKASSA_NETWORKS))
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
@@ -199,6 +203,8 @@ class Settings(BaseSettings):
             "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
             "YOOKASSA_SHOP_ID": self.yookassa_shop_id,
             "YOOKASSA_SECRET_KEY": self.yookassa_secret_key,
+            "YOOKASSA_PAYOUT_AGENT_ID": self.yookassa_payout_agent_id,
+            "YOOKASSA_PAYOUT_SECRET_KEY": self.yookassa_payout_secret_key,
         }
 
     @property

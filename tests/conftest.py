@@ -44,6 +44,7 @@ PLANTED_SECRETS = {
     "STRIPE_SECRET_KEY": "sk_live_51Hq8ZtKv2Xm9Pw4Rn7Lc3Jd6Bf0GsTy",
     "STRIPE_WEBHOOK_SECRET": "whsec_Wd4Fh8Jk2Lz6Xc0Vb3Nm7Qa5Sp9Ee1Rr",
     "YOOKASSA_SECRET_KEY": "live_Yk3Tb8Mw1Qs6Zr0Pn4Vc7Hx2Gj5Lf9Dd",
+    "YOOKASSA_PAYOUT_SECRET_KEY": "live_Po7Gw2Xk9Lm4Tz1Rb6Nv3Jd8Hs0Qc5Fe",
     "DATABASE_PASSWORD": "Pg6Rz1Wq8Ts3Ym5Xk0Nv7Ub2Ha4Jc9Ld",
     "SHORT_JWT_SECRET": "Sh9Tq2Zx5Wm8Kv",
 }
@@ -128,6 +129,8 @@ def make_settings(database_url: str, **overrides: object) -> Settings:
         "stripe_secret_key": None,
         "yookassa_shop_id": None,
         "yookassa_secret_key": None,
+        "yookassa_payout_agent_id": None,
+        "yookassa_payout_secret_key": None,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[arg-type]

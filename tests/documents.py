@@ -138,7 +138,8 @@ VERIFY_PAYOUT_ACCOUNT = (
     "mutation($id: ID!) { verifyPayoutAccount(id: $id) { payoutAccount { id status } errors { code message } } }"
 )
 WITHDRAWAL_FIELDS = (
-    "withdrawal { id providerId status reason amount { amount currency } processedAt } errors { code field message }"
+    "withdrawal { id providerId status reason failureReason amount { amount currency } processedAt }"
+    " errors { code field message }"
 )
 REQUEST_WITHDRAWAL = (
     "mutation($input: RequestWithdrawalInput!) { requestWithdrawal(input: $input) { " + WITHDRAWAL_FIELDS + " } }"
@@ -148,3 +149,6 @@ REJECT_WITHDRAWAL = (
     "mutation($id: ID!, $reason: String) { rejectWithdrawal(id: $id, reason: $reason) { " + WITHDRAWAL_FIELDS + " } }"
 )
 WITHDRAWALS = "query($status: WithdrawalStatus) { withdrawals(status: $status) { totalCount edges { node { id status amount { amount } } } } }"
+WITHDRAWAL_FAILURES = (
+    "query { withdrawals { edges { node { id status reason failureReason amount { amount currency } } } } }"
+)

@@ -47,7 +47,9 @@ class Withdrawal(Timestamped, Base):
     status: Mapped[WithdrawalStatus] = mapped_column(
         Enum(WithdrawalStatus, native_enum=False, length=16), default=WithdrawalStatus.PENDING
     )
-    reason: Mapped[str | None] = mapped_column(String(500), default=None)
+    reason: Mapped[str | None] = mapped_column(String(500), default=None)  # the admin's rejection reason
+    # Why the provider refused, canceled or reversed the payout: payql's text or the provider's short code.
+    failure_reason: Mapped[str | None] = mapped_column(String(200), default=None)
     period: Mapped[str | None] = mapped_column(String(16), default=None)
     provider_key: Mapped[str] = mapped_column(String(100), unique=True)
     provider_payout_id: Mapped[str | None] = mapped_column(String(255), default=None)

@@ -29,6 +29,9 @@ def build_providers(settings: Settings, db: Database) -> dict[ProviderName, Paym
     if settings.yookassa_shop_id is not None and settings.yookassa_secret_key is not None:
         from payql.providers.yookassa import YooKassaProvider  # noqa: PLC0415 - the SDK loads only when used
 
+        payout_secret = settings.yookassa_payout_secret_key
+        if settings.yookassa_payout_agent_id is None or payout_secret is None:
+            logger.warning("MOCK MODE: YOOKASSA_PAYOUT_AGENT_ID/YOOKASSA_PAYOUT_SECRET_KEY unset; payouts simulated")
         providers[ProviderName.YOOKASSA] = YooKassaProvider(
             settings.yookassa_shop_id,
             settings.yookassa_secret_key.get_secret_value(),
@@ -36,6 +39,8 @@ def build_providers(settings: Settings, db: Database) -> dict[ProviderName, Paym
             timeout_ms=settings.provider_timeout_ms,
             trusted_ips=settings.yookassa_trusted_ips,
             trusted_proxies=settings.trusted_proxies,
+            payout_agent_id=settings.yookassa_payout_agent_id,
+            payout_secret_key=payout_secret.get_secret_value() if payout_secret else None,
         )
     for name in ProviderName:
         if name not in providers:

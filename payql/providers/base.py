@@ -66,6 +66,12 @@ class ProviderInvalidRequest(ProviderError):
     code = "INVALID_INPUT"
 
 
+class PayoutRefused(ProviderError):
+    """The provider refused a new payout definitively (an invalid destination, a closed account, any 4xx other than
+    a rate limit or a concurrent use of the key): no money left, the withdrawal fails. `provider_code` is the
+    provider's short code (never its prose), or None."""
+
+
 @dataclass(frozen=True, slots=True)
 class CreatePaymentRequest:
     """What we ask a provider to collect. `payment_id` is ours; providers store it as metadata."""
@@ -160,8 +166,8 @@ class ProviderPayout:
     provider_payout_id: str
     amount_minor: int
     currency: str
-    status: str  # "pending", "succeeded", "failed"
-    failure_message: str | None = None
+    status: str  # "pending", "succeeded", "failed" (refused, canceled or reversed: no money reached the payee)
+    failure_code: str | None = None  # the provider's short code for a failure, never its prose
 
 
 class PaymentProvider(Protocol):

@@ -152,6 +152,7 @@ def withdrawal_type(row: Record) -> Withdrawal:
         amount=Money.of(row.amount_minor, row.currency),
         status=row.status,
         reason=row.reason,
+        failure_reason=row.failure_reason,
         created_at=row.created_at,
         processed_at=row.processed_at,
     )

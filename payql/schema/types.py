@@ -229,6 +229,12 @@ class Withdrawal:
     provider_id: strawberry.ID
     amount: Money
     status: WithdrawalStatus
-    reason: str | None
+    reason: str | None = strawberry.field(description="Why an admin rejected the withdrawal.")
+    failure_reason: str | None = strawberry.field(
+        description=(
+            "Why the payout failed (refused, canceled or reversed by the provider): payql's own text or the "
+            "provider's short code."
+        )
+    )
     created_at: datetime
     processed_at: datetime | None

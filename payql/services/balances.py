@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from payql.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
@@ -77,7 +77,8 @@ def user_accounts(session: Session, user_id: str) -> list[AccountBalance]:
 
 
 def _paid_out(session: Session, user_id: str) -> dict[str, int]:
-    """What settled payouts moved out of the user's payouts-in-flight account (a credit to it, shown positive)."""
+    """What settled payouts moved out of the user's payouts-in-flight account (a credit to it, shown positive), less
+    the settled payouts the provider reversed (the debit half of `payout_reversed` that undoes `payout_settled`)."""
     rows = session.execute(
         select(LedgerEntry.currency, func.sum(LedgerEntry.amount_minor))
         .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
@@ -85,7 +86,10 @@ def _paid_out(session: Session, user_id: str) -> dict[str, int]:
         .where(
             LedgerAccount.owner_id == user_id,
             LedgerAccount.kind == AccountKind.PAYOUTS_IN_FLIGHT,
-            LedgerTransaction.kind == "payout_settled",
+            or_(
+                LedgerTransaction.kind == "payout_settled",
+                and_(LedgerTransaction.kind == "payout_reversed", LedgerEntry.amount_minor < 0),
+            ),
         )
         .group_by(LedgerEntry.currency)
     )

@@ -9,6 +9,9 @@
   (PROCESSING), and settles it when the provider confirms: COMPLETED (`payouts_in_flight → provider_cash`), or FAILED
   (the money goes back to `payable`). `--auto-approve` (the weekly run) first makes one approved withdrawal per
   verified provider whose available balance reaches the minimum, once per ISO week (a unique constraint).
+- A payout the provider refuses definitively (`PayoutRefused`: a 4xx other than a rate limit) fails at once with
+  `failure_reason`; a transient failure leaves it PROCESSING and the next run sends the same key again. A COMPLETED
+  payout the provider reverses or cancels later becomes FAILED and `payout_reversed` undoes its settlement.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from payql.faults import crash_point
 from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_id, utcnow
 from payql.models.enums import PayoutAccountStatus, ProviderName, WithdrawalStatus
 from payql.money import Money, MoneyError, exponent, parse_amount
-from payql.providers.base import PaymentProvider, ProviderError, ProviderPayout
+from payql.providers.base import PaymentProvider, PayoutRefused, ProviderError, ProviderPayout
 from payql.services import ledger, postings, text
 from payql.services.errors import Forbidden, InsufficientFunds, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
@@ -37,6 +40,11 @@ from payql.settings import Settings
 logger = logging.getLogger("payql.payouts")
 DEFAULT_CURRENCY = {ProviderName.STRIPE: "USD", ProviderName.YOOKASSA: "RUB"}
 OPEN = (WithdrawalStatus.PENDING, WithdrawalStatus.APPROVED)
+# payql's own `failureReason` texts, when the provider gives no short code
+REFUSED = "the provider refused the payout"
+CANCELED = "the provider canceled the payout"
+REVERSED = "the provider reversed the payout"
+FAILURE_REASON_LENGTH = 200  # withdrawals.failure_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,16 +318,33 @@ class PayoutService:
             uow.commit()
         provider = self._providers[account.provider]
         if locked.provider_payout_id is None:
-            answer = provider.payout(
-                account.external_account_id, locked.amount_minor, locked.currency, locked.provider_key
-            )
+            try:
+                answer = provider.payout(
+                    account.external_account_id, locked.amount_minor, locked.currency, locked.provider_key
+                )
+            except PayoutRefused as exc:  # definitive: nothing was paid, the money goes back at once
+                logger.warning("payout of %s refused by %s (%s)", locked.id, account.provider.value, exc.provider_code)
+                crash_point("payout")  # killed here: the next run asks again with the same key, and is refused again
+                return self.refused(locked.id, exc.provider_code or REFUSED)
             crash_point("payout")
         else:
             answer = provider.retrieve_payout(locked.provider_payout_id)
         return self.settle(locked.id, answer)
 
+    def refused(self, withdrawal_id: str, failure_reason: str) -> WithdrawalStatus:
+        """The provider refused to create the payout: a withdrawal still in flight fails, its money is available."""
+        with self._db.uow() as uow:
+            withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
+            if withdrawal is None:  # pragma: no cover - never deleted
+                return WithdrawalStatus.FAILED
+            if withdrawal.status is WithdrawalStatus.PROCESSING and withdrawal.provider_payout_id is None:
+                _give_back(uow.session, withdrawal, WithdrawalStatus.FAILED, failure=failure_reason)
+            uow.commit()
+            return withdrawal.status
+
     def settle(self, withdrawal_id: str, answer: ProviderPayout) -> WithdrawalStatus:
-        """Apply a provider's view of a payout: COMPLETED, FAILED (money back to payable) or still pending."""
+        """Apply a provider's view of a payout: COMPLETED, FAILED (money back to payable) or still pending; a
+        COMPLETED payout the provider reversed or canceled afterwards becomes FAILED (`payout_reversed`)."""
         with self._db.uow() as uow:
             withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
             if withdrawal is None:  # pragma: no cover - never deleted
@@ -336,16 +361,37 @@ class PayoutService:
                 )
                 ledger.post(uow.session, "payout_settled", "withdrawal", withdrawal.id, lines)
             elif withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "failed":
-                reason = answer.failure_message or "the provider refused the payout"
-                _give_back(uow.session, withdrawal, WithdrawalStatus.FAILED, reason)
+                _give_back(uow.session, withdrawal, WithdrawalStatus.FAILED, failure=answer.failure_code or CANCELED)
+            elif withdrawal.status is WithdrawalStatus.COMPLETED and answer.status == "failed":
+                # paid, then reversed or canceled by the provider: the settlement and the request are undone exactly
+                withdrawal.status = WithdrawalStatus.FAILED
+                withdrawal.failure_reason = (answer.failure_code or REVERSED)[:FAILURE_REASON_LENGTH]
+                withdrawal.processed_at = utcnow()
+                lines = postings.payout_reversed(
+                    withdrawal.user_id,
+                    _cash_owner(uow.session, withdrawal),
+                    withdrawal.currency,
+                    withdrawal.amount_minor,
+                )
+                ledger.post(uow.session, "payout_reversed", "withdrawal", withdrawal.id, lines)
+            # anything else (FAILED, or a late "pending"/"succeeded" after the end) changes nothing: no regression
             uow.commit()
             return withdrawal.status
 
 
-def _give_back(session: Session, withdrawal: Withdrawal, status: WithdrawalStatus, reason: str) -> None:
-    """A rejected or failed withdrawal: its money goes back from payouts in flight to the payable, once."""
+def _give_back(
+    session: Session,
+    withdrawal: Withdrawal,
+    status: WithdrawalStatus,
+    reason: str | None = None,
+    *,
+    failure: str | None = None,
+) -> None:
+    """A rejected or failed withdrawal: its money goes back from payouts in flight to the payable, once. `reason` is
+    the admin's (a rejection), `failure` the provider's side (a refused or canceled payout)."""
     withdrawal.status = status
     withdrawal.reason = reason
+    withdrawal.failure_reason = failure[:FAILURE_REASON_LENGTH] if failure else None
     withdrawal.processed_at = utcnow()
     lines = postings.withdrawal_returned(withdrawal.user_id, withdrawal.currency, withdrawal.amount_minor)
     ledger.post(session, "withdrawal_returned", "withdrawal", withdrawal.id, lines)

@@ -19,6 +19,7 @@ payee P = A−F−T.
 | `credits_moved`: credits granted/spent  | credits(user) −C, credits_issued +C (unit CREDIT)                |
 | `withdrawal` / `withdrawal_returned`    | payable +W, payouts_in_flight(user) −W / the reverse             |
 | `payout_settled`                        | payouts_in_flight(user) +W, provider_cash −W                     |
+| `payout_reversed`: settled, then undone | provider_cash +W, payouts_in_flight −W; payouts_in_flight +W, payable −W |
 
 A refund after the split reverses the fee and tax proportionally and cumulatively: with r refunded after the split
 before this refund, ΔF = ⌊(r+R)·F/N⌋ − ⌊r·F/N⌋ (likewise ΔT), so refunds that add up to N reverse exactly F and T
@@ -163,3 +164,13 @@ def withdrawal_returned(user_id: str, currency: str, amount: int) -> list[Line]:
 def payout_settled(user_id: str, provider: str, currency: str, amount: int) -> list[Line]:
     """The provider paid the payout out: it leaves payouts in flight and the platform's cash there."""
     return [Line(user_id, AccountKind.PAYOUTS_IN_FLIGHT, currency, amount), _cash(provider, currency, -amount)]
+
+
+def payout_reversed(user_id: str, provider: str, currency: str, amount: int) -> list[Line]:
+    """A settled payout the provider reversed or canceled: `payout_settled` undone exactly (the cash is back at the
+    provider), then the withdrawal returned (the money is back in the payee's payable)."""
+    undone = [
+        Line(line.owner_id, line.kind, line.currency, -line.amount_minor)
+        for line in payout_settled(user_id, provider, currency, amount)
+    ]
+    return [*undone, *withdrawal_returned(user_id, currency, amount)]

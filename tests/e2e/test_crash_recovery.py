@@ -370,3 +370,29 @@ def test_killed_after_stripe_refunded_a_cancelled_enroll(
         "no longer needed",
         None,
     )
+
+
+def test_killed_after_stripe_refused_the_payout_transfer(
+    env: Env, fake: FakeStripe, db: Database, tmp_path: Path, reconcile: Run, restarted: Api
+) -> None:
+    api = restarted
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("admin", "admin")
+    enroll_id, _ = held_enroll(client, mentor)
+    client.ok(doc.CONFIRM_ENROLL, id=enroll_id)
+    account = mentor.ok(doc.REGISTER_PAYOUT_ACCOUNT, input={"provider": "STRIPE", "externalAccountId": "acct_shut"})
+    admin.ok(doc.VERIFY_PAYOUT_ACCOUNT, id=account["payoutAccount"]["id"])
+    fake.unpayable_accounts.add("acct_shut")
+    withdrawal = mentor.ok(doc.REQUEST_WITHDRAWAL, input={"amount": {"amount": "60.00", "currency": "USD"}})
+    admin.ok(doc.APPROVE_WITHDRAWAL, id=withdrawal["withdrawal"]["id"])
+
+    run = payql("payouts", "run", env=env("payout"), cwd=tmp_path)  # killed between Stripe's 400 and the commit
+    assert run.returncode == CRASH_EXIT_CODE, run.stdout + run.stderr
+    assert one(db, Withdrawal).status is WithdrawalStatus.PROCESSING
+
+    reconcile("--older-than", "0")
+
+    assert fake.transfers == {}
+    done = one(db, Withdrawal)
+    assert (done.status, done.failure_reason) == (WithdrawalStatus.FAILED, "insufficient_capabilities_for_transfer")
+    rows = mentor.data(doc.BALANCES)["balances"]["accounts"]
+    assert [(r["available"]["amount"], r["paidOut"]["amount"]) for r in rows] == [("95.00", "0.00")]

@@ -111,6 +111,8 @@ def _provider_settings(stripe: FakeStripe, yookassa: FakeYooKassa) -> dict[str, 
         "yookassa_shop_id": SHOP,
         "yookassa_secret_key": SHOP_SECRET,
         "yookassa_api_url": f"{yookassa.url}/v3",
+        "yookassa_payout_agent_id": yookassa.agent_id,
+        "yookassa_payout_secret_key": yookassa.payout_secret_key,
         "provider_timeout_ms": str(TIMEOUT_MS),
     }
 

@@ -43,6 +43,8 @@ def api(database_url: str, db: Database, stripe_fake: FakeStripe, yookassa_fake:
         yookassa_shop_id="777",
         yookassa_secret_key="payout_secret",
         yookassa_api_url=f"{yookassa_fake.url}/v3",
+        yookassa_payout_agent_id=yookassa_fake.agent_id,
+        yookassa_payout_secret_key=yookassa_fake.payout_secret_key,
         provider_timeout_ms=2000,
         yookassa_trusted_ips=["127.0.0.1"],
     )

@@ -448,6 +448,9 @@ class FakeStripe:
         self.refunds: dict[str, Obj] = {}
         self.checkout_sessions: dict[str, Obj] = {}
         self.transfers: dict[str, Obj] = {}
+        # Connected accounts that cannot receive transfers (closed, or without the `transfers` capability): Stripe
+        # refuses a transfer to them with a 400 `insufficient_capabilities_for_transfer`.
+        self.unpayable_accounts: set[str] = set()
         self.payment_methods: dict[str, Obj] = {}
         self.server_errors: list[str] = []  # exceptions inside the fake: a test should see none
         self._lock = threading.RLock()
@@ -626,6 +629,13 @@ class FakeStripe:
             session = self._get(self.checkout_sessions, "checkout.session", session_id)
             self._expire(_NO_REQUEST, session)
             return copy.deepcopy(session)
+
+    def reverse_transfer(self, transfer_id: str, amount: int | None = None) -> Obj:
+        """The platform reverses a transfer from the Dashboard (the same as `POST /v1/transfers/{id}/reversals`)."""
+        with self._lock:
+            return copy.deepcopy(
+                self._reverse_transfer(_NO_REQUEST, {} if amount is None else {"amount": str(amount)}, transfer_id)
+            )
 
     def settle_refund(self, refund_id: str, status: str = "succeeded", failure_reason: str = "declined") -> Obj:
         """A pending refund settles. A failed refund gives its amount back to the charge."""
@@ -821,6 +831,7 @@ class FakeStripe:
             ("POST", "/v1/checkout/sessions/([^/]+)/expire", self._expire_session, "checkout.SessionExpireParams"),
             ("POST", "/v1/transfers", self._create_transfer, "TransferCreateParams"),
             ("GET", "/v1/transfers/([^/]+)", self._retrieve("transfers", "transfer"), "TransferRetrieveParams"),
+            ("POST", "/v1/transfers/([^/]+)/reversals", self._reverse_transfer, "TransferReversalCreateParams"),
             ("GET", "/v1/events", self._list_events, "EventListParams"),
             ("GET", "/v1/events/([^/]+)", self._retrieve_event, "EventRetrieveParams"),
         ]
@@ -1398,6 +1409,12 @@ class FakeStripe:
         destination = _str(params, "destination", required=True) or ""
         if not destination.startswith("acct_"):
             raise _no_such("destination", destination, "destination")
+        if destination in self.unpayable_accounts:
+            message = (
+                "Your destination account needs to have at least one of the following capabilities enabled: "
+                "transfers, crypto_transfers, legacy_payments"
+            )
+            raise _invalid(message, "destination", "insufficient_capabilities_for_transfer")
         transfer = self._new(
             "tr_",
             "transfer",
@@ -1424,6 +1441,38 @@ class FakeStripe:
         self.transfers[transfer["id"]] = transfer
         self._emit(ctx, "transfer.created", transfer)
         return transfer
+
+    def _reverse_transfer(self, ctx: _Ctx, params: Obj, transfer_id: str) -> Obj:
+        """`POST /v1/transfers/{id}/reversals`: the money comes back from the connected account (all of what is left
+        by default). A transfer reversed in full has `reversed: true`; each reversal sends `transfer.reversed`."""
+        transfer = self._get(self.transfers, "transfer", transfer_id)
+        left = transfer["amount"] - transfer["amount_reversed"]
+        amount = _int(params, "amount", minimum=1)
+        amount = left if amount is None else amount
+        if left <= 0:
+            raise _invalid(f"Transfer {transfer_id} has already been reversed.")
+        if amount > left:
+            raise _invalid(
+                f"Amount ({amount}) is greater than the unreversed amount ({left}) of the transfer.", "amount"
+            )
+        reversal = self._new(
+            "trr_",
+            "transfer_reversal",
+            amount=amount,
+            balance_transaction=_new_id("txn_"),
+            currency=transfer["currency"],
+            destination_payment_refund=_new_id("pyr_"),
+            metadata=_metadata(params),
+            source_refund=None,
+            transfer=transfer_id,
+        )
+        del reversal["livemode"]  # a reversal has none (stripe.TransferReversal)
+        previous = {"amount_reversed": transfer["amount_reversed"], "reversed": transfer["reversed"]}
+        transfer["amount_reversed"] += amount
+        transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
+        transfer["reversals"]["data"].insert(0, reversal)
+        self._emit(ctx, "transfer.reversed", transfer, previous=previous)
+        return reversal
 
     def _retrieve_event(self, ctx: _Ctx, params: Obj, event_id: str) -> Obj:
         return self._get({event["id"]: event for event in self.events}, "event", event_id)

@@ -583,6 +583,38 @@ def test_transfers(client: stripe.StripeClient, fake: FakeStripe) -> None:
     assert (raised.value.code, raised.value.param) == ("resource_missing", "destination")
 
 
+def test_a_transfer_to_an_account_that_cannot_receive_one_is_refused(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    fake.unpayable_accounts.add("acct_closed")
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.transfers.create(params={"amount": 700, "currency": "usd", "destination": "acct_closed"})
+    assert (raised.value.http_status, raised.value.code) == (400, "insufficient_capabilities_for_transfer")
+    assert not [t for t in fake.transfers.values() if t["destination"] == "acct_closed"]
+
+
+def test_transfer_reversals_partial_then_whole(client: stripe.StripeClient, fake: FakeStripe) -> None:
+    transfer = client.v1.transfers.create(params={"amount": 700, "currency": "usd", "destination": "acct_p2"})
+
+    partial = client.v1.transfers.reversals.create(transfer.id, params={"amount": 200})
+    assert (partial.object, partial.amount, partial.transfer) == ("transfer_reversal", 200, transfer.id)
+    assert partial.id.startswith("trr_")
+    after = client.v1.transfers.retrieve(transfer.id)
+    assert (after.amount_reversed, after.reversed) == (200, False)
+
+    rest = fake.reverse_transfer(transfer.id)  # the Dashboard: all that is left
+    assert rest["amount"] == 500
+    # the objects have the SDK's fields, no more and no fewer
+    assert set(rest) == set(stripe.TransferReversal.__annotations__) - {"OBJECT_NAME"}
+    assert set(fake.transfers[transfer.id]) == set(stripe.Transfer.__annotations__) - {"OBJECT_NAME"}
+    after = client.v1.transfers.retrieve(transfer.id)
+    assert (after.amount_reversed, after.reversed, len(after.reversals.data)) == (700, True, 2)
+    reversed_events = [e for e in fake.events_of("transfer.reversed") if e["data"]["object"]["id"] == transfer.id]
+    assert [e["data"]["object"]["amount_reversed"] for e in reversed_events] == [200, 700]
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.transfers.reversals.create(transfer.id)
+
+
 # --------------------------------------------------------------------------------------- failure injection
 
 

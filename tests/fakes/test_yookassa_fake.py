@@ -91,9 +91,16 @@ def paid_payment(fake: FakeYooKassa, value: str = "100.00") -> str:
     return payment_id
 
 
+def configure_payouts(fake: FakeYooKassa) -> None:
+    """The payout gateway's credentials (agent id and its secret key): payouts accept only those."""
+    Configuration.configure(fake.agent_id, fake.payout_secret_key)
+    Configuration.api_url = fake.url + "/v3"
+
+
 def raw_post(fake: FakeYooKassa, path: str, body: Any, idempotence_key: str | None = None) -> requests.Response:
     headers = {"Idempotence-Key": idempotence_key} if idempotence_key else {}
-    return requests.post(f"{fake.url}/v3{path}", json=body, headers=headers, auth=(SHOP_ID, SECRET_KEY), timeout=5)
+    auth = (fake.agent_id, fake.payout_secret_key) if path.startswith("/payouts") else (SHOP_ID, SECRET_KEY)
+    return requests.post(f"{fake.url}/v3{path}", json=body, headers=headers, auth=auth, timeout=5)
 
 
 def error_of(raised: pytest.ExceptionInfo[ApiError]) -> tuple[str, str | None]:
@@ -117,6 +124,21 @@ def test_wrong_credentials_are_refused(fake: FakeYooKassa) -> None:
         Payment.find_one("any-id")
     assert error_of(raised) == ("invalid_credentials", "Authorization")
     assert raised.value.error.code == "invalid_credentials"
+
+
+def test_payouts_take_the_payout_gateways_credentials_and_nothing_else_does(fake: FakeYooKassa) -> None:
+    # the shop's credentials are refused for payouts
+    with pytest.raises(UnauthorizedError) as raised:
+        Payout.create({"amount": rub("1.00"), "payout_token": "tok"}, key())
+    assert error_of(raised) == ("invalid_credentials", "Authorization")
+    assert fake.payouts == {}
+
+    # the gateway's are accepted for payouts, and refused for the shop's payments
+    configure_payouts(fake)
+    payout = Payout.create({"amount": rub("1.00"), "payout_token": "tok"}, key())
+    assert Payout.find_one(payout.id).status == "pending"
+    with pytest.raises(UnauthorizedError):
+        Payment.find_one("any-id")
 
 
 def test_requests_are_recorded_with_basic_auth_and_idempotence_key(fake: FakeYooKassa) -> None:
@@ -405,6 +427,7 @@ def test_pending_refunds_settle_or_give_the_amount_back(fake: FakeYooKassa) -> N
 
 
 def test_payouts_to_a_card_settle(fake: FakeYooKassa) -> None:
+    configure_payouts(fake)
     params = {
         "amount": rub("500.00"),
         "payout_destination_data": {"type": "bank_card", "card": {"number": "2200000000000004"}},
@@ -431,6 +454,7 @@ def test_payouts_to_a_card_settle(fake: FakeYooKassa) -> None:
 
 
 def test_payouts_can_succeed_at_once_and_need_one_destination(fake: FakeYooKassa) -> None:
+    configure_payouts(fake)
     fake.payouts_succeed_immediately = True
     payout = Payout.create({"amount": rub("10.00"), "payment_method_id": "pm-1"}, key())
     assert payout.status == "succeeded"
@@ -542,6 +566,7 @@ def test_notifications_parse_with_the_sdk(fake: FakeYooKassa) -> None:
     assert str(parsed.object.amount.value) == "1.00"
 
     fake.payouts_succeed_immediately = True
+    configure_payouts(fake)
     payout = Payout.create({"amount": rub("3.00"), "payout_token": "tok"}, key())
     parsed = WebhookNotificationFactory().create(json.loads(fake.notification_for("payout.succeeded", payout.id)))
     assert (parsed.object.id, parsed.object.status) == (payout.id, "succeeded")

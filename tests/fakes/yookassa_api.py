@@ -246,6 +246,7 @@ _EVENTS = _PAYMENT_EVENTS | {"refund.succeeded", "payout.succeeded", "payout.can
 
 
 TEST_SECRET = "test_secret"
+TEST_PAYOUT_SECRET = "test_payout_secret"  # the payout gateway's key in tests
 
 
 class FakeYooKassa:
@@ -255,10 +256,21 @@ class FakeYooKassa:
     `cancel_pending_allowed`, `payout_token_card`, `clock`."""
 
     def __init__(
-        self, shop_id: str = "123456", secret_key: str = TEST_SECRET, *, currency: str = "RUB", port: int = 0
+        self,
+        shop_id: str = "123456",
+        secret_key: str = TEST_SECRET,
+        *,
+        agent_id: str = "505050",
+        payout_secret_key: str = TEST_PAYOUT_SECRET,
+        currency: str = "RUB",
+        port: int = 0,
     ) -> None:
         self.shop_id = shop_id
         self.secret_key = secret_key
+        # Payouts go through the payout gateway, with its own agent id and secret key: the shop's credentials are
+        # refused there (401), and the gateway's are refused for the shop's payments and refunds.
+        self.agent_id = agent_id
+        self.payout_secret_key = payout_secret_key
         self.currency = currency
         self.gateway_id = "100700"
         self.commission_bps = 350  # YooKassa's fee, deducted in `income_amount` (half-up to kopecks)
@@ -529,7 +541,7 @@ class FakeYooKassa:
         if method == "POST" and url.path.startswith("/_fake/payments/") and url.path.endswith("/pay"):
             return self._customer_action(url.path.split("/")[3])
         try:
-            self._authenticate(lower.get("authorization", ""))
+            self._authenticate(lower.get("authorization", ""), payouts=url.path.startswith("/v3/payouts"))
             with self._lock:
                 rule = self._take_rule(method, url.path)
             if not self._survive(rule, after_processing=False):
@@ -542,14 +554,20 @@ class FakeYooKassa:
             return _Reply(error.status, _dumps(error.body))
         return reply
 
-    def _authenticate(self, authorization: str) -> None:
+    def _authenticate(self, authorization: str, *, payouts: bool = False) -> None:
+        """Basic auth: `shopId:secret key` for the shop's API, `agentId:secret key` of the payout gateway for
+        payouts; each pair is refused on the other's API."""
         scheme, _, token = authorization.partition(" ")
         try:
             credentials = base64.b64decode(token, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             credentials = ""
-        if scheme.lower() != "basic" or credentials != f"{self.shop_id}:{self.secret_key}":
-            message = "Login or password is invalid. Use your shopId and secret key for Basic authentication"
+        if payouts:
+            expected, login = f"{self.agent_id}:{self.payout_secret_key}", "agentId"
+        else:
+            expected, login = f"{self.shop_id}:{self.secret_key}", "shopId"
+        if scheme.lower() != "basic" or credentials != expected:
+            message = f"Login or password is invalid. Use your {login} and secret key for Basic authentication"
             raise _error(401, "invalid_credentials", message, "Authorization")
 
     def _take_rule(self, method: str, path: str) -> _Rule | None:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import PLANTED_SECRETS, planted_pieces
+from conftest import PLANTED_PIECE, PLANTED_SECRETS, planted_pieces
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from servers import free_port, payql
@@ -104,6 +104,8 @@ LIVE_VARIABLES = (
     "STRIPE_WEBHOOK_SECRET",
     "YOOKASSA_SHOP_ID",
     "YOOKASSA_SECRET_KEY",
+    "YOOKASSA_PAYOUT_AGENT_ID",
+    "YOOKASSA_PAYOUT_SECRET_KEY",
     "PAYQL_FAULTS",
 )
 STRIPE_KEYS = {
@@ -111,6 +113,10 @@ STRIPE_KEYS = {
     "STRIPE_WEBHOOK_SECRET": PLANTED_SECRETS["STRIPE_WEBHOOK_SECRET"],
 }
 YOOKASSA_KEYS = {"YOOKASSA_SHOP_ID": "506751", "YOOKASSA_SECRET_KEY": PLANTED_SECRETS["YOOKASSA_SECRET_KEY"]}
+YOOKASSA_PAYOUT_KEYS = {
+    "YOOKASSA_PAYOUT_AGENT_ID": "505050",
+    "YOOKASSA_PAYOUT_SECRET_KEY": PLANTED_SECRETS["YOOKASSA_PAYOUT_SECRET_KEY"],
+}
 POSTGRES_URL = f"postgresql://payql:{PLANTED_SECRETS['DATABASE_PASSWORD']}@db.internal:5432/payql"
 
 
@@ -128,6 +134,7 @@ def live_env(env: str, monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         pytest.param(STRIPE_KEYS, id="stripe-keys"),
         pytest.param({"STRIPE_SECRET_KEY": PLANTED_SECRETS["STRIPE_SECRET_KEY"]}, id="stripe-key-only"),
         pytest.param(YOOKASSA_KEYS, id="yookassa-keys"),
+        pytest.param(YOOKASSA_PAYOUT_KEYS, id="yookassa-payout-keys"),
         pytest.param({"DATABASE_URL": POSTGRES_URL}, id="postgresql"),
         pytest.param({**STRIPE_KEYS, "PAYQL_ENV": "test"}, id="stripe-keys-in-test"),
         pytest.param({**STRIPE_KEYS, "PAYQL_ENV": "development"}, id="stripe-keys-in-development"),
@@ -151,6 +158,7 @@ def test_the_development_secret_is_refused_unless_both_providers_are_mocks_on_sq
     (line,) = err.splitlines()
     assert line.startswith("payql: configuration error: ")
     assert "JWT_SECRET" in line
+    assert not [piece for piece in planted_pieces(PLANTED_PIECE) if piece in line]  # names, never values
 
 
 def test_payql_serve_refuses_to_start_with_the_development_secret_and_provider_keys(tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ def test_every_posting_is_balanced(amount: int, platform_bps: int, tax_bps: int,
         postings.withdrawal("master", currency, amount),
         postings.withdrawal_returned("master", currency, amount),
         postings.payout_settled("master", "STRIPE", currency, amount),
+        postings.payout_reversed("master", "STRIPE", currency, amount),
     ]
     for lines in every:
         assert postings.imbalance(lines) == {}, lines
@@ -134,3 +135,21 @@ def test_a_returned_withdrawal_undoes_the_request_and_a_settled_one_leaves_the_c
     assert requested == {("master", AccountKind.PAYABLE): 6000, ("master", AccountKind.PAYOUTS_IN_FLIGHT): -6000}
     assert returned == {key: -value for key, value in requested.items()}
     assert settled == {("master", AccountKind.PAYOUTS_IN_FLIGHT): 6000, ("STRIPE", AccountKind.PROVIDER_CASH): -6000}
+
+
+def test_a_reversed_payout_undoes_its_settlement_and_its_request_exactly() -> None:
+    requested = by_account(postings.withdrawal("master", "USD", 6000))
+    settled = by_account(postings.payout_settled("master", "STRIPE", "USD", 6000))
+    reversed_ = by_account(postings.payout_reversed("master", "STRIPE", "USD", 6000))
+
+    # the cash is back at Stripe, nothing is in flight any more, the payee's payable holds the 60.00 again
+    assert reversed_ == {
+        ("STRIPE", AccountKind.PROVIDER_CASH): 6000,
+        ("master", AccountKind.PAYOUTS_IN_FLIGHT): 0,
+        ("master", AccountKind.PAYABLE): -6000,
+    }
+    total: dict[tuple[str, AccountKind], int] = defaultdict(int)
+    for posting in (requested, settled, reversed_):
+        for key, value in posting.items():
+            total[key] += value
+    assert {key: value for key, value in total.items() if value} == {}

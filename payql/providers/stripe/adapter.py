@@ -25,6 +25,7 @@ from payql.providers.base import (
     CreatePaymentRequest,
     ObjectKind,
     PaymentDeclined,
+    PayoutRefused,
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
@@ -70,8 +71,13 @@ HANDLED_EVENTS = frozenset(
         "checkout.session.async_payment_succeeded",
         "checkout.session.async_payment_failed",
         "checkout.session.expired",
+        "transfer.reversed",
     }
 )
+# Answers to a transfer create that refuse it for good (nothing was paid): 4xx other than a rate limit (429) or a
+# concurrent request with the same key (409). An IdempotencyError (our key with other parameters) is not one.
+_TRANSFER_REFUSALS = (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError, stripe.CardError)
+_NOT_REFUSALS = frozenset({409, 429})
 
 
 @contextmanager
@@ -323,13 +329,23 @@ class StripeProvider:
     # -- payouts -----------------------------------------------------------------------------------------
 
     def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout:
-        transfer = self._call(
-            lambda: self._client.v1.transfers.create(
-                params={"amount": amount_minor, "currency": currency.lower(), "destination": destination},
-                options=_options(idempotency_key, "transfer"),
-            )
-        )
-        return _transfer(transfer)
+        """A Connect transfer; a 4xx refusal (e.g. no such destination, a closed account) is `PayoutRefused` with
+        Stripe's error code."""
+
+        def create() -> Any:
+            try:
+                return self._client.v1.transfers.create(
+                    params={"amount": amount_minor, "currency": currency.lower(), "destination": destination},
+                    options=_options(idempotency_key, "transfer"),
+                )
+            except stripe.StripeError as exc:
+                status = exc.http_status or 0
+                client_error = 400 <= status < 500 and status not in _NOT_REFUSALS  # noqa: PLR2004
+                if client_error and isinstance(exc, (*_TRANSFER_REFUSALS, stripe.APIError)):
+                    raise PayoutRefused(f"Stripe refused the transfer ({exc.code})", provider_code=exc.code) from exc
+                raise
+
+        return _transfer(self._call(create))
 
     def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout:
         return _transfer(self._call(lambda: self._client.v1.transfers.retrieve(provider_payout_id)))
@@ -341,12 +357,15 @@ def _with_status(url: str, status: str) -> str:
 
 
 def _transfer(transfer: Any) -> ProviderPayout:
-    """A Connect transfer is final once created: the money is in the connected account."""
+    """A Connect transfer is paid once created (the money is in the connected account), until the platform reverses
+    it in full (`reversed`, with `transfer.reversed`): then no money reached the payee. A partial reversal leaves the
+    payout paid."""
     return ProviderPayout(
         provider_payout_id=str(transfer["id"]),
         amount_minor=int(transfer["amount"]),
         currency=str(transfer["currency"]).upper(),
         status="failed" if transfer["reversed"] else "succeeded",
+        failure_code="transfer_reversed" if transfer["reversed"] else None,
     )
 
 

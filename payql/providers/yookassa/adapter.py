@@ -6,7 +6,9 @@ adapter's own thread pool and is abandoned at `PROVIDER_TIMEOUT_MS` (`PROVIDER_U
 unknown, and a retry sends the same `Idempotence-Key`, so YooKassa never sees two). Requests go through the SDK's
 `ApiClient` with plain JSON bodies: the SDK's `Amount` model passes values through a binary float, and amounts here
 are decimal strings formatted from integer minor units. Our own `Idempotence-Key` is on every POST (the SDK would
-invent one otherwise).
+invent one otherwise). Payouts authenticate as the payout gateway (`YOOKASSA_PAYOUT_AGENT_ID` and
+`YOOKASSA_PAYOUT_SECRET_KEY`), sent by a client that carries those credentials instead of the shop's; without them
+payouts run in mock mode.
 
 Notifications are not signed: the sender's address must be in `YOOKASSA_TRUSTED_IPS` (the socket peer, or the first
 untrusted hop of `X-Forwarded-For` when the peer is one of `TRUSTED_PROXIES`), and the object is re-fetched before
@@ -15,6 +17,7 @@ anything changes (`WebhookService`), so a forged body changes nothing.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import logging
@@ -42,6 +45,7 @@ from payql.money import MoneyError, format_minor, parse_amount
 from payql.providers.base import (
     CreatePaymentRequest,
     ObjectKind,
+    PayoutRefused,
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
@@ -55,6 +59,7 @@ from payql.providers.base import (
 
 logger = logging.getLogger("payql.providers.yookassa")
 _CONFIG_LOCK = threading.Lock()
+MOCK_PAYOUT_PREFIX = "po_mock_"  # payouts made in mock mode (no payout gateway credentials)
 
 KINDS = {"payment": ObjectKind.PAYMENT, "refund": ObjectKind.REFUND, "payout": ObjectKind.PAYOUT}
 # A notification's claim in the neutral vocabulary it is checked in: a refund's RefundStatus, a payout's
@@ -199,9 +204,16 @@ class YooKassaProvider:
         timeout_ms: int,
         trusted_ips: list[str],
         trusted_proxies: list[str],
+        payout_agent_id: str | None = None,
+        payout_secret_key: str | None = None,
     ) -> None:
         self._shop_id = shop_id
         self._secret_key = secret_key
+        # Payouts authenticate as the payout gateway (its agent id and secret key), not as the shop; without them
+        # payouts run in mock mode.
+        self._payout_credentials = (
+            (payout_agent_id, payout_secret_key) if payout_agent_id and payout_secret_key else None
+        )
         self._api_url = api_url
         self._deadline = timeout_ms / 1000
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="yookassa")
@@ -211,7 +223,16 @@ class YooKassaProvider:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def _client(self) -> ApiClient:
+    def _client(self, *, payouts: bool = False) -> ApiClient:
+        """A client with the shop's credentials, or (`payouts`) with the payout gateway's: the SDK's client copies
+        the global configuration's credentials into its own attributes when built, and sends those."""
+        client = self._shop_client()
+        if payouts and self._payout_credentials is not None:
+            client.shop_id, client.shop_password = self._payout_credentials
+            client.auth_token = None
+        return client
+
+    def _shop_client(self) -> ApiClient:
         with _CONFIG_LOCK:  # the SDK's configuration is global: assert ours, then build a client that copies it
             if (Configuration.account_id, Configuration.secret_key, Configuration.api_url) != (
                 self._shop_id,
@@ -225,12 +246,26 @@ class YooKassaProvider:
             return client
 
     def _request(
-        self, method: str, path: str, *, body: dict[str, Any] | None = None, key: str | None = None, query: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        key: str | None = None,
+        query: Any = None,
+        payouts: bool = False,
     ) -> dict[str, Any]:
         headers = {"Idempotence-Key": key} if key else {}
 
         def call() -> dict[str, Any]:
-            result: dict[str, Any] = self._client().request(method, path, query, headers, body)
+            client = self._client(payouts=payouts)
+            if payouts and method == "POST":
+                try:
+                    created: dict[str, Any] = client.request(method, path, query, headers, body)
+                except (BadRequestError, NotFoundError, UnauthorizedError, ForbiddenError) as exc:
+                    raise _refused(exc) from exc
+                return created
+            result: dict[str, Any] = client.request(method, path, query, headers, body)
             return result
 
         future = self._pool.submit(call)
@@ -359,7 +394,12 @@ class YooKassaProvider:
     # -- payouts -----------------------------------------------------------------------------------------
 
     def payout(self, destination: str, amount_minor: int, currency: str, idempotency_key: str) -> ProviderPayout:
-        """`destination` is a payout token (a card synonym from YooKassa's widget) or `wallet:<YooMoney number>`."""
+        """`destination` is a payout token (a card synonym from YooKassa's widget) or `wallet:<YooMoney number>`. A
+        4xx answer other than 429 (an invalid destination, refused credentials) is `PayoutRefused`."""
+        if self._payout_credentials is None:
+            logger.info("MOCK MODE: YooKassa payout of %s %s (no payout gateway credentials)", amount_minor, currency)
+            digest = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+            return ProviderPayout(f"{MOCK_PAYOUT_PREFIX}{digest}", amount_minor, currency, "succeeded")
         body: dict[str, Any] = {"amount": _amount(amount_minor, currency), "description": "payql payout"}
         if destination.startswith("wallet:"):
             body["payout_destination_data"] = {
@@ -368,10 +408,21 @@ class YooKassaProvider:
             }
         else:
             body["payout_token"] = destination
-        return _payout(self._request("POST", "/payouts", body=body, key=idempotency_key))
+        return _payout(self._request("POST", "/payouts", body=body, key=idempotency_key, payouts=True))
 
     def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout:
-        return _payout(self._request("GET", f"/payouts/{provider_payout_id}"))
+        if provider_payout_id.startswith(MOCK_PAYOUT_PREFIX):
+            raise ProviderInvalidRequest("a mock-mode payout is not kept at YooKassa")
+        return _payout(self._request("GET", f"/payouts/{provider_payout_id}", payouts=True))
+
+
+def _refused(exc: ApiError) -> PayoutRefused:
+    """A payout YooKassa refused (400, 401, 403, 404), with its short error code (never its description)."""
+    content = getattr(exc, "content", None) or {}
+    code = content.get("code") if isinstance(content, dict) else None
+    if not isinstance(code, str) or not code:
+        code = "unauthorized" if isinstance(exc, UnauthorizedError | ForbiddenError) else "invalid_request"
+    return PayoutRefused(f"YooKassa refused the payout ({code[:100]})", provider_code=code[:100])
 
 
 def _payout(obj: dict[str, Any]) -> ProviderPayout:
@@ -383,5 +434,5 @@ def _payout(obj: dict[str, Any]) -> ProviderPayout:
         amount_minor=minor,
         currency=currency,
         status=status,
-        failure_message=str(details["reason"]) if details.get("reason") else None,
+        failure_code=str(details["reason"])[:100] if details.get("reason") else None,
     )
