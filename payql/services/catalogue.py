@@ -3,6 +3,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from payql.db import Database
 from payql.models import CreditPackage
@@ -50,7 +51,17 @@ class Catalogue:
         return self._packages.get(code)
 
     def sync(self, db: Database) -> None:
-        """Write the catalogue to the table (payments reference it); packages no longer configured go inactive."""
+        """Write the catalogue to the table (payments reference it); packages no longer configured go inactive.
+
+        Replicas and workers start together and each syncs: when another one inserted a package first, the insert
+        here fails on the key, and the second attempt finds the row and updates it.
+        """
+        try:
+            self._sync(db)
+        except IntegrityError:
+            self._sync(db)  # another process inserted first: now the rows are there
+
+    def _sync(self, db: Database) -> None:
         with db.uow() as uow:
             rows = {row.code: row for row in uow.session.scalars(select(CreditPackage))}
             for package in self._packages.values():

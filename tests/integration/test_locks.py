@@ -39,3 +39,42 @@ def test_a_locked_enroll_lets_another_transaction_update_its_payment(api: Api, d
                 )
             connection.execute(text("UPDATE payments SET failure_code = NULL WHERE id = :id"), {"id": payment_id})
     other.dispose()
+
+
+def test_two_processes_syncing_the_catalogue_at_once_both_start(db: Database) -> None:
+    """Replicas start together: another one inserts a package between this one's read and its insert (SQLite
+    serialises its writers, so only PostgreSQL can interleave them)."""
+    from sqlalchemy import event, insert, select  # noqa: PLC0415
+
+    from payql.models import CreditPackage  # noqa: PLC0415
+    from payql.services.catalogue import Catalogue  # noqa: PLC0415
+    from payql.settings import DEFAULT_PACKAGES  # noqa: PLC0415
+
+    with db.uow() as uow:
+        uow.session.execute(CreditPackage.__table__.delete())
+        uow.commit()
+    raced: list[str] = []
+
+    def other_process_first(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith("INSERT INTO credit_packages") and not raced:
+            raced.append(statement)
+            with db.engine.connect() as other:  # a separate connection: the other replica
+                other.execute(
+                    insert(CreditPackage.__table__),
+                    [
+                        {"code": p.code, "name": p.name, "credits": p.credits, "price_minor": 1, "currency": "USD"}
+                        for p in DEFAULT_PACKAGES
+                    ],
+                )
+                other.commit()
+
+    event.listen(db.engine, "before_cursor_execute", other_process_first)
+    try:
+        Catalogue(list(DEFAULT_PACKAGES)).sync(db)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", other_process_first)
+
+    assert raced  # the race happened
+    with db.read() as session:
+        rows = {row.code: row.price_minor for row in session.scalars(select(CreditPackage))}
+    assert rows == {p.code: int(p.price.replace(".", "")) for p in DEFAULT_PACKAGES}  # ours won the update
