@@ -19,6 +19,9 @@ payee P = A−F−T.
 | `credits_moved`: credits granted/spent  | credits(user) −C, credits_issued +C (unit CREDIT)                |
 | `withdrawal` / `withdrawal_returned`    | payable +W, payouts_in_flight(user) −W / the reverse             |
 | `payout_settled`                        | payouts_in_flight(user) +W, provider_cash −W                     |
+| `dispute_withdrawn`: chargeback funds   | as a refund of D: `refund_of_sale`, `_from_escrow` or `_after_split` |
+| `dispute_reinstated`: dispute won       | `reversal` of the withdrawal's lines (or `capture` of D if released since) |
+| `dispute_fee` / `dispute_fee_returned`  | provider_fees +C, provider_cash −C / the reverse                 |
 
 A refund after the split reverses the fee and tax proportionally and cumulatively: with r refunded after the split
 before this refund, ΔF = ⌊(r+R)·F/N⌋ − ⌊r·F/N⌋ (likewise ΔT), so refunds that add up to N reverse exactly F and T
@@ -163,3 +166,18 @@ def withdrawal_returned(user_id: str, currency: str, amount: int) -> list[Line]:
 def payout_settled(user_id: str, provider: str, currency: str, amount: int) -> list[Line]:
     """The provider paid the payout out: it leaves payouts in flight and the platform's cash there."""
     return [Line(user_id, AccountKind.PAYOUTS_IN_FLIGHT, currency, amount), _cash(provider, currency, -amount)]
+
+
+def reversal(lines: Iterable[Line]) -> list[Line]:
+    """The exact undoing of a posting: every line negated (a dispute won gives back what its withdrawal took)."""
+    return [Line(line.owner_id, line.kind, line.currency, -line.amount_minor) for line in lines]
+
+
+def dispute_fee(provider: str, currency: str, fee: int) -> list[Line]:
+    """The provider's dispute fee (Stripe's, on the dispute's balance transaction): a platform expense."""
+    return provider_fee(provider, currency, fee)
+
+
+def dispute_fee_returned(provider: str, currency: str, fee: int) -> list[Line]:
+    """A dispute fee the provider gave back (a negative fee on a reinstatement)."""
+    return reversal(dispute_fee(provider, currency, fee))

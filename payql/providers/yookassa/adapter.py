@@ -42,6 +42,7 @@ from payql.money import MoneyError, format_minor, parse_amount
 from payql.providers.base import (
     CreatePaymentRequest,
     ObjectKind,
+    ProviderDispute,
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
@@ -372,6 +373,10 @@ class YooKassaProvider:
 
     def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout:
         return _payout(self._request("GET", f"/payouts/{provider_payout_id}"))
+
+    def retrieve_dispute(self, provider_dispute_id: str) -> ProviderDispute:
+        """YooKassa has no disputes API: a chargeback there reaches the shop outside the API, never as an object."""
+        raise ProviderError(f"YooKassa has no disputes API ({provider_dispute_id})", provider_code="not_supported")
 
 
 def _payout(obj: dict[str, Any]) -> ProviderPayout:
