@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import documents as doc
+import httpx
 import pytest
 from conftest import make_settings
 from fakes.stripe_api import FakeStripe
@@ -366,3 +367,88 @@ def test_who_sees_a_dispute(api: Api, fake: FakeStripe, db: Database) -> None:
     assert admin.gql(DISPUTES, first=101)["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
     assert fake.disputes[dispute["id"]]["status"] == "needs_response"
     books_are_sound(db)
+
+
+def test_a_dispute_heard_before_the_payment_itself_books_the_capture_first(
+    api: Api, fake: FakeStripe, db: Database
+) -> None:
+    # given a payment whose success webhook has not arrived (payql still shows it PENDING)
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
+    enroll_id = book(client, mentor, "100.00", "USD")
+    created = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="AUTOMATIC")
+    intent_id = created["clientSecret"].split("_secret_")[0]
+    fake.customer_pays(intent_id, "pm_card_visa")
+    assert client.data(doc.PAYMENT, id=created["payment"]["id"])["payment"]["status"] == "PENDING"
+
+    # when only the dispute's withdrawal is heard
+    fake.open_dispute(intent_id)
+    assert deliver(api, fake, fake.events_of("charge.dispute.funds_withdrawn")[-1]) == "processed"
+
+    # then payql learned the capture (into escrow) and reversed the dispute from it
+    assert client.data(doc.PAYMENT, id=created["payment"]["id"])["payment"]["status"] == "SUCCEEDED"
+    assert platform(admin) == {
+        "revenue": "0.00",
+        "providerPayable": "0.00",
+        "escrow": "0.00",
+        "providerCash": "-15.00",
+        "providerFees": "15.00",
+    }
+    assert len(payment_disputes(client, created["payment"]["id"])) == 1
+    books_are_sound(db)
+
+
+def test_an_inquiry_moves_no_money_until_it_escalates(api: Api, fake: FakeStripe, db: Database) -> None:
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
+    payment_id, intent_id = completed_enroll(api, fake, client, mentor)
+    seen: set[str] = set()
+    inquiry = fake.open_dispute(intent_id, inquiry=True, reason="general")
+    deliver_new(api, fake, seen)
+    assert payment_disputes(client, payment_id)[0]["status"] == "WARNING_NEEDS_RESPONSE"
+    assert available(mentor) == "95.00"
+    assert posted_kinds(db) == []
+
+    fake.escalate_dispute(inquiry["id"])
+    deliver_new(api, fake, seen)
+    assert payment_disputes(client, payment_id)[0]["status"] == "NEEDS_RESPONSE"
+    assert available(mentor) == "0.00"
+    assert platform(admin)["providerFees"] == "15.00"
+    books_are_sound(db)
+
+
+def test_refresh_applies_what_the_webhooks_missed_through_the_same_path(
+    api: Api, fake: FakeStripe, db: Database
+) -> None:
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
+    payment_id, intent_id = completed_enroll(api, fake, client, mentor)
+    dispute = fake.open_dispute(intent_id)
+    assert deliver(api, fake, fake.events_of("charge.dispute.created")[-1]) == "processed"
+    disputes = api.app.state.services.disputes
+    (dispute_id,) = disputes.open_ids()
+
+    # the withdrawal, the close and the reinstatement were never delivered: reconcile re-reads the dispute
+    fake.close_dispute(dispute["id"], won=True)
+    assert disputes.refresh(dispute_id) is True
+    assert disputes.refresh(dispute_id) is False  # nothing more to apply
+    assert disputes.open_ids() == []
+    assert payment_disputes(admin, payment_id)[0]["status"] == "WON"
+    assert available(mentor) == "95.00"
+    assert platform(admin)["providerCash"] == "85.00"
+    assert posted_kinds(db) == ["dispute_fee", "dispute_reinstated", "dispute_withdrawn"]
+    books_are_sound(db)
+
+
+def test_a_dispute_on_a_payment_payql_never_made_is_acknowledged_and_ignored(
+    api: Api, fake: FakeStripe, db: Database
+) -> None:
+    made_elsewhere = httpx.post(
+        f"{fake.url}/v1/payment_intents",
+        data={"amount": "700", "currency": "usd", "allowed_payment_method_types[]": "card"},
+        headers={"Authorization": f"Bearer {SECRET_KEY}"},
+        timeout=5,
+    ).json()
+    fake.customer_pays(made_elsewhere["id"], "pm_card_visa")
+    fake.open_dispute(made_elsewhere["id"])
+    for event in dispute_events(fake):
+        assert deliver(api, fake, event) == "ignored"
+    assert posted_kinds(db) == []
+    assert api.user("root", "admin").data(DISPUTES)["disputes"]["totalCount"] == 0

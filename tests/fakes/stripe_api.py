@@ -1466,6 +1466,7 @@ class FakeStripe:
                     "submission_count": 0,
                     "submission_method": None,
                 },
+                intended_submission_method=None,
                 is_charge_refundable=inquiry,
                 network_reason_code="10.4" if reason == "fraudulent" else "13.1",
                 payment_intent=charge["payment_intent"],
