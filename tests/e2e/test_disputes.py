@@ -5,14 +5,16 @@ funds Stripe withdraws and reinstates (CONTRACT.md "Disputes")."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import documents as doc
 import httpx
 import pytest
-from conftest import make_settings
+from conftest import TEST_SECRET, make_settings
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
+from servers import payql
 from sqlalchemy import select
 from support import Api, User
 
@@ -137,8 +139,15 @@ def books_are_sound(db: Database) -> None:
         assert ledger_problems(session) == []
 
 
+def ledger_check(database_url: str, cwd: Path) -> None:
+    """`payql ledger check`, the operator's command, in its own process."""
+    checked = payql("ledger", "check", env={"DATABASE_URL": database_url, "JWT_SECRET": TEST_SECRET}, cwd=cwd)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.strip().endswith("ledger check: ok")
+
+
 def test_a_chargeback_on_a_completed_enroll_takes_the_payee_share_and_books_the_fee(
-    api: Api, fake: FakeStripe, db: Database
+    api: Api, fake: FakeStripe, db: Database, database_url: str, tmp_path: Path
 ) -> None:
     # given a completed enroll: 95.00 available to the mentor, 5.00 the platform's fee
     client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
@@ -174,10 +183,12 @@ def test_a_chargeback_on_a_completed_enroll_takes_the_payee_share_and_books_the_
         "providerFees": "15.00",
     }
     assert posted_kinds(db) == ["dispute_fee", "dispute_withdrawn"]
-    books_are_sound(db)
+    ledger_check(database_url, tmp_path)
 
 
-def test_a_dispute_won_gives_the_funds_back_but_not_the_fee(api: Api, fake: FakeStripe, db: Database) -> None:
+def test_a_dispute_won_gives_the_funds_back_but_not_the_fee(
+    api: Api, fake: FakeStripe, db: Database, database_url: str, tmp_path: Path
+) -> None:
     client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
     payment_id, intent_id = completed_enroll(api, fake, client, mentor)
     seen: set[str] = set()
@@ -204,7 +215,7 @@ def test_a_dispute_won_gives_the_funds_back_but_not_the_fee(api: Api, fake: Fake
         "providerFees": "15.00",
     }
     assert posted_kinds(db) == ["dispute_fee", "dispute_reinstated", "dispute_withdrawn"]
-    books_are_sound(db)
+    ledger_check(database_url, tmp_path)
 
 
 def test_a_dispute_lost_leaves_the_reversal(api: Api, fake: FakeStripe, db: Database) -> None:
