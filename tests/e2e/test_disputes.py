@@ -463,3 +463,35 @@ def test_a_dispute_on_a_payment_payql_never_made_is_acknowledged_and_ignored(
         assert deliver(api, fake, event) == "ignored"
     assert posted_kinds(db) == []
     assert api.user("root", "admin").data(DISPUTES)["disputes"]["totalCount"] == 0
+
+
+def test_part_of_escrow_disputed_then_won_after_the_release_comes_back_split(
+    api: Api, fake: FakeStripe, db: Database
+) -> None:
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
+    payment_id, enroll_id, intent_id = paid_intent(api, fake, client, mentor)
+    seen: set[str] = set()
+    # 40.00 of the 100.00 disputed while it waits in escrow
+    dispute = fake.open_dispute(intent_id, amount=4000)
+    deliver_new(api, fake, seen)
+    assert platform(admin)["escrow"] == "60.00"
+
+    # the enroll completes: what escrow holds is split (57.00 the mentor's, 3.00 the platform's)
+    mentor.ok(doc.ACCEPT_ENROLL, id=enroll_id)
+    mentor.ok(doc.MARK_ENROLL_READY, id=enroll_id)
+    client.ok(doc.CONFIRM_ENROLL, id=enroll_id)
+    assert available(mentor) == "57.00"
+
+    # won afterwards: the 40.00 comes back split as the release would have split it
+    fake.close_dispute(dispute["id"], won=True)
+    deliver_new(api, fake, seen)
+    assert available(mentor) == "95.00"
+    assert platform(admin) == {
+        "revenue": "5.00",
+        "providerPayable": "95.00",
+        "escrow": "0.00",
+        "providerCash": "85.00",
+        "providerFees": "15.00",
+    }
+    assert payment_disputes(client, payment_id)[0]["amount"]["amount"] == "40.00"
+    books_are_sound(db)
