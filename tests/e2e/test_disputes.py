@@ -495,3 +495,36 @@ def test_part_of_escrow_disputed_then_won_after_the_release_comes_back_split(
     }
     assert payment_disputes(client, payment_id)[0]["amount"]["amount"] == "40.00"
     books_are_sound(db)
+
+
+@pytest.mark.parametrize("outage", ["500", "429", "hang"])
+def test_an_outage_while_reading_the_dispute_writes_nothing_and_the_retry_books_it_once(
+    api: Api, fake: FakeStripe, db: Database, outage: str
+) -> None:
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
+    payment_id, intent_id = completed_enroll(api, fake, client, mentor)
+    books = platform(admin)
+    fake.open_dispute(intent_id)
+    withdrawn = fake.events_of("charge.dispute.funds_withdrawn")[-1]
+
+    # when Stripe cannot be read as the event arrives
+    if outage == "hang":
+        fake.hang_next(seconds=5, path_prefix="/v1/disputes")
+    else:
+        fake.fail_next(status=int(outage), path_prefix="/v1/disputes")
+    body, headers = fake.signed_delivery(withdrawn, WEBHOOK_SECRET)
+    failed = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
+
+    # then the delivery is answered 500 (Stripe sends it again), and nothing of the dispute is written
+    assert failed.status_code == 500
+    assert payment_disputes(admin, payment_id) == []
+    assert platform(admin) == books
+    assert posted_kinds(db) == []
+
+    # and Stripe's next attempt books it, once
+    assert deliver(api, fake, withdrawn) == "processed"
+    assert deliver(api, fake, withdrawn) == "duplicate"
+    assert payment_disputes(admin, payment_id)[0]["status"] == "NEEDS_RESPONSE"
+    assert available(mentor) == "0.00"
+    assert posted_kinds(db) == ["dispute_fee", "dispute_withdrawn"]
+    books_are_sound(db)
