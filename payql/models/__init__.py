@@ -2,6 +2,7 @@
 
 from payql.models.base import Base, new_id, utcnow
 from payql.models.credits import CreditLot, CreditTransaction, ProviderCustomer
+from payql.models.dispute import Dispute
 from payql.models.enroll import Enroll
 from payql.models.idempotency import IdempotencyRecord
 from payql.models.ledger import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
@@ -19,6 +20,7 @@ __all__ = [
     "CreditLot",
     "CreditPackage",
     "CreditTransaction",
+    "Dispute",
     "Enroll",
     "IdempotencyRecord",
     "LedgerAccount",

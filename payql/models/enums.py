@@ -89,3 +89,16 @@ class WithdrawalStatus(StrEnum):
     COMPLETED = "COMPLETED"
     REJECTED = "REJECTED"
     FAILED = "FAILED"
+
+
+class DisputeStatus(StrEnum):
+    """Stripe's dispute statuses in payql's terms: an inquiry (`WARNING_*`, no money moves) or a chargeback."""
+
+    WARNING_NEEDS_RESPONSE = "WARNING_NEEDS_RESPONSE"
+    WARNING_UNDER_REVIEW = "WARNING_UNDER_REVIEW"
+    WARNING_CLOSED = "WARNING_CLOSED"
+    NEEDS_RESPONSE = "NEEDS_RESPONSE"
+    UNDER_REVIEW = "UNDER_REVIEW"
+    WON = "WON"
+    LOST = "LOST"
+    PREVENTED = "PREVENTED"

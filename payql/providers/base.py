@@ -15,7 +15,15 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, ProviderName, RefundReason, RefundStatus
+from payql.models.enums import (
+    CaptureMethod,
+    DisputeStatus,
+    PaymentPurpose,
+    PaymentStatus,
+    ProviderName,
+    RefundReason,
+    RefundStatus,
+)
 
 
 class ObjectKind(StrEnum):
@@ -170,6 +178,31 @@ class ProviderPayout:
     failure_code: str | None = None  # the provider's short code for a failure, never its prose
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderDispute:
+    """A provider's dispute (a chargeback, or an inquiry before one) at one moment, in neutral terms.
+
+    The money is what the provider's balance shows for it, gross and cumulative: `withdrawn_minor` taken from the
+    platform's balance, `reinstated_minor` given back (a dispute won), `fee_minor` the dispute fees charged and
+    `fee_returned_minor` those given back. A status the provider reports that we do not know is None (the
+    dispute's status stays as it was). Only Stripe has disputes; YooKassa has no disputes API.
+    """
+
+    provider_dispute_id: str
+    amount_minor: int
+    currency: str
+    status: DisputeStatus | None
+    reason: str | None = None
+    evidence_due_by: datetime | None = None
+    created_at: datetime | None = None
+    withdrawn_minor: int = 0
+    reinstated_minor: int = 0
+    fee_minor: int = 0
+    fee_returned_minor: int = 0
+    payment_id: str | None = None  # ours, from the disputed charge's metadata
+    payment_ref: str | None = None  # the provider's id of the disputed payment (a PaymentIntent)
+
+
 class PaymentProvider(Protocol):
     """One payment provider (or its mock). Adapters are built once by `bootstrap` and injected."""
 
@@ -221,6 +254,10 @@ class PaymentProvider(Protocol):
         ...
 
     def retrieve_payout(self, provider_payout_id: str) -> ProviderPayout: ...
+
+    def retrieve_dispute(self, provider_dispute_id: str) -> ProviderDispute:
+        """Read a dispute as the provider sees it now; a provider without disputes raises `ProviderError`."""
+        ...
 
     def close(self) -> None:
         """Release the provider's HTTP clients and threads (the process or the command is ending)."""

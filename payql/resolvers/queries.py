@@ -8,14 +8,22 @@ from typing import Any
 import strawberry
 
 from payql import models as m
-from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus
+from payql.models.enums import DisputeStatus, EnrollStatus, PaymentPurpose, PaymentStatus
 from payql.resolvers.common import GQLInfo, caller
 from payql.schema.enums import WithdrawalStatus as WithdrawalStatusEnum
-from payql.schema.nodes import enroll_node, package_type, payment_node, payout_account_type, withdrawal_type
+from payql.schema.nodes import (
+    dispute_node,
+    enroll_node,
+    package_type,
+    payment_node,
+    payout_account_type,
+    withdrawal_type,
+)
 from payql.schema.types import (
     Connection,
     CreditPackage,
     CreditTransaction,
+    Dispute,
     Edge,
     Enroll,
     PageInfo,
@@ -103,3 +111,11 @@ def payout_accounts(info: GQLInfo, first: int = queries.LIST_CAP) -> list[Payout
     principal = caller(info)
     size = queries.list_size(first, queries.LIST_CAP)
     return [payout_account_type(row) for row in queries.list_payout_accounts(info.context.session, principal, size)]
+
+
+def disputes(
+    info: GQLInfo, first: int = queries.DEFAULT_PAGE, after: str | None = None, status: DisputeStatus | None = None
+) -> Connection[Dispute]:
+    """Disputes on the caller's earnings (as payee); an admin sees all."""
+    page = queries.list_disputes(info.context.session, caller(info), first, after, status)
+    return _connection(page, dispute_node)

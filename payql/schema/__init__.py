@@ -47,6 +47,7 @@ from payql.schema.types import (
     Connection,
     CreditPackage,
     CreditTransaction,
+    Dispute,
     Enroll,
     Payment,
     PayoutAccount,
@@ -78,6 +79,11 @@ class Query:
     )
     withdrawals: Connection[Withdrawal] = strawberry.field(
         resolver=queries.withdrawals, permission_classes=[IsAuthenticated], description="Own; an admin sees all."
+    )
+    disputes: Connection[Dispute] = strawberry.field(
+        resolver=queries.disputes,
+        permission_classes=[IsAuthenticated],
+        description="Chargebacks on the caller's earnings (as payee), newest first; an admin sees all.",
     )
     payout_accounts: list[PayoutAccount] = capped(
         LIST_CAP,

@@ -9,6 +9,7 @@ import strawberry
 from payql.models.enums import (
     CaptureMethod,
     CreditTransactionType,
+    DisputeStatus,
     EnrollStatus,
     PaymentPurpose,
     PaymentStatus,
@@ -21,6 +22,7 @@ from payql.models.enums import (
 for _enum in (
     CaptureMethod,
     CreditTransactionType,
+    DisputeStatus,
     EnrollStatus,
     PaymentPurpose,
     PaymentStatus,
@@ -50,6 +52,7 @@ class ErrorCode(StrEnum):
 __all__ = [
     "CaptureMethod",
     "CreditTransactionType",
+    "DisputeStatus",
     "EnrollStatus",
     "ErrorCode",
     "PaymentPurpose",

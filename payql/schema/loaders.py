@@ -51,16 +51,21 @@ class Loaders:
         self.enroll: BatchLoader[str, Record | None] = BatchLoader(self._enrolls, lambda: None)
         self.refunds: BatchLoader[str, list[Record]] = BatchLoader(self._refunds, list)
         self.enroll_payment: BatchLoader[str, Record | None] = BatchLoader(self._enroll_payments, lambda: None)
+        self.disputes: BatchLoader[str, list[Record]] = BatchLoader(self._disputes, list)
 
     def want_payments(self, payments: Sequence[Any]) -> None:
         self.enroll.want(payment.enroll_id for payment in payments)
         self.refunds.want(payment.id for payment in payments)
+        self.disputes.want(payment.id for payment in payments)
 
     def _enrolls(self, ids: list[str]) -> dict[str, Record | None]:
         return dict(queries.enrolls_by_id(self.session, ids))
 
     def _refunds(self, ids: list[str]) -> dict[str, list[Record]]:
         return queries.refunds_by_payment(self.session, ids)
+
+    def _disputes(self, ids: list[str]) -> dict[str, list[Record]]:
+        return queries.disputes_by_payment(self.session, ids)
 
     def _enroll_payments(self, ids: list[str]) -> dict[str, Record | None]:
         return dict(queries.payments_by_enroll(self.session, ids))

@@ -62,6 +62,21 @@ class RefundNode:
     amount = _money("amount_minor")
 
 
+class DisputeNode:
+    __slots__ = ("_row",)
+
+    def __init__(self, row: Record) -> None:
+        self._row = row
+
+    id = _column("id")
+    payment_id = _column("payment_id")
+    status = _column("status")
+    reason = _column("reason")
+    evidence_due_by = _column("evidence_due_by")
+    created_at = _column("created_at")
+    amount = _money("amount_minor")
+
+
 class _Loaded:
     """A row and the request's loaders, for nodes with nested objects."""
 
@@ -126,6 +141,10 @@ class PaymentNode(_Loaded):
         return [RefundNode(row) for row in self._loaders.refunds.load(self._row.id)]
 
     @property
+    def disputes(self) -> list[DisputeNode]:
+        return [DisputeNode(row) for row in self._loaders.disputes.load(self._row.id)]
+
+    @property
     def package(self) -> CreditPackage | None:
         code = self._row.package_code
         package = None if code is None else self._loaders.catalogue.get(code)
@@ -143,6 +162,10 @@ def enroll_node(loaders: Loaders, row: Record | None) -> Any:
 
 def refund_node(row: Record | None) -> Any:
     return None if row is None else RefundNode(row)
+
+
+def dispute_node(row: Record) -> Any:
+    return DisputeNode(row)
 
 
 def withdrawal_type(row: Record) -> Withdrawal:

@@ -11,6 +11,7 @@ from payql.money import format_minor
 from payql.schema.enums import (
     CaptureMethod,
     CreditTransactionType,
+    DisputeStatus,
     EnrollStatus,
     ErrorCode,
     PaymentPurpose,
@@ -21,7 +22,7 @@ from payql.schema.enums import (
     WithdrawalStatus,
 )
 from payql.schema.limits import CAP, PAGE
-from payql.services.queries import CURRENCIES_CAP, LIST_CAP, REFUNDS_CAP, list_size
+from payql.services.queries import CURRENCIES_CAP, DISPUTES_CAP, LIST_CAP, REFUNDS_CAP, list_size
 
 N = TypeVar("N")
 
@@ -103,6 +104,22 @@ def _refunds(parent: strawberry.Parent[Any], first: int = REFUNDS_CAP) -> list[R
     return refunds[: list_size(first, REFUNDS_CAP)]
 
 
+@strawberry.type(description="A chargeback (or an inquiry before one) the payer's bank opened on a payment.")
+class Dispute:
+    id: strawberry.ID
+    payment_id: strawberry.ID
+    status: DisputeStatus
+    amount: Money
+    reason: str | None = strawberry.field(description="The provider's reason, e.g. `fraudulent`.")
+    evidence_due_by: datetime | None = strawberry.field(description="When evidence must reach the provider.")
+    created_at: datetime
+
+
+def _disputes(parent: strawberry.Parent[Any], first: int = DISPUTES_CAP) -> list[Dispute]:
+    disputes: list[Dispute] = parent.disputes  # the node's, loaded for the whole page up to the cap
+    return disputes[: list_size(first, DISPUTES_CAP)]
+
+
 @strawberry.type
 class Enroll:
     id: strawberry.ID
@@ -136,6 +153,9 @@ class Payment:
     package: CreditPackage | None
     refunds: list[Refund] = capped(
         REFUNDS_CAP, "The oldest first. At most {cap}: `first` asks for fewer.", resolver=_refunds
+    )
+    disputes: list[Dispute] = capped(
+        DISPUTES_CAP, "Chargebacks, the oldest first. At most {cap}: `first` asks for fewer.", resolver=_disputes
     )
     failure_code: str | None
     failure_message: str | None

@@ -12,6 +12,7 @@ from payql.models.enums import ProviderName
 from payql.providers.base import PaymentProvider
 from payql.services.catalogue import Catalogue
 from payql.services.credits import CreditService
+from payql.services.disputes import DisputeService
 from payql.services.enrolls import EnrollService
 from payql.services.holds import HoldService
 from payql.services.idempotency import IdempotencyService
@@ -42,6 +43,7 @@ class Services:
     holds: HoldService
     payouts: PayoutService
     reconciler: Reconciler
+    disputes: DisputeService
     on_close: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -58,6 +60,7 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
     refunds = RefundService(db, payments, idempotency)
     payouts = PayoutService(db, settings, providers, idempotency)
     enrolls = EnrollService(db, payments, refunds)
+    disputes = DisputeService(db, payments)
     reconciler = Reconciler(
         db,
         payments,
@@ -79,8 +82,9 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         refunds=refunds,
         enrolls=enrolls,
         credits=CreditService(db, idempotency),
-        webhooks=WebhookService(db, payments, payouts),
+        webhooks=WebhookService(db, payments, payouts, disputes=disputes),
         holds=HoldService(db, payments, timedelta(hours=settings.hold_expiry_margin_hours)),
         payouts=payouts,
         reconciler=reconciler,
+        disputes=disputes,
     )

@@ -27,7 +27,7 @@ from payql.models import (
 )
 from payql.services.postings import Line, UnbalancedPosting, imbalance
 
-__all__ = ["Line", "UnbalancedPosting", "balance_of", "balances", "post", "totals_by_kind"]
+__all__ = ["Line", "UnbalancedPosting", "balance_of", "balances", "lines_of", "post", "totals_by_kind"]
 
 
 _TRANSACTIONS = cast("Table", LedgerTransaction.__table__)
@@ -138,3 +138,19 @@ def totals_by_kind(session: Session) -> dict[tuple[AccountKind, str], int]:
         )
     )
     return {(kind, currency): int(total) for kind, currency, total in rows}
+
+
+def lines_of(session: Session, cause_type: str, cause_id: str, kind: str) -> list[Line]:
+    """The lines one cause posted as `kind` (none when it has not), in the order they were written."""
+    rows = session.execute(
+        select(LedgerAccount.owner_id, LedgerAccount.kind, LedgerEntry.currency, LedgerEntry.amount_minor)
+        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.cause_type == cause_type,
+            LedgerTransaction.cause_id == cause_id,
+            LedgerTransaction.kind == kind,
+        )
+        .order_by(LedgerEntry.id)
+    )
+    return [Line(owner, account_kind, currency, int(amount)) for owner, account_kind, currency, amount in rows]

@@ -27,7 +27,7 @@ from datetime import timedelta
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from payql.models import Enroll, LedgerTransaction, Payment, Refund, new_id, utcnow
+from payql.models import AccountKind, Enroll, LedgerTransaction, Payment, Refund, new_id, utcnow
 from payql.models.enums import EnrollStatus, PaymentPurpose, RefundStatus
 from payql.models.enums import PaymentStatus as S
 from payql.providers.base import ProviderPayment, ProviderRefund
@@ -322,3 +322,54 @@ def _post_pending_refunds(session: Session, payment: Payment) -> None:
     for refund in refunds:
         if refund.id not in posted:
             _post_refund(session, payment, refund)
+
+
+# -- disputes (chargebacks) ------------------------------------------------------------------------------------
+# A dispute's money moves here, with the payment's escrow and split it changes; its status is services/disputes.py's.
+
+
+def withdraw_for_dispute(session: Session, payment: Payment, dispute_id: str, amount: int) -> bool:
+    """The provider took `amount` back for a dispute: reversed like a refund of that amount, from the sale, from
+    escrow, or from the split (payee share, fee and tax proportionally; the payee's payable may go negative).
+    Once per dispute; the caller holds the payment row locked and has brought its capture to the ledger."""
+    provider, currency = payment.provider.value, payment.currency
+    if payment.purpose is PaymentPurpose.PACKAGE:
+        return ledger.post(
+            session, "dispute_withdrawn", "dispute", dispute_id, postings.refund_of_sale(provider, currency, amount)
+        )
+    if payment.split_base_minor is None:
+        lines = postings.refund_from_escrow(provider, currency, amount)
+        if not ledger.post(session, "dispute_withdrawn", "dispute", dispute_id, lines):
+            return False
+        payment.escrow_minor -= amount
+        return True
+    before = payment.split_refunded_minor
+    lines = postings.refund_after_split(provider, currency, payment.payee_id, _split_of(payment), before, amount)
+    if not ledger.post(session, "dispute_withdrawn", "dispute", dispute_id, lines):
+        return False
+    payment.split_refunded_minor = before + amount
+    return True
+
+
+def reinstate_for_dispute(session: Session, payment: Payment, dispute_id: str) -> bool:
+    """The provider gave a dispute's withdrawn funds back (the dispute was won): the withdrawal is reversed exactly.
+    Funds withdrawn from escrow that has been released since come back split, as the release would have split
+    them. Once per dispute, and only after its withdrawal."""
+    withdrawn = ledger.lines_of(session, "dispute", dispute_id, "dispute_withdrawn")
+    if not withdrawn:
+        return False
+    amount = -sum(line.amount_minor for line in withdrawn if line.kind is AccountKind.PROVIDER_CASH)
+    from_escrow = any(line.kind is AccountKind.ESCROW for line in withdrawn)
+    released = from_escrow and payment.split_base_minor is not None
+    if released:
+        shares = postings.split(amount, payment.platform_bps, payment.tax_bps)
+        lines = postings.capture(payment.provider.value, payment.currency, payment.payee_id, shares)
+    else:
+        lines = postings.reversal(withdrawn)
+    if not ledger.post(session, "dispute_reinstated", "dispute", dispute_id, lines):
+        return False
+    if from_escrow and not released:
+        payment.escrow_minor += amount
+    elif not from_escrow and payment.purpose is PaymentPurpose.ENROLL:
+        payment.split_refunded_minor -= amount
+    return True

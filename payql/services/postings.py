@@ -20,6 +20,9 @@ payee P = A−F−T.
 | `withdrawal` / `withdrawal_returned`    | payable +W, payouts_in_flight(user) −W / the reverse             |
 | `payout_settled`                        | payouts_in_flight(user) +W, provider_cash −W                     |
 | `payout_reversed`: settled, then undone | provider_cash +W, payouts_in_flight −W; payouts_in_flight +W, payable −W |
+| `dispute_withdrawn`: chargeback funds   | as a refund of D: `refund_of_sale`, `_from_escrow` or `_after_split` |
+| `dispute_reinstated`: dispute won       | `reversal` of the withdrawal's lines (or `capture` of D if released since) |
+| `dispute_fee` / `dispute_fee_returned`  | provider_fees +C, provider_cash −C / the reverse                 |
 
 A refund after the split reverses the fee and tax proportionally and cumulatively: with r refunded after the split
 before this refund, ΔF = ⌊(r+R)·F/N⌋ − ⌊r·F/N⌋ (likewise ΔT), so refunds that add up to N reverse exactly F and T
@@ -174,3 +177,16 @@ def payout_reversed(user_id: str, provider: str, currency: str, amount: int) -> 
         for line in payout_settled(user_id, provider, currency, amount)
     ]
     return [*undone, *withdrawal_returned(user_id, currency, amount)]
+def reversal(lines: Iterable[Line]) -> list[Line]:
+    """The exact undoing of a posting: every line negated (a dispute won gives back what its withdrawal took)."""
+    return [Line(line.owner_id, line.kind, line.currency, -line.amount_minor) for line in lines]
+
+
+def dispute_fee(provider: str, currency: str, fee: int) -> list[Line]:
+    """The provider's dispute fee (Stripe's, on the dispute's balance transaction): a platform expense."""
+    return provider_fee(provider, currency, fee)
+
+
+def dispute_fee_returned(provider: str, currency: str, fee: int) -> list[Line]:
+    """A dispute fee the provider gave back (a negative fee on a reinstatement)."""
+    return reversal(dispute_fee(provider, currency, fee))

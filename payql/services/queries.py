@@ -20,8 +20,8 @@ from sqlalchemy import Integer, Select, Table, bindparam, func, or_, select
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
-from payql.models import CreditTransaction, Enroll, Payment, PayoutAccount, Refund, Withdrawal
-from payql.models.enums import EnrollStatus, PaymentPurpose, PaymentStatus, WithdrawalStatus
+from payql.models import CreditTransaction, Dispute, Enroll, Payment, PayoutAccount, Refund, Withdrawal
+from payql.models.enums import DisputeStatus, EnrollStatus, PaymentPurpose, PaymentStatus, WithdrawalStatus
 from payql.models.payment import OPEN_STATUSES
 from payql.money import EXPONENTS
 from payql.services.errors import InvalidInput
@@ -35,6 +35,7 @@ DEFAULT_PAGE = 20
 MAX_PAGE = 100
 # The plain lists (no pages) are capped: at most this many items, and the query cost counts each at its cap.
 REFUNDS_CAP = 20  # a payment's refunds: a page of 20 payments with their refunds stays under the default cost
+DISPUTES_CAP = 5  # a payment's disputes: Stripe allows one per charge, and a payment captures one charge
 LIST_CAP = 100  # credit lots, payout accounts, the catalogue
 CURRENCIES_CAP = len(EXPONENTS)  # one item per currency payql knows: never cuts anything off
 
@@ -73,6 +74,7 @@ PAYMENTS = cast("Table", Payment.__table__)
 ENROLLS = cast("Table", Enroll.__table__)
 CREDIT_TRANSACTIONS = cast("Table", CreditTransaction.__table__)
 WITHDRAWALS = cast("Table", Withdrawal.__table__)
+DISPUTES = cast("Table", Dispute.__table__)
 
 
 @functools.cache
@@ -154,6 +156,13 @@ def list_withdrawals(
     return _page(session, WITHDRAWALS, ("user_id", "user_id"), principal, first, after, {"status": status})
 
 
+def list_disputes(
+    session: Session, principal: Principal, first: int | None, after: str | None, status: DisputeStatus | None
+) -> Page[Record]:
+    """The disputes on the caller's earnings (as the payee), newest first; an admin sees all."""
+    return _page(session, DISPUTES, ("payee_id", "payee_id"), principal, first, after, {"status": status})
+
+
 _ENROLLS = select(*Enroll.__table__.c).where(Enroll.id.in_(bindparam("ids", expanding=True)))
 # Each payment's first REFUNDS_CAP refunds (the oldest), in one statement for the whole page.
 _RANKED_REFUNDS = (
@@ -165,6 +174,9 @@ _REFUNDS = (
     select(*(_RANKED_REFUNDS.c[column.name] for column in Refund.__table__.c))
     .where(_RANKED_REFUNDS.c.n <= REFUNDS_CAP)
     .order_by(_RANKED_REFUNDS.c.id)
+)
+_DISPUTES = (
+    select(*Dispute.__table__.c).where(Dispute.payment_id.in_(bindparam("ids", expanding=True))).order_by(Dispute.id)
 )
 _ENROLL_PAYMENTS = (
     select(*Payment.__table__.c).where(Payment.enroll_id.in_(bindparam("ids", expanding=True))).order_by(Payment.id)
@@ -180,6 +192,15 @@ def refunds_by_payment(session: Session, ids: list[str]) -> dict[str, list[Recor
     grouped: dict[str, list[Record]] = defaultdict(list)
     for row in session.connection().execute(_REFUNDS, {"ids": ids}):
         grouped[row.payment_id].append(row)
+    return dict(grouped)
+
+
+def disputes_by_payment(session: Session, ids: list[str]) -> dict[str, list[Record]]:
+    """At most DISPUTES_CAP disputes of each payment, oldest first."""
+    grouped: dict[str, list[Record]] = defaultdict(list)
+    for row in session.connection().execute(_DISPUTES, {"ids": ids}):
+        if len(grouped[row.payment_id]) < DISPUTES_CAP:
+            grouped[row.payment_id].append(row)
     return dict(grouped)
 
 

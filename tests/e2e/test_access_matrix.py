@@ -33,8 +33,21 @@ from support import Api, User, error_codes
 
 from payql.app import create_app
 from payql.db import Database
-from payql.models import Base, CreditLot, CreditTransaction, Enroll, Payment, PayoutAccount, Withdrawal, new_id, utcnow
+from payql.models import (
+    Base,
+    CreditLot,
+    CreditTransaction,
+    Dispute,
+    Enroll,
+    Payment,
+    PayoutAccount,
+    Withdrawal,
+    new_id,
+    utcnow,
+)
+from payql.models.enums import DisputeStatus, ProviderName
 from payql.money import Money
+from payql.providers.base import ProviderDispute
 from payql.schema import build_schema
 from payql.services.checks import ledger_problems
 from payql.services.payouts import available
@@ -55,6 +68,11 @@ PAYOUT_ACCOUNTS = "{ payoutAccounts { id provider status currency externalAccoun
 PAYMENTS = """
 query($first: Int!) {
   payments(first: $first) { totalCount pageInfo { hasNextPage } edges { node { id status payerId payeeId } } }
+}
+"""
+DISPUTES = """
+query($first: Int!) {
+  disputes(first: $first) { totalCount pageInfo { hasNextPage } edges { node { id paymentId status } } }
 }
 """
 WITHDRAWALS = """
@@ -174,6 +192,23 @@ class World:
         payment_id: str = paid_package(self.client)["id"]
         return payment_id
 
+    def dispute(self) -> str:
+        """An inquiry on the enroll payment, as Stripe reports one (the mock providers open none): through the same
+        service a webhook or reconcile uses."""
+        answer = ProviderDispute(
+            provider_dispute_id=f"dp_matrix{self.serial()}",
+            amount_minor=10_000,
+            currency="USD",
+            status=DisputeStatus.WARNING_NEEDS_RESPONSE,
+            payment_id=self.shared("enroll_payment"),
+        )
+        assert self.api.app.state.services.disputes.receive(ProviderName.STRIPE, answer) is True
+        with self.db.read() as session:
+            dispute_id: str = session.scalars(
+                select(Dispute.id).where(Dispute.provider_dispute_id == answer.provider_dispute_id)
+            ).one()
+            return dispute_id
+
     def payout_account(self) -> str:
         registered = self.provider.ok(
             doc.REGISTER_PAYOUT_ACCOUNT,
@@ -255,6 +290,7 @@ BUILDERS: dict[str, Callable[[World], str]] = {
     "enroll_payment": World.enroll_payment,
     "package_payment": World.package_payment,
     "payout_account": World.payout_account,
+    "dispute": World.dispute,
     "verified_account": World.verified_account,
     "earnings": World.earnings,
     "withdrawal": World.withdrawal,
@@ -448,6 +484,9 @@ OPERATIONS: dict[str, Operation] = {
     "withdrawals": Operation(
         WITHDRAWALS, lists(Withdrawal, ("user_id",), {"withdrawal": {"provider"}}), _page, needs=("withdrawal",)
     ),
+    "disputes": Operation(
+        DISPUTES, lists(Dispute, ("payee_id",), {"dispute": {"provider"}}), _page, needs=("dispute",)
+    ),
     "payoutAccounts": Operation(
         PAYOUT_ACCOUNTS,
         lists(PayoutAccount, ("user_id",), {"payout_account": {"provider"}}, connection=False),
@@ -539,6 +578,7 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "balances":                  (UNAUTHENTICATED, OK,                 OK,                 OK,                 OK,                 OK),
     "creditTransactions":        (UNAUTHENTICATED, OK,                 OK,                 OK,                 OK,                 OK),
     "withdrawals":               (UNAUTHENTICATED, OK,                 OK,                 OK,                 OK,                 OK),
+    "disputes":                  (UNAUTHENTICATED, OK,                 OK,                 OK,                 OK,                 OK),
     "payoutAccounts":            (UNAUTHENTICATED, OK,                 OK,                 OK,                 OK,                 OK),
     "platformBalances":          (UNAUTHENTICATED, FORBIDDEN,          FORBIDDEN,          FORBIDDEN,          FORBIDDEN,          OK),
     "createIntent/enroll":       (UNAUTHENTICATED, NOT_FOUND,          NOT_FOUND,          OK,                 NOT_FOUND,          NOT_FOUND),

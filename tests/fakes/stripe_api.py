@@ -429,6 +429,8 @@ class _Route(NamedTuple):
 
 
 DEFAULT_SECRET_KEY = "sk_test_fake"
+DISPUTE_FEE = 1500  # Stripe's dispute fee in the US: $15.00
+_EVIDENCE_FIELDS = tuple(sorted(stripe.Dispute.Evidence.__annotations__))  # every field of `evidence`, all null
 
 
 class FakeStripe:
@@ -452,6 +454,7 @@ class FakeStripe:
         # refuses a transfer to them with a 400 `insufficient_capabilities_for_transfer`.
         self.unpayable_accounts: set[str] = set()
         self.payment_methods: dict[str, Obj] = {}
+        self.disputes: dict[str, Obj] = {}
         self.server_errors: list[str] = []  # exceptions inside the fake: a test should see none
         self._lock = threading.RLock()
         self._closing = threading.Event()
@@ -832,6 +835,9 @@ class FakeStripe:
             ("POST", "/v1/transfers", self._create_transfer, "TransferCreateParams"),
             ("GET", "/v1/transfers/([^/]+)", self._retrieve("transfers", "transfer"), "TransferRetrieveParams"),
             ("POST", "/v1/transfers/([^/]+)/reversals", self._reverse_transfer, "TransferReversalCreateParams"),
+            ("GET", "/v1/disputes", self._list_disputes, "DisputeListParams"),
+            ("GET", "/v1/disputes/([^/]+)", self._retrieve("disputes", "dispute"), "DisputeRetrieveParams"),
+            ("POST", "/v1/disputes/([^/]+)/close", self._close_dispute_api, "DisputeCloseParams"),
             ("GET", "/v1/events", self._list_events, "EventListParams"),
             ("GET", "/v1/events/([^/]+)", self._retrieve_event, "EventRetrieveParams"),
         ]
@@ -839,13 +845,19 @@ class FakeStripe:
 
     def _customer_action(self, path: str) -> _Reply:
         """What the customer does in a browser, for a person driving the fake by hand (the runner below):
-        `POST /_fake/checkout/{id}/pay` and `POST /_fake/payment_intents/{id}/pay` (with the test card 4242)."""
+        `POST /_fake/checkout/{id}/pay` and `POST /_fake/payment_intents/{id}/pay` (with the test card 4242); and
+        what the cardholder's bank does: `POST /_fake/charges/{id}/dispute` (or `/_fake/payment_intents/{id}/dispute`)
+        opens a chargeback, `POST /_fake/disputes/{id}/win` and `/lose` close it."""
         parts = path.strip("/").split("/")
         try:
             if parts[1:2] == ["checkout"] and parts[3:] == ["pay"]:
                 done = self.pay_checkout(parts[2])
             elif parts[1:2] == ["payment_intents"] and parts[3:] == ["pay"]:
                 done = self.customer_pays(parts[2])
+            elif parts[1:2] in (["charges"], ["payment_intents"]) and parts[3:] == ["dispute"]:
+                done = self.open_dispute(parts[2])
+            elif parts[1:2] == ["disputes"] and parts[3:] in (["win"], ["lose"]):
+                done = self.close_dispute(parts[2], won=parts[3] == "win")
             else:
                 return _Reply(404, {"Content-Type": "application/json"}, b'{"error": "unknown action"}')
         except (ValueError, StripeApiError) as exc:
@@ -894,6 +906,7 @@ class FakeStripe:
     def _lookup(self, object_id: str) -> Obj | None:
         stores = {"pi_": self.payment_intents, "ch_": self.charges, "re_": self.refunds, "cus_": self.customers}
         stores |= {"cs_": self.checkout_sessions, "tr_": self.transfers, "pm_": self.payment_methods}
+        stores |= {"dp_": self.disputes}
         for prefix, store in stores.items():
             if object_id.startswith(prefix):
                 return store.get(object_id)
@@ -1473,6 +1486,167 @@ class FakeStripe:
         transfer["reversals"]["data"].insert(0, reversal)
         self._emit(ctx, "transfer.reversed", transfer, previous=previous)
         return reversal
+    # --------------------------------------------------------------------------------------------- disputes
+    # https://docs.stripe.com/disputes/how-disputes-work: a chargeback withdraws the disputed amount and a dispute fee
+    # from the balance at once (one balance transaction); a dispute won reinstates the amount (a second one) while
+    # the dispute fee stays charged; an inquiry (`warning_*`) moves no money unless it escalates.
+
+    def open_dispute(
+        self,
+        charge_or_intent: str,
+        *,
+        reason: str = "fraudulent",
+        amount: int | None = None,
+        inquiry: bool = False,
+        fee: int = DISPUTE_FEE,
+    ) -> Obj:
+        """The cardholder's bank disputes a captured charge: `charge.dispute.created`, then (a chargeback, not an
+        inquiry) `charge.dispute.funds_withdrawn` with a balance transaction for the amount and the fee."""
+        with self._lock:
+            if charge_or_intent.startswith("pi_"):
+                intent = self._get(self.payment_intents, "payment_intent", charge_or_intent)
+                charge_or_intent = intent["latest_charge"] or ""
+            charge = self._get(self.charges, "charge", charge_or_intent)
+            if charge["status"] != "succeeded" or not charge["captured"] or charge.get("disputed"):
+                raise ValueError(f"{charge['id']} cannot be disputed")
+            amount = charge["amount"] - charge["amount_refunded"] if amount is None else amount
+            method = self.payment_methods[charge["payment_method"]]["card"]
+            dispute = self._new(
+                "dp_",
+                "dispute",
+                amount=amount,
+                balance_transactions=[],
+                charge=charge["id"],
+                currency=charge["currency"],
+                enhanced_eligibility_types=[],
+                evidence=dict.fromkeys(_EVIDENCE_FIELDS) | {"enhanced_evidence": {}},
+                evidence_details={
+                    "due_by": _now() + 7 * 86400,
+                    "enhanced_eligibility": {},
+                    "has_evidence": False,
+                    "past_due": False,
+                    "submission_count": 0,
+                    "submission_method": "not_submitted",
+                },
+                intended_submission_method=None,
+                is_charge_refundable=inquiry,
+                network_reason_code="10.4" if reason == "fraudulent" else "13.1",
+                payment_intent=charge["payment_intent"],
+                payment_method_details={
+                    "type": "card",
+                    "card": {
+                        "brand": method["brand"],
+                        "network": method["brand"],
+                        "case_type": "inquiry" if inquiry else "chargeback",
+                        "network_reason_code": "10.4" if reason == "fraudulent" else "13.1",
+                    },
+                },
+                reason=reason,
+                status="warning_needs_response" if inquiry else "needs_response",
+            )
+            self.disputes[dispute["id"]] = dispute
+            charge["disputed"] = True
+            self._emit(_NO_REQUEST, "charge.dispute.created", dispute)
+            if not inquiry:
+                self._withdraw_disputed(dispute, fee)
+            return copy.deepcopy(dispute)
+
+    def escalate_dispute(self, dispute_id: str, fee: int = DISPUTE_FEE) -> Obj:
+        """An inquiry becomes a chargeback: `needs_response`, and the funds are withdrawn."""
+        with self._lock:
+            dispute = self._get(self.disputes, "dispute", dispute_id)
+            if dispute["status"] not in {"warning_needs_response", "warning_under_review"}:
+                raise ValueError(f"{dispute_id} is {dispute['status']}")
+            previous = {"status": dispute["status"]}
+            dispute.update(status="needs_response", is_charge_refundable=False)
+            dispute["payment_method_details"]["card"]["case_type"] = "chargeback"
+            self._emit(_NO_REQUEST, "charge.dispute.updated", dispute, previous)
+            self._withdraw_disputed(dispute, fee)
+            return copy.deepcopy(dispute)
+
+    def submit_evidence(self, dispute_id: str) -> Obj:
+        """The merchant submits evidence: `under_review` (`warning_under_review` for an inquiry)."""
+        with self._lock:
+            dispute = self._get(self.disputes, "dispute", dispute_id)
+            following = {"needs_response": "under_review", "warning_needs_response": "warning_under_review"}
+            if dispute["status"] not in following:
+                raise ValueError(f"{dispute_id} is {dispute['status']}")
+            previous = {"status": dispute["status"]}
+            dispute["status"] = following[dispute["status"]]
+            dispute["evidence_details"].update(has_evidence=True, submission_count=1, submission_method="manual")
+            self._emit(_NO_REQUEST, "charge.dispute.updated", dispute, previous)
+            return copy.deepcopy(dispute)
+
+    def close_dispute(self, dispute_id: str, *, won: bool) -> Obj:
+        """The bank decides: `won` (the funds are reinstated, the fee is not) or `lost` (nothing comes back); an
+        inquiry closes as `warning_closed`."""
+        with self._lock:
+            dispute = self._get(self.disputes, "dispute", dispute_id)
+            self._close_dispute(dispute, won=won)
+            return copy.deepcopy(dispute)
+
+    def _close_dispute(self, dispute: Obj, *, won: bool) -> None:
+        if dispute["status"] in {"won", "lost", "warning_closed", "prevented"}:
+            raise _error(400, f"This dispute is already closed ({dispute['id']}).", code="dispute_already_closed")
+        previous = {"status": dispute["status"]}
+        dispute["status"] = "warning_closed" if dispute["status"].startswith("warning_") else "won" if won else "lost"
+        self._emit(_NO_REQUEST, "charge.dispute.closed", dispute, previous)
+        if dispute["status"] == "won" and dispute["balance_transactions"]:
+            self._balance_transaction(dispute, dispute["amount"], 0, "dispute_reversal", "Chargeback reversal")
+            self._emit(_NO_REQUEST, "charge.dispute.funds_reinstated", dispute)
+
+    def _withdraw_disputed(self, dispute: Obj, fee: int) -> None:
+        self._balance_transaction(dispute, -dispute["amount"], fee, "dispute", "Chargeback withdrawal")
+        self._emit(_NO_REQUEST, "charge.dispute.funds_withdrawn", dispute)
+
+    def _balance_transaction(self, dispute: Obj, amount: int, fee: int, category: str, description: str) -> None:
+        details = []
+        if fee:
+            currency = dispute["currency"]
+            details = [
+                {
+                    "amount": fee,
+                    "application": None,
+                    "currency": currency,
+                    "description": "Dispute fee",
+                    "type": "stripe_fee",
+                }
+            ]
+        txn = self._new(
+            "txn_",
+            "balance_transaction",
+            amount=amount,
+            available_on=_now(),
+            balance_type="payments",
+            currency=dispute["currency"],
+            description=f"{description} for {dispute['charge']}",
+            exchange_rate=None,
+            fee=fee,
+            fee_details=details,
+            net=amount - fee,
+            reporting_category=category,
+            source=dispute["id"],
+            status="available",
+            type="adjustment",
+        )
+        del txn["livemode"], txn["metadata"]
+        dispute["balance_transactions"].append(txn)
+
+    def _close_dispute_api(self, ctx: _Ctx, params: Obj, dispute_id: str) -> Obj:
+        """`POST /v1/disputes/{id}/close`: the merchant accepts the dispute; it is lost."""
+        dispute = self._get(self.disputes, "dispute", dispute_id)
+        self._close_dispute(dispute, won=False)
+        return dispute
+
+    def _list_disputes(self, ctx: _Ctx, params: Obj) -> Obj:
+        intent_id = _str(params, "payment_intent")
+        charge_id = _str(params, "charge")
+        found = [
+            dispute
+            for dispute in reversed(self.disputes.values())
+            if intent_id in {None, dispute["payment_intent"]} and charge_id in {None, dispute["charge"]}
+        ]
+        return self._page(found, params, "/v1/disputes")
 
     def _retrieve_event(self, ctx: _Ctx, params: Obj, event_id: str) -> Obj:
         return self._get({event["id"]: event for event in self.events}, "event", event_id)

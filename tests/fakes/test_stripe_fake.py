@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import anyio
+import httpx
 import pytest
 import stripe
 
@@ -613,6 +614,82 @@ def test_transfer_reversals_partial_then_whole(client: stripe.StripeClient, fake
     assert [e["data"]["object"]["amount_reversed"] for e in reversed_events] == [200, 700]
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.transfers.reversals.create(transfer.id)
+# ------------------------------------------------------------------------------------------------ disputes
+
+
+def _declared(sdk_type: type) -> set[str]:
+    """The fields the SDK's type declares for the object (its annotations, without class-level constants)."""
+    return {name for name, kind in sdk_type.__annotations__.items() if "ClassVar" not in str(kind)}
+
+
+def test_a_chargeback_withdraws_then_a_win_reinstates_the_funds_but_not_the_fee(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    intent = paid_intent(client, 5000)
+    opened = fake.open_dispute(intent.id, reason="fraudulent")
+    dispute = client.v1.disputes.retrieve(opened["id"], params={"expand": ["charge"]})
+    # the object has every field Stripe's dispute has, and nothing else
+    wire = dispute.to_dict()
+    assert set(wire) == _declared(stripe.Dispute)
+    assert set(wire["evidence_details"]) == _declared(stripe.Dispute.EvidenceDetails)
+    assert set(wire["evidence"]) == _declared(stripe.Dispute.Evidence)
+    assert (dispute.amount, dispute.currency, dispute.status, dispute.reason) == (
+        5000,
+        "usd",
+        "needs_response",
+        "fraudulent",
+    )
+    assert dispute.payment_intent == intent.id
+    assert dispute.charge["disputed"] is True  # expanded
+    assert dispute.evidence_details.due_by > time.time()
+    (withdrawal,) = dispute.balance_transactions
+    assert set(withdrawal.to_dict()) == _declared(stripe.BalanceTransaction)
+    assert (withdrawal.amount, withdrawal.fee, withdrawal.net) == (-5000, 1500, -6500)
+    assert withdrawal.fee_details[0].type == "stripe_fee"
+    assert [event["type"] for event in fake.events[-2:]] == ["charge.dispute.created", "charge.dispute.funds_withdrawn"]
+
+    fake.submit_evidence(dispute.id)
+    assert client.v1.disputes.retrieve(dispute.id).status == "under_review"
+    fake.close_dispute(dispute.id, won=True)
+    won = client.v1.disputes.retrieve(dispute.id)
+    assert won.status == "won"
+    assert [(txn.amount, txn.fee) for txn in won.balance_transactions] == [(-5000, 1500), (5000, 0)]
+    assert [event["type"] for event in fake.events[-3:]] == [
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_reinstated",
+    ]
+    with pytest.raises(ValueError, match="cannot be disputed"):
+        fake.open_dispute(intent.id)  # one dispute per charge
+
+
+def test_an_inquiry_moves_no_money_until_it_escalates_and_an_accepted_dispute_is_lost(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    inquiry = fake.open_dispute(paid_intent(client).latest_charge, inquiry=True)  # type: ignore[arg-type]
+    assert (inquiry["status"], inquiry["balance_transactions"]) == ("warning_needs_response", [])
+    assert fake.events[-1]["type"] == "charge.dispute.created"
+    escalated = fake.escalate_dispute(inquiry["id"])
+    assert escalated["status"] == "needs_response"
+    assert [txn["amount"] for txn in escalated["balance_transactions"]] == [-1000]
+
+    closed = client.v1.disputes.close(inquiry["id"])
+    assert closed.status == "lost"
+    assert len(closed.balance_transactions) == 1  # nothing comes back
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.disputes.close(inquiry["id"])
+    listed = client.v1.disputes.list(params={"payment_intent": closed.payment_intent})  # type: ignore[typeddict-item]
+    assert [item.id for item in listed.data] == [inquiry["id"]]
+
+
+def test_disputes_are_opened_and_closed_over_http_too(fake: FakeStripe) -> None:
+    with stripe_client(fake) as sdk:
+        intent = paid_intent(sdk)
+    opened = httpx.post(f"{fake.url}/_fake/payment_intents/{intent.id}/dispute", timeout=5)
+    assert opened.status_code == 200
+    dispute_id = opened.json()["id"]
+    lost = httpx.post(f"{fake.url}/_fake/disputes/{dispute_id}/lose", timeout=5)
+    assert lost.json()["status"] == "lost"
 
 
 # --------------------------------------------------------------------------------------- failure injection

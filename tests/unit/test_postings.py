@@ -153,3 +153,49 @@ def test_a_reversed_payout_undoes_its_settlement_and_its_request_exactly() -> No
         for key, value in posting.items():
             total[key] += value
     assert {key: value for key, value in total.items() if value} == {}
+# -- disputes ----------------------------------------------------------------------------------------------
+
+
+@given(amount=amounts, platform_bps=bps, tax_bps=bps, currency=currencies, disputed=amounts)
+def test_a_dispute_won_reverses_its_withdrawal_exactly(
+    amount: int, platform_bps: int, tax_bps: int, currency: str, disputed: int
+) -> None:
+    shares = postings.split(amount, platform_bps, tax_bps)
+    disputed = min(disputed, amount)
+    withdrawn = postings.refund_after_split("STRIPE", currency, "master", shares, 0, disputed)
+    reinstated = postings.reversal(withdrawn)
+    assert postings.imbalance(reinstated) == {}
+    net = by_account(withdrawn + reinstated)
+    assert set(net.values()) == {0}
+    # the withdrawal took the payee's share of the disputed amount, and the reinstatement gives exactly that back
+    assert (
+        by_account(reinstated)[("master", AccountKind.PAYABLE)]
+        == -by_account(withdrawn)[("master", AccountKind.PAYABLE)]
+    )
+
+
+def test_a_dispute_on_a_split_payment_takes_the_payee_share_fee_and_tax_proportionally() -> None:
+    # given 100.00 split 10% fee, 5% tax on the rest: fee 10.00, tax 4.50, payee 85.50
+    shares = postings.split(10_000, 1_000, 500)
+    # when the whole 100.00 is withdrawn for a chargeback
+    lines = by_account(postings.refund_after_split("STRIPE", "USD", "master", shares, 0, 10_000))
+    # then everything the split gave is taken back, and the cash leaves the provider's balance
+    assert lines[("master", AccountKind.PAYABLE)] == 8_550
+    assert lines[(PLATFORM, AccountKind.REVENUE)] == 1_000
+    assert lines[(PLATFORM, AccountKind.TAX)] == 450
+    assert lines[("STRIPE", AccountKind.PROVIDER_CASH)] == -10_000
+
+
+def test_the_dispute_fee_is_a_platform_expense_and_its_return_undoes_it() -> None:
+    fee = postings.dispute_fee("STRIPE", "USD", 1_500)
+    assert by_account(fee) == {
+        (PLATFORM, AccountKind.PROVIDER_FEES): 1_500,
+        ("STRIPE", AccountKind.PROVIDER_CASH): -1_500,
+    }
+    returned = postings.dispute_fee_returned("STRIPE", "USD", 1_500)
+    assert postings.imbalance(returned) == {}
+    assert set(by_account(fee + returned).values()) == {0}
+
+
+def test_a_reversal_of_nothing_is_nothing() -> None:
+    assert postings.reversal([]) == []

@@ -28,6 +28,8 @@ from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, Pro
 from payql.providers.base import (
     CreatePaymentRequest,
     PaymentDeclined,
+    ProviderDispute,
+    ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
     ProviderPayment,
@@ -337,3 +339,7 @@ class MockProvider:
             currency=currency,
             status="succeeded",
         )
+
+    def retrieve_dispute(self, provider_dispute_id: str) -> ProviderDispute:
+        """The mock opens no disputes: there is none to read."""
+        raise ProviderError(f"MOCK MODE has no dispute {provider_dispute_id}", provider_code="resource_missing")

@@ -26,6 +26,7 @@ from payql.providers.base import (
     ObjectKind,
     PaymentDeclined,
     PayoutRefused,
+    ProviderDispute,
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
@@ -72,6 +73,11 @@ HANDLED_EVENTS = frozenset(
         "checkout.session.async_payment_failed",
         "checkout.session.expired",
         "transfer.reversed",
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
+        "charge.dispute.funds_withdrawn",
+        "charge.dispute.funds_reinstated",
     }
 )
 # Answers to a transfer create that refuse it for good (nothing was paid): 4xx other than a rate limit (429) or a
@@ -288,6 +294,14 @@ class StripeProvider:
     def retrieve_refund(self, provider_refund_id: str) -> ProviderRefund:
         return mapping.refund(self._call(lambda: self._client.v1.refunds.retrieve(provider_refund_id)))
 
+    # -- disputes ----------------------------------------------------------------------------------------
+
+    def retrieve_dispute(self, provider_dispute_id: str) -> ProviderDispute:
+        """The dispute with its charge (whose metadata names our payment, a package's too)."""
+        return mapping.dispute(
+            self._call(lambda: self._client.v1.disputes.retrieve(provider_dispute_id, params={"expand": ["charge"]}))
+        )
+
     # -- webhooks ----------------------------------------------------------------------------------------
 
     def parse_webhook(self, headers: dict[str, str], body: bytes, client_ip: str | None) -> ProviderEvent:
@@ -311,7 +325,7 @@ class StripeProvider:
         payment_ref: str | None = None
         if kind in {"payment_intent", "checkout.session"}:
             payment_ref = str(obj["id"])
-        elif kind in {"charge", "refund"} and obj.get("payment_intent"):
+        elif kind in {"charge", "refund", "dispute"} and obj.get("payment_intent"):
             payment_ref = str(obj["payment_intent"])
         payment_id = mapping.metadata_payment_id(obj)
         if kind == "checkout.session":

@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from payql.models.enums import PaymentStatus, RefundReason, RefundStatus
-from payql.providers.base import ProviderPayment, ProviderRefund
+from payql.models.enums import DisputeStatus, PaymentStatus, RefundReason, RefundStatus
+from payql.providers.base import ProviderDispute, ProviderPayment, ProviderRefund
 
 INTENT_STATUS = {
     "requires_payment_method": PaymentStatus.PENDING,
@@ -120,4 +120,50 @@ def checkout_session(obj: Any, intent: Any | None, refunds: Iterable[Any] = ()) 
         expires_at=datetime.fromtimestamp(int(expires), UTC) if expires else None,
         payment_id=_get(obj, "client_reference_id") or metadata_payment_id(obj),
         raw_status=f"{status_raw}/{paid}",
+    )
+
+
+# Stripe's dispute statuses; the appeal statuses (after a dispute was lost) are not ours: the status stays.
+DISPUTE_STATUS = {
+    "warning_needs_response": DisputeStatus.WARNING_NEEDS_RESPONSE,
+    "warning_under_review": DisputeStatus.WARNING_UNDER_REVIEW,
+    "warning_closed": DisputeStatus.WARNING_CLOSED,
+    "needs_response": DisputeStatus.NEEDS_RESPONSE,
+    "under_review": DisputeStatus.UNDER_REVIEW,
+    "won": DisputeStatus.WON,
+    "lost": DisputeStatus.LOST,
+    "prevented": DisputeStatus.PREVENTED,
+}
+
+
+def _id_of(value: Any) -> str | None:
+    """An expandable field's id, whether Stripe sent the id or the object."""
+    if value is None:
+        return None
+    return str(value) if isinstance(value, str) else str(_get(value, "id", "")) or None
+
+
+def dispute(obj: Any) -> ProviderDispute:
+    """A Stripe Dispute. Its money is its balance transactions (none for an inquiry; one when the funds are withdrawn,
+    a second when they are reinstated): negative amounts are funds withdrawn, positive ones reinstated; a positive
+    fee is charged, a negative one given back."""
+    amounts = [int(_get(txn, "amount", 0)) for txn in _get(obj, "balance_transactions", [])]
+    fees = [int(_get(txn, "fee", 0)) for txn in _get(obj, "balance_transactions", [])]
+    charge = _get(obj, "charge")
+    due = _get(_get(obj, "evidence_details", {}), "due_by")
+    created = _get(obj, "created")
+    return ProviderDispute(
+        provider_dispute_id=str(obj["id"]),
+        amount_minor=int(obj["amount"]),
+        currency=str(obj["currency"]).upper(),
+        status=DISPUTE_STATUS.get(str(_get(obj, "status", ""))),
+        reason=_get(obj, "reason"),
+        evidence_due_by=datetime.fromtimestamp(int(due), UTC) if due else None,
+        created_at=datetime.fromtimestamp(int(created), UTC) if created else None,
+        withdrawn_minor=-sum(amount for amount in amounts if amount < 0),
+        reinstated_minor=sum(amount for amount in amounts if amount > 0),
+        fee_minor=sum(fee for fee in fees if fee > 0),
+        fee_returned_minor=-sum(fee for fee in fees if fee < 0),
+        payment_id=None if charge is None or isinstance(charge, str) else metadata_payment_id(charge),
+        payment_ref=_id_of(_get(obj, "payment_intent")),
     )

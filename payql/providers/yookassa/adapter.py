@@ -46,6 +46,7 @@ from payql.providers.base import (
     CreatePaymentRequest,
     ObjectKind,
     PayoutRefused,
+    ProviderDispute,
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
@@ -414,6 +415,10 @@ class YooKassaProvider:
         if provider_payout_id.startswith(MOCK_PAYOUT_PREFIX):
             raise ProviderInvalidRequest("a mock-mode payout is not kept at YooKassa")
         return _payout(self._request("GET", f"/payouts/{provider_payout_id}", payouts=True))
+
+    def retrieve_dispute(self, provider_dispute_id: str) -> ProviderDispute:
+        """YooKassa has no disputes API: a chargeback there reaches the shop outside the API, never as an object."""
+        raise ProviderError(f"YooKassa has no disputes API ({provider_dispute_id})", provider_code="not_supported")
 
 
 def _refused(exc: ApiError) -> PayoutRefused:
