@@ -16,7 +16,7 @@ from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from support import Api, User
 
-from payql.app import create_app
+from payql.app import create_app, services_of
 from payql.db import Database
 
 SECRET_KEY = "sk_test_payql_fake"
@@ -166,3 +166,51 @@ def test_an_isk_hold_is_captured_in_full(api: Api, fake: FakeStripe) -> None:
     assert done["payment"]["capturedAmount"]["amount"] == "1550"
     assert fake.payment_intents[intent_id]["amount_received"] == 155_000
     assert fake.refunds == {}  # nothing of the hold was released: all of it was captured
+
+
+def earned_and_approved(api: Api, amount: str, currency: str, withdraw: str) -> User:
+    """A mentor who earned `amount` `currency` through Stripe and has an approved withdrawal of `withdraw`."""
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("admin", "admin")
+    enroll_id = book(client, mentor, amount, currency)
+    created = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="AUTOMATIC")
+    client.ok(doc.CONFIRM, paymentId=created["payment"]["id"], paymentMethod="pm_card_visa")
+    mentor.ok(doc.ACCEPT_ENROLL, id=enroll_id)
+    mentor.ok(doc.MARK_ENROLL_READY, id=enroll_id)
+    client.ok(doc.CONFIRM_ENROLL, id=enroll_id)
+    registered = mentor.ok(
+        doc.REGISTER_PAYOUT_ACCOUNT,
+        input={"provider": "STRIPE", "externalAccountId": "acct_mentor1", "currency": currency},
+    )["payoutAccount"]
+    admin.ok(doc.VERIFY_PAYOUT_ACCOUNT, id=registered["id"])
+    money = {"amount": withdraw, "currency": currency}
+    requested = mentor.ok(doc.REQUEST_WITHDRAWAL, input={"amount": money})["withdrawal"]
+    admin.ok(doc.APPROVE_WITHDRAWAL, id=requested["id"])
+    return mentor
+
+
+def withdrawals(mentor: User) -> list[tuple[str, str]]:
+    edges = mentor.data(doc.WITHDRAWALS)["withdrawals"]["edges"]
+    return [(edge["node"]["status"], edge["node"]["amount"]["amount"]) for edge in edges]
+
+
+def test_an_isk_payout_is_transferred_in_stripes_two_decimal_form(api: Api, fake: FakeStripe) -> None:
+    mentor = earned_and_approved(api, "20000", "ISK", "10000")
+
+    assert services_of(api.app).payouts.run().completed == 1
+
+    (transfer,) = fake.transfers.values()
+    assert (transfer["amount"], transfer["currency"]) == (1_000_000, "isk")
+    assert withdrawals(mentor) == [("COMPLETED", "10000")]
+
+
+def test_a_huf_payout_in_fractions_of_a_forint_is_never_sent(api: Api, fake: FakeStripe) -> None:
+    mentor = earned_and_approved(api, "20000.00", "HUF", "10000.50")
+
+    services_of(api.app).payouts.run()
+
+    # refused before Stripe (HUF payouts are whole forints): no transfer was even asked for
+    assert [r for r in fake.requests if r.path == "/v1/transfers"] == []
+    assert fake.transfers == {}
+    ((status, amount),) = withdrawals(mentor)
+    assert amount == "10000.50"
+    assert status != "COMPLETED"
