@@ -79,3 +79,8 @@ def test_graphql_errors_carry_the_providers_code_as_provider_code() -> None:
         "providerCode": "parameter_unknown",
     }
     assert coded(PaymentDeclined(messages.DECLINED)) == {"message": messages.DECLINED, "code": "PAYMENT_DECLINED"}
+
+
+def test_a_providers_code_is_kept_to_what_failure_code_holds() -> None:
+    assert ProviderInvalidRequest(messages.REFUSED, provider_code="x" * 500).provider_code == "x" * 64
+    assert ProviderInvalidRequest(messages.REFUSED, provider_code="").provider_code is None
