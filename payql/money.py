@@ -50,6 +50,7 @@ EXPONENTS: Final[dict[str, int]] = {
     "SGD": 2,
     "THB": 2,
     "TRY": 2,
+    "TWD": 2,
     "UAH": 2,
     "USD": 2,
     "ZAR": 2,

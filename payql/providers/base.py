@@ -39,6 +39,7 @@ class ObjectKind(StrEnum):
 
 # What the webhook log can hold (webhook_events' columns); PostgreSQL holds no NUL in any text.
 DEDUPE_KEY_LENGTH = 255
+PROVIDER_CODE_LENGTH = 64  # payments.failure_code
 EVENT_TYPE_LENGTH = 100
 
 
@@ -51,7 +52,8 @@ class ProviderError(Exception):
     def __init__(self, message: str, *, provider_code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.provider_code = provider_code
+        # as `failureCode` holds it (64 characters): a provider's code is short, but never trusted to be
+        self.provider_code = provider_code[:PROVIDER_CODE_LENGTH] if provider_code else None
 
 
 class PaymentDeclined(ProviderError):

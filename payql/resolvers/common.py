@@ -36,7 +36,8 @@ def money(value: MoneyInput, field: str) -> Money:
 
 def user_error(exc: DomainError | ProviderError) -> UserError:
     field = exc.field if isinstance(exc, DomainError) else None
-    return UserError(code=ErrorCode(exc.code), field=field, message=exc.message)
+    provider_code = exc.provider_code if isinstance(exc, ProviderError) else None
+    return UserError(code=ErrorCode(exc.code), field=field, message=exc.message, provider_code=provider_code)
 
 
 def mutate(build: Callable[[], P], on_error: Callable[[list[UserError]], P]) -> P:

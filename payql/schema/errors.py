@@ -75,7 +75,8 @@ def code_stray_errors(errors: list[GraphQLError], request_id: str | None) -> lis
 class CodedErrors(MaskErrors):
     """`MaskErrors` that also gives every error an `extensions.code`.
 
-    Domain and provider errors show their message and code; validation errors are `GRAPHQL_VALIDATION_FAILED`;
+    Domain and provider errors show their message and code (a provider error also its `providerCode`: the message
+    is payql's own, from `providers.messages`); validation errors are `GRAPHQL_VALIDATION_FAILED`;
     variables their types refuse are `BAD_USER_INPUT` (not logged: the client's mistake); anything else (SQL, SDK,
     a bug) becomes "Internal server error" with code `INTERNAL_SERVER_ERROR` and the request id, after being logged
     with its traceback.
@@ -98,6 +99,8 @@ class CodedErrors(MaskErrors):
             original = error.original_error
             if isinstance(original, DomainError) and original.field:
                 extensions["field"] = original.field
+            if isinstance(original, ProviderError) and original.provider_code:
+                extensions["providerCode"] = original.provider_code  # the provider's code; the message is payql's
             processed.append(
                 GraphQLError(
                     error.message,

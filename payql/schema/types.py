@@ -48,6 +48,10 @@ class UserError:
     code: ErrorCode
     field: str | None
     message: str
+    provider_code: str | None = strawberry.field(
+        default=None,
+        description="The payment provider's own code when the provider refused (the message is always payql's).",
+    )
 
 
 @strawberry.type

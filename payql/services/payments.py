@@ -59,7 +59,7 @@ class IntentResult:
 @dataclass(frozen=True, slots=True)
 class ConfirmResult:
     payment: Payment
-    error: DomainError | None = None
+    error: DomainError | ProviderError | None = None  # a decline keeps its provider code (`providerCode`)
 
 
 def open_payment(session: Session, enroll_id: str, *, lock: bool = False) -> Payment | None:
@@ -351,7 +351,7 @@ class PaymentService:
         except PaymentDeclined as exc:
             answer = provider.retrieve_payment(provider_id)
             payment = self.apply_answer(payment.id, answer, failure=(exc.provider_code, exc.message))
-            return ConfirmResult(payment=payment, error=DomainError(exc.message, code=exc.code))
+            return ConfirmResult(payment=payment, error=exc)
         except ProviderError as exc:
             if exc.transient:
                 raise

@@ -177,6 +177,8 @@ def payout_reversed(user_id: str, provider: str, currency: str, amount: int) -> 
         for line in payout_settled(user_id, provider, currency, amount)
     ]
     return [*undone, *withdrawal_returned(user_id, currency, amount)]
+
+
 def reversal(lines: Iterable[Line]) -> list[Line]:
     """The exact undoing of a posting: every line negated (a dispute won gives back what its withdrawal took)."""
     return [Line(line.owner_id, line.kind, line.currency, -line.amount_minor) for line in lines]

@@ -237,7 +237,30 @@ _MINIMUM_AMOUNTS = {
 _MAXIMUM_AMOUNT = 99_999_999
 
 
+# https://docs.stripe.com/currencies: "special cases" and three-decimal currencies. Stripe keeps ISK a two-decimal
+# currency whose amounts must be whole krónur (divisible by 100) since 2023; the five three-decimal currencies take
+# amounts ending in 0 only, in PaymentIntents, Refunds and Disputes alike. (Zero-decimal currencies need no rule of
+# their own: their amount is a count of whole units, and the minimums below are in those units, e.g. ¥50.)
+_WHOLE_TWO_DECIMAL = frozenset({"isk"})
+_THREE_DECIMAL = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
+
+def _check_units(amount: int, currency: str, param: str, *, stored: bool = False) -> None:
+    """The currency rules every amount of a charge, capture or refund follows."""
+    if currency in _WHOLE_TWO_DECIMAL and amount % 100:
+        message = (
+            f"Invalid amount. Currency {currency.upper()} has become effectively zero-decimal and charged amounts "
+            "must be evenly divisible by 100. See https://stripe.com/docs/currencies#special-cases for more "
+            "information."
+        )
+        raise _error(400, message, code="invalid_charge_amount_no_decimal_compatible", param=param, stored=stored)
+    if currency in _THREE_DECIMAL and amount % 10:
+        message = f"Invalid amount. Amounts in {currency.upper()} must be rounded to the nearest ten (end in 0)."
+        raise _error(400, message, param=param, stored=stored)
+
+
 def _check_amount(amount: int, currency: str, param: str) -> None:
+    _check_units(amount, currency, param)
     minimum = _MINIMUM_AMOUNTS.get(currency, 1)
     if amount < minimum:
         message = f"Amount must be at least {minimum} in the smallest unit of {currency}"
@@ -1176,6 +1199,7 @@ class FakeStripe:
         capturable = intent["amount_capturable"]
         amount = _int(params, "amount_to_capture", minimum=1)
         amount = capturable if amount is None else amount
+        _check_units(amount, intent["currency"], "amount_to_capture")
         if amount > capturable:
             message = f"The amount_to_capture ({amount}) is greater than the amount_capturable ({capturable})."
             raise _error(400, message, code="amount_too_large", param="amount_to_capture", stored=True)
@@ -1227,6 +1251,7 @@ class FakeStripe:
             message = f"Charge {charge['id']} has already been refunded."
             raise _error(400, message, code="charge_already_refunded", stored=True)
         amount = remaining if amount is None else amount
+        _check_units(amount, charge["currency"], "amount")
         if amount > remaining:
             message = f"Refund amount ({amount}) is greater than unrefunded amount on charge ({remaining})"
             raise _error(400, message, code="amount_too_large", param="amount", stored=True)
@@ -1486,6 +1511,7 @@ class FakeStripe:
         transfer["reversals"]["data"].insert(0, reversal)
         self._emit(ctx, "transfer.reversed", transfer, previous=previous)
         return reversal
+
     # --------------------------------------------------------------------------------------------- disputes
     # https://docs.stripe.com/disputes/how-disputes-work: a chargeback withdraws the disputed amount and a dispute fee
     # from the balance at once (one balance transaction); a dispute won reinstates the amount (a second one) while

@@ -614,6 +614,8 @@ def test_transfer_reversals_partial_then_whole(client: stripe.StripeClient, fake
     assert [e["data"]["object"]["amount_reversed"] for e in reversed_events] == [200, 700]
     with pytest.raises(stripe.InvalidRequestError):
         client.v1.transfers.reversals.create(transfer.id)
+
+
 # ------------------------------------------------------------------------------------------------ disputes
 
 
@@ -824,3 +826,38 @@ def test_signed_delivery_verifies_with_the_sdk(client: stripe.StripeClient, fake
     stale = fake.sign(body, WEBHOOK_SECRET, timestamp=int(time.time()) - 3600)
     with pytest.raises(stripe.SignatureVerificationError):
         client.construct_event(body, stale, WEBHOOK_SECRET)
+
+
+def test_currency_rules_of_stripes_documentation(client: stripe.StripeClient) -> None:
+    """https://docs.stripe.com/currencies: ISK whole krónur in two-decimal form, three-decimal amounts ending in 0,
+    an eight-digit maximum, minimums in the currency's own units (¥50 for a zero-decimal JPY)."""
+
+    def create(amount: int, currency: str) -> stripe.PaymentIntent:
+        return create_intent(client, amount, currency=currency)
+
+    assert create(150_000, "isk").amount == 150_000
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        create(150_050, "isk")
+    assert (raised.value.code, raised.value.param) == ("invalid_charge_amount_no_decimal_compatible", "amount")
+
+    kwd = create(5120, "kwd")
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        create(5124, "kwd")
+    assert raised.value.param == "amount"
+
+    assert create(99_999_999, "usd").amount == 99_999_999
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        create(100_000_000, "usd")
+    assert raised.value.code == "amount_too_large"
+
+    assert create(50, "jpy").amount == 50
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        create(49, "jpy")
+    assert raised.value.code == "amount_too_small"
+
+    # refunds follow the same rules
+    paid = client.v1.payment_intents.confirm(kwd.id, params={"payment_method": "pm_card_visa"})
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.refunds.create(params={"payment_intent": paid.id, "amount": 1005})
+    assert raised.value.param == "amount"
+    assert client.v1.refunds.create(params={"payment_intent": paid.id, "amount": 1010}).amount == 1010

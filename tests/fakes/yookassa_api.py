@@ -231,6 +231,7 @@ class _Rule:
     after_processing: bool
     status: int | None = None
     hang: float | None = None
+    body: Obj | None = None  # the error body to send, when not the status's usual one
 
 
 class _Route(NamedTuple):
@@ -330,13 +331,21 @@ class FakeYooKassa:
         *,
         method: str | None = None,
         fail_after_processing: bool = False,
+        code: str | None = None,
+        description: str | None = None,
+        parameter: str | None = None,
     ) -> None:
         """Answer the next `count` matching requests with `status` and YooKassa's error body (429:
-        `too_many_requests`, 5xx: `internal_server_error`, 202: a `processing` body). `path_prefix` is matched
-        against the path, `/v3` optional (`"/payments"` == `"/v3/payments"`). With `fail_after_processing` the
-        request is processed and its answer saved for its Idempotence-Key before the error goes out: a lost response,
-        which a retry with the same key gets back."""
-        rule = _Rule(count, self._prefix(path_prefix), method, fail_after_processing, status=status)
+        `too_many_requests`, 5xx: `internal_server_error`, 202: a `processing` body; `code`, `description` and
+        `parameter` replace the usual ones). `path_prefix` is matched against the path, `/v3` optional
+        (`"/payments"` == `"/v3/payments"`). With `fail_after_processing` the request is processed and its answer
+        saved for its Idempotence-Key before the error goes out: a lost response, which a retry with the same key gets
+        back."""
+        body = None
+        if code is not None or description is not None or parameter is not None:
+            usual_code, usual_description = _INJECTED.get(status, ("internal_server_error", "Internal server error"))
+            body = _error(status, code or usual_code, description or usual_description, parameter).body
+        rule = _Rule(count, self._prefix(path_prefix), method, fail_after_processing, status=status, body=body)
         with self._lock:
             self._rules.append(rule)
 
@@ -586,7 +595,7 @@ class FakeYooKassa:
         if rule.hang is not None and self._closing.wait(rule.hang):
             return False
         if rule.status is not None:
-            raise YooKassaApiError(rule.status, _injected_body(rule.status))
+            raise YooKassaApiError(rule.status, rule.body or _injected_body(rule.status))
         return True
 
     def _execute(

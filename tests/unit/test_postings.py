@@ -153,6 +153,8 @@ def test_a_reversed_payout_undoes_its_settlement_and_its_request_exactly() -> No
         for key, value in posting.items():
             total[key] += value
     assert {key: value for key, value in total.items() if value} == {}
+
+
 # -- disputes ----------------------------------------------------------------------------------------------
 
 

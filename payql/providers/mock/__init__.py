@@ -25,6 +25,7 @@ from typing import Any
 from payql.db import ROW_LOCK, Database
 from payql.models import MockObject
 from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, ProviderName, RefundReason, RefundStatus
+from payql.providers import messages
 from payql.providers.base import (
     CreatePaymentRequest,
     PaymentDeclined,
@@ -40,11 +41,15 @@ from payql.providers.base import (
 
 logger = logging.getLogger("payql.providers.mock")
 
+# Stripe's test cards; the message is payql's own, as the real adapters give it (`providers.messages`).
 DECLINES = {
-    "0002": ("card_declined", "Your card was declined."),
-    "chargedeclined": ("card_declined", "Your card was declined."),
-    "9995": ("insufficient_funds", "Your card has insufficient funds."),
-    "chargedeclinedinsufficientfunds": ("insufficient_funds", "Your card has insufficient funds."),
+    tail: (code, messages.message(code, messages.DECLINED))
+    for tail, code in (
+        ("0002", "card_declined"),
+        ("chargedeclined", "card_declined"),
+        ("9995", "insufficient_funds"),
+        ("chargedeclinedinsufficientfunds", "insufficient_funds"),
+    )
 }
 REQUIRES_ACTION_CARDS = ("3155", "authenticationrequired")
 

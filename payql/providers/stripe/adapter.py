@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 import stripe
 
 from payql.models.enums import CaptureMethod, PaymentPurpose, ProviderName, RefundReason
+from payql.providers import messages
 from payql.providers.base import (
     CreatePaymentRequest,
     ObjectKind,
@@ -37,7 +38,7 @@ from payql.providers.base import (
     RateLimited,
     WebhookRejected,
 )
-from payql.providers.stripe import mapping
+from payql.providers.stripe import mapping, units
 
 logger = logging.getLogger("payql.providers.stripe")
 T = TypeVar("T")
@@ -88,30 +89,29 @@ _NOT_REFUSALS = frozenset({409, 429})
 
 @contextmanager
 def _translated() -> Iterator[None]:
-    """Stripe's exceptions as ours: declines, rate limits, outages and the rest."""
+    """Stripe's exceptions as ours: declines, rate limits, outages and the rest. Messages come from payql's catalogue
+    (`providers.messages`); Stripe's own text (which may echo our request back) stays out, its code is kept."""
     try:
         yield
     except stripe.CardError as exc:
         code = mapping.decline_code(exc.error) or exc.code or "card_declined"
         if code in mapping.DECLINE_CODES:
-            raise PaymentDeclined(
-                f"{exc.user_message or 'the card was declined'} ({code})", provider_code=code
-            ) from exc
-        raise ProviderError(f"Stripe refused the card ({code})", provider_code=code) from exc
+            raise PaymentDeclined(messages.message(code, messages.DECLINED), provider_code=code) from exc
+        raise ProviderError(messages.message(code, messages.DECLINED), provider_code=code) from exc
     except stripe.RateLimitError as exc:
-        raise RateLimited("Stripe is rate limiting requests; retry later", provider_code="rate_limit") from exc
+        raise RateLimited(messages.RATE_LIMITED, provider_code="rate_limit") from exc
     except stripe.APIConnectionError as exc:
-        raise ProviderUnavailable("Stripe could not be reached in time", provider_code="connection") from exc
+        raise ProviderUnavailable(messages.UNAVAILABLE, provider_code="connection") from exc
     except stripe.APIError as exc:
         if (exc.http_status or 500) >= 500:  # noqa: PLR2004
-            raise ProviderUnavailable("Stripe answered with a server error", provider_code="api_error") from exc
-        raise ProviderError(f"Stripe error: {exc.user_message or exc.code}", provider_code=exc.code) from exc
+            raise ProviderUnavailable(messages.UNAVAILABLE, provider_code=exc.code or "api_error") from exc
+        raise ProviderError(messages.message(exc.code, messages.FAILED), provider_code=exc.code) from exc
     except stripe.InvalidRequestError as exc:
-        raise ProviderInvalidRequest(
-            f"Stripe refused the request: {exc.user_message or exc.code}", provider_code=exc.code
-        ) from exc
+        raise ProviderInvalidRequest(messages.message(exc.code, messages.REFUSED), provider_code=exc.code) from exc
+    except (stripe.AuthenticationError, stripe.PermissionError) as exc:
+        raise ProviderError(messages.CREDENTIALS, provider_code=exc.code or "unauthorized") from exc
     except stripe.StripeError as exc:
-        raise ProviderError(f"Stripe error: {exc.code or type(exc).__name__}", provider_code=exc.code) from exc
+        raise ProviderError(messages.message(exc.code, messages.FAILED), provider_code=exc.code) from exc
 
 
 def _options(key: str, endpoint: str) -> Any:
@@ -162,6 +162,7 @@ class StripeProvider:
 
     def create_payment(self, request: CreatePaymentRequest, idempotency_key: str) -> ProviderPayment:
         currency = request.currency.lower()
+        amount = units.to_stripe(request.amount_minor, request.currency)  # refused here, before Stripe is called
         metadata = {"payment_id": request.payment_id, "purpose": request.purpose.value}
         if request.purpose is PaymentPurpose.PACKAGE:
             return_url = request.return_url or ""
@@ -172,7 +173,7 @@ class StripeProvider:
                     {
                         "price_data": {
                             "currency": currency,
-                            "unit_amount": request.amount_minor,
+                            "unit_amount": amount,
                             "product_data": {"name": request.description},
                         },
                         "quantity": 1,
@@ -192,7 +193,7 @@ class StripeProvider:
             )
             return mapping.checkout_session(session, None)
         intent_params: Any = {
-            "amount": request.amount_minor,
+            "amount": amount,
             "currency": currency,
             "capture_method": "manual" if request.capture_method is CaptureMethod.MANUAL else "automatic",
             "allowed_payment_method_types": ["card"],
@@ -246,10 +247,11 @@ class StripeProvider:
     def capture(
         self, provider_payment_id: str, amount_minor: int, currency: str, idempotency_key: str
     ) -> ProviderPayment:
+        amount = units.to_stripe(amount_minor, currency)
         intent = self._call(
             lambda: self._client.v1.payment_intents.capture(
                 provider_payment_id,
-                params={"amount_to_capture": amount_minor},
+                params={"amount_to_capture": amount},
                 options=_options(idempotency_key, "capture"),
             )
         )
@@ -279,11 +281,12 @@ class StripeProvider:
         refund_id: str,
         idempotency_key: str,
     ) -> ProviderRefund:
+        amount = units.to_stripe(amount_minor, currency)  # refused here, before Stripe is called
         intent_id = provider_payment_id
         if provider_payment_id.startswith("cs_"):
             session = self._call(lambda: self._client.v1.checkout.sessions.retrieve(provider_payment_id))
             intent_id = str(session["payment_intent"])
-        params: Any = {"payment_intent": intent_id, "amount": amount_minor, "metadata": {"refund_id": refund_id}}
+        params: Any = {"payment_intent": intent_id, "amount": amount, "metadata": {"refund_id": refund_id}}
         if reason in mapping.REASON_TO_STRIPE:
             params["reason"] = mapping.REASON_TO_STRIPE[reason]
         created = self._call(
@@ -346,10 +349,12 @@ class StripeProvider:
         """A Connect transfer; a 4xx refusal (e.g. no such destination, a closed account) is `PayoutRefused` with
         Stripe's error code."""
 
+        amount = units.to_stripe(amount_minor, currency, payout=True)
+
         def create() -> Any:
             try:
                 return self._client.v1.transfers.create(
-                    params={"amount": amount_minor, "currency": currency.lower(), "destination": destination},
+                    params={"amount": amount, "currency": currency.lower(), "destination": destination},
                     options=_options(idempotency_key, "transfer"),
                 )
             except stripe.StripeError as exc:
@@ -376,7 +381,7 @@ def _transfer(transfer: Any) -> ProviderPayout:
     payout paid."""
     return ProviderPayout(
         provider_payout_id=str(transfer["id"]),
-        amount_minor=int(transfer["amount"]),
+        amount_minor=units.from_stripe(int(transfer["amount"]), str(transfer["currency"])),
         currency=str(transfer["currency"]).upper(),
         status="failed" if transfer["reversed"] else "succeeded",
         failure_code="transfer_reversed" if transfer["reversed"] else None,

@@ -7,7 +7,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from payql.models.enums import DisputeStatus, PaymentStatus, RefundReason, RefundStatus
+from payql.providers import messages
 from payql.providers.base import ProviderDispute, ProviderPayment, ProviderRefund
+from payql.providers.stripe import units
 
 INTENT_STATUS = {
     "requires_payment_method": PaymentStatus.PENDING,
@@ -64,7 +66,7 @@ def metadata_payment_id(obj: Any) -> str | None:
 def refund(obj: Any) -> ProviderRefund:
     return ProviderRefund(
         provider_refund_id=str(obj["id"]),
-        amount_minor=int(obj["amount"]),
+        amount_minor=units.from_stripe(int(obj["amount"]), str(obj["currency"])),
         currency=str(obj["currency"]).upper(),
         status=REFUND_STATUS.get(str(_get(obj, "status", "")), RefundStatus.PENDING),
         reason=REASON_FROM_STRIPE.get(str(_get(obj, "reason", "")), RefundReason.OTHER),
@@ -77,18 +79,23 @@ def payment_intent(obj: Any, refunds: Iterable[Any] = ()) -> ProviderPayment:
     raw = str(_get(obj, "status", ""))
     status = INTENT_STATUS.get(raw, PaymentStatus.PENDING)
     error = _get(obj, "last_payment_error", {})
-    received = int(_get(obj, "amount_received", 0))
+    currency = str(obj["currency"])
+    received = units.from_stripe(int(_get(obj, "amount_received", 0)), currency)
+    failure_code = decline_code(error) if status is PaymentStatus.PENDING else None
     return ProviderPayment(
         provider_payment_id=str(obj["id"]),
         status=status,
-        amount_minor=int(obj["amount"]),
-        currency=str(obj["currency"]).upper(),
+        amount_minor=units.from_stripe(int(obj["amount"]), currency),
+        currency=currency.upper(),
         captured_minor=received if status is PaymentStatus.SUCCEEDED else 0,
-        authorized_minor=int(_get(obj, "amount_capturable", 0)),
+        authorized_minor=units.from_stripe(int(_get(obj, "amount_capturable", 0)), currency),
         refunds=tuple(refund(item) for item in refunds),
         client_secret=_get(obj, "client_secret"),
-        failure_code=decline_code(error) if status is PaymentStatus.PENDING else None,
-        failure_message=_get(error, "message") if status is PaymentStatus.PENDING else None,
+        failure_code=failure_code,
+        # payql's words for the code, never Stripe's `message` (CONTRACT.md, "No provider text reaches a client")
+        failure_message=(
+            messages.message(failure_code, messages.DECLINED) if error and status is PaymentStatus.PENDING else None
+        ),
         payment_id=metadata_payment_id(obj),
         raw_status=raw,
     )
@@ -107,13 +114,14 @@ def checkout_session(obj: Any, intent: Any | None, refunds: Iterable[Any] = ()) 
         status = PaymentStatus.PENDING
     if intent is not None and _get(intent, "status") == "canceled" and status is not PaymentStatus.SUCCEEDED:
         status = PaymentStatus.CANCELED
-    amount = int(_get(obj, "amount_total", 0))
+    currency = str(_get(obj, "currency", ""))
+    amount = units.from_stripe(int(_get(obj, "amount_total", 0)), currency) if currency else 0
     expires = _get(obj, "expires_at")
     return ProviderPayment(
         provider_payment_id=str(obj["id"]),
         status=status,
         amount_minor=amount,
-        currency=str(_get(obj, "currency", "")).upper(),
+        currency=currency.upper(),
         captured_minor=amount if status is PaymentStatus.SUCCEEDED else 0,
         refunds=tuple(refund(item) for item in refunds),
         checkout_url=_get(obj, "url"),
@@ -147,15 +155,19 @@ def dispute(obj: Any) -> ProviderDispute:
     """A Stripe Dispute. Its money is its balance transactions (none for an inquiry; one when the funds are withdrawn,
     a second when they are reinstated): negative amounts are funds withdrawn, positive ones reinstated; a positive
     fee is charged, a negative one given back."""
-    amounts = [int(_get(txn, "amount", 0)) for txn in _get(obj, "balance_transactions", [])]
-    fees = [int(_get(txn, "fee", 0)) for txn in _get(obj, "balance_transactions", [])]
+    # In Stripe's units of the dispute's currency (the fake settles in it; a platform settling in another currency
+    # would see its balance transactions converted, which payql does not book: see README "Disputes").
+    stripe_currency = str(obj["currency"])
+    transactions = _get(obj, "balance_transactions", [])
+    amounts = [units.from_stripe(int(_get(txn, "amount", 0)), stripe_currency) for txn in transactions]
+    fees = [units.from_stripe(int(_get(txn, "fee", 0)), stripe_currency) for txn in transactions]
     charge = _get(obj, "charge")
     due = _get(_get(obj, "evidence_details", {}), "due_by")
     created = _get(obj, "created")
     return ProviderDispute(
         provider_dispute_id=str(obj["id"]),
-        amount_minor=int(obj["amount"]),
-        currency=str(obj["currency"]).upper(),
+        amount_minor=units.from_stripe(int(obj["amount"]), stripe_currency),
+        currency=stripe_currency.upper(),
         status=DISPUTE_STATUS.get(str(_get(obj, "status", ""))),
         reason=_get(obj, "reason"),
         evidence_due_by=datetime.fromtimestamp(int(due), UTC) if due else None,

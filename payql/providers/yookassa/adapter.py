@@ -42,6 +42,7 @@ from yookassa.domain.exceptions import (
 
 from payql.models.enums import CaptureMethod, PaymentStatus, ProviderName, RefundReason, RefundStatus
 from payql.money import MoneyError, format_minor, parse_amount
+from payql.providers import messages
 from payql.providers.base import (
     CreatePaymentRequest,
     ObjectKind,
@@ -144,7 +145,7 @@ def map_payment(obj: dict[str, Any], refunds: list[dict[str, Any]] | None = None
         refunds=tuple(map_refund(item) for item in refunds or []),
         confirmation_url=confirmation.get("confirmation_url"),
         failure_code=failure_code,
-        failure_message=f"YooKassa canceled the payment: {failure_code}" if failure_code else None,
+        failure_message=messages.message(failure_code, messages.PAYMENT_CANCELED) if failure_code else None,
         expires_at=_time(obj.get("expires_at")),
         payment_id=(obj.get("metadata") or {}).get("payment_id"),
         raw_status=raw,
@@ -152,19 +153,27 @@ def map_payment(obj: dict[str, Any], refunds: list[dict[str, Any]] | None = None
     )
 
 
+def _error_code(exc: Exception) -> str | None:
+    """YooKassa's error `code` ("invalid_request", "not_found", ...) from the SDK exception's body, if it has one."""
+    content = getattr(exc, "content", None)
+    code = content.get("code") if isinstance(content, dict) else None
+    return str(code)[:64] if code else None
+
+
 def _translate(exc: Exception) -> ProviderError:
+    """The SDK's exceptions as ours, with payql's messages (`providers.messages`): YooKassa's `description` (which
+    may quote our request) stays out; its error code is kept as `provider_code`."""
+    code = _error_code(exc)
     if isinstance(exc, TooManyRequestsError):
-        return RateLimited("YooKassa is rate limiting requests; retry later", provider_code="too_many_requests")
+        return RateLimited(messages.RATE_LIMITED, provider_code=code or "too_many_requests")
     if isinstance(exc, BadRequestError | NotFoundError):
-        content = getattr(exc, "content", None) or {}
-        description = content.get("description") if isinstance(content, dict) else None
-        return ProviderInvalidRequest(f"YooKassa refused the request: {description or 'invalid request'}")
+        return ProviderInvalidRequest(messages.message(code, messages.REFUSED), provider_code=code or "invalid_request")
     if isinstance(exc, UnauthorizedError | ForbiddenError):
-        return ProviderError("YooKassa refused our credentials", provider_code="unauthorized")
+        return ProviderError(messages.CREDENTIALS, provider_code=code or "unauthorized")
     if isinstance(exc, ResponseProcessingError | ApiError):
-        return ProviderUnavailable("YooKassa answered with a server error", provider_code="api_error")
+        return ProviderUnavailable(messages.UNAVAILABLE, provider_code="api_error")
     # The SDK turns a dropped connection into AttributeError (no response to read) or a requests exception.
-    return ProviderUnavailable("YooKassa could not be reached", provider_code="connection")
+    return ProviderUnavailable(messages.UNAVAILABLE, provider_code="connection")
 
 
 class _TimedApiClient(ApiClient):  # type: ignore[misc]
@@ -274,7 +283,7 @@ class YooKassaProvider:
             return future.result(timeout=self._deadline)
         except FutureTimeout as exc:
             future.cancel()
-            raise ProviderUnavailable("YooKassa did not answer in time", provider_code="timeout") from exc
+            raise ProviderUnavailable(messages.UNAVAILABLE, provider_code="timeout") from exc
         except ProviderError:
             raise
         except (ApiError, AttributeError, requests.RequestException, ValueError) as exc:
