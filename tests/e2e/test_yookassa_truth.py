@@ -9,18 +9,21 @@ from pathlib import Path
 from typing import Any
 
 import documents as doc
+import httpx
 import pytest
 from conftest import TEST_SECRET, make_settings
 from fakes.yookassa_api import FakeYooKassa
 from flows import book, intent
+from servers import Server
 from sqlalchemy import select
 from support import Api, User
 
 from payql.app import create_app
 from payql.cli import main
 from payql.db import Database
-from payql.models import Enroll, Refund
-from payql.models.enums import CaptureMethod, EnrollAction, EnrollStatus, PaymentPurpose, RefundReason
+from payql.faults import CRASH_EXIT_CODE
+from payql.models import Enroll, Payment, Refund
+from payql.models.enums import CaptureMethod, EnrollAction, EnrollStatus, PaymentPurpose, PaymentStatus, RefundReason
 from payql.providers.base import CreatePaymentRequest
 from payql.providers.yookassa.adapter import YooKassaProvider
 
@@ -48,21 +51,25 @@ def api(database_url: str, db: Database, fake: FakeYooKassa) -> Iterator[Api]:
         yield client
 
 
-@pytest.fixture
-def reconcile(database_url: str, fake: FakeYooKassa, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
-    """`payql reconcile` as an operator runs it (in this process), taking every row however recent."""
-    monkeypatch.chdir(tmp_path)
-    values = {
+def environment(database_url: str, fake: FakeYooKassa) -> dict[str, str]:
+    return {
         "DATABASE_URL": database_url,
         "PAYQL_ENV": "test",
         "JWT_SECRET": TEST_SECRET,
         "YOOKASSA_SHOP_ID": SHOP,
         "YOOKASSA_SECRET_KEY": SECRET,
         "YOOKASSA_API_URL": f"{fake.url}/v3",
+        "YOOKASSA_TRUSTED_IPS": "127.0.0.1",
         "PROVIDER_TIMEOUT_MS": "1500",
         "LOG_LEVEL": "WARNING",
     }
-    for name, value in values.items():
+
+
+@pytest.fixture
+def reconcile(database_url: str, fake: FakeYooKassa, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
+    """`payql reconcile` as an operator runs it (in this process), taking every row however recent."""
+    monkeypatch.chdir(tmp_path)
+    for name, value in environment(database_url, fake).items():
         monkeypatch.setenv(name, value)
 
     def run() -> None:
@@ -311,6 +318,33 @@ def test_when_yookassa_is_down_as_the_late_hold_is_learned_of_reconcile_voids_it
     assert fake.payments[yookassa_id]["status"] == "canceled"
     assert client.data(doc.PAYMENT, id=payment_id)["payment"]["status"] == "CANCELED"
     assert enroll_row(db, enroll_id).pending_action is None
+
+
+def test_killed_after_voiding_a_late_hold_reconcile_ends_the_cancellation(
+    database_url: str, fake: FakeYooKassa, db: Database, tmp_path: Path, reconcile: Run
+) -> None:
+    settings = make_settings(database_url)
+    with Server(environment(database_url, fake) | {"PAYQL_FAULTS": "void"}, tmp_path) as server:
+        api = server.api(settings)
+        client, master = api.user("client"), api.user("master", "provider")
+        enroll_id, _payment_id, yookassa_id = unpaid(client, master, fake)
+        client.ok(doc.CANCEL_ENROLL, id=enroll_id)
+        fake.customer_pays(yookassa_id)
+        body = fake.notification_for("payment.waiting_for_capture", yookassa_id)
+        with pytest.raises(httpx.TransportError):  # killed between YooKassa's void and its commit
+            httpx.post(f"{server.url}/webhooks/yookassa", content=body, timeout=30)
+        assert server.wait_dead() == CRASH_EXIT_CODE, server.log()
+    assert fake.payments[yookassa_id]["status"] == "canceled"
+    assert enroll_row(db, enroll_id).pending_action is EnrollAction.CANCEL
+
+    reconcile()
+
+    enroll = enroll_row(db, enroll_id)
+    assert (enroll.status, enroll.pending_action) == (EnrollStatus.CANCELLED, None)
+    with db.read() as session:
+        payment = session.scalars(select(Payment).where(Payment.enroll_id == enroll_id)).one()
+        assert (payment.status, payment.failure_code) == (PaymentStatus.CANCELED, "canceled_by_merchant")
+    assert len(cancel_requests(fake)) == 1
 
 
 def test_a_payment_captured_after_the_enroll_was_cancelled_is_refunded_in_full(
