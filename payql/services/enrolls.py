@@ -3,7 +3,9 @@
 `PENDING → CONFIRMED (provider accepts) → READY (provider marks the work done) → COMPLETED (client confirms)`;
 `CANCELLED` from any state before `COMPLETED`. Completing captures a held payment (intent, call, apply) and splits
 it; a payment captured early (AUTOMATIC) waits in escrow and is split at completion. Cancelling voids a hold or
-refunds what was captured, reversing its postings.
+refunds what was captured, reversing its postings. An unpaid payment at a provider that cancels only holds
+(YooKassa) is cancelled here at once; the enroll's cancellation stays pending until the provider closes the payment,
+and a payment the payer pays after all is given back (`give_back`, `resume`).
 """
 
 from __future__ import annotations
