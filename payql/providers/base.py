@@ -210,6 +210,8 @@ class PaymentProvider(Protocol):
 
     name: ProviderName
     mock: bool
+    # Whether a payment the payer has not paid yet can be canceled at the provider (YooKassa cancels only a hold).
+    cancels_unpaid: bool
 
     def create_customer(self, user_id: str, idempotency_key: str) -> str | None:
         """The payer's record at the provider (a Stripe Customer), or None for a provider without them."""

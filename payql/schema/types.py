@@ -161,7 +161,13 @@ class Payment:
     disputes: list[Dispute] = capped(
         DISPUTES_CAP, "Chargebacks, the oldest first. At most {cap}: `first` asks for fewer.", resolver=_disputes
     )
-    failure_code: str | None
+    failure_code: str | None = strawberry.field(
+        description=(
+            "The provider's code for the last attempt that failed: a decline (the payment stays PENDING and can be "
+            "paid again) or why it ended FAILED or CANCELED (YooKassa's `cancellation_details.reason`). An attempt "
+            "that succeeds (a hold or a capture) clears it."
+        )
+    )
     failure_message: str | None
     created_at: datetime
     updated_at: datetime

@@ -82,7 +82,7 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         refunds=refunds,
         enrolls=enrolls,
         credits=CreditService(db, idempotency),
-        webhooks=WebhookService(db, payments, payouts, disputes=disputes),
+        webhooks=WebhookService(db, payments, payouts, enrolls, disputes=disputes),
         holds=HoldService(db, payments, timedelta(hours=settings.hold_expiry_margin_hours)),
         payouts=payouts,
         reconciler=reconciler,

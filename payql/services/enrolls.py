@@ -3,7 +3,9 @@
 `PENDING → CONFIRMED (provider accepts) → READY (provider marks the work done) → COMPLETED (client confirms)`;
 `CANCELLED` from any state before `COMPLETED`. Completing captures a held payment (intent, call, apply) and splits
 it; a payment captured early (AUTOMATIC) waits in escrow and is split at completion. Cancelling voids a hold or
-refunds what was captured, reversing its postings.
+refunds what was captured, reversing its postings. An unpaid payment at a provider that cancels only holds
+(YooKassa) is cancelled here at once; the enroll's cancellation stays pending until the provider closes the payment,
+and a payment the payer pays after all is given back (`give_back`, `resume`).
 """
 
 from __future__ import annotations
@@ -176,6 +178,15 @@ class EnrollService:
                 self._mark_cancelled(enroll, reason)
                 uow.commit()
                 return EnrollResult(enroll, payment)
+            if payment.status in NOT_YET and not self._payments.provider(payment.provider).cancels_unpaid:
+                # Unpaid, at a provider that cancels only holds (YooKassa): cancelled here at once. The provider
+                # keeps it open until it lapses there, so the cancellation stays pending and is watched (`resume`,
+                # `give_back`): if the payer pays after all, the hold is voided or the capture refunded.
+                self._payments.lifecycle.cancel_unpaid(payment)
+                self._mark_cancelled(enroll, reason)
+                _intend(enroll, EnrollAction.CANCEL)
+                uow.commit()
+                return EnrollResult(enroll, payment)
             _intend(enroll, EnrollAction.CANCEL)  # a crash after the void or refund leaves this for reconcile
             enroll.cancel_reason = reason
             uow.commit()
@@ -206,8 +217,28 @@ class EnrollService:
                 self._payments.lifecycle.apply(session, locked, answer)
             if enroll.status in BEFORE_COMPLETION:
                 self._mark_cancelled(enroll, enroll.cancel_reason)
+            elif enroll.status is EnrollStatus.CANCELLED:
+                _done(enroll, EnrollAction.CANCEL)  # a payment paid after its enroll was cancelled: given back
             uow.commit()
             return EnrollResult(enroll, locked)
+
+    def give_back(self, payment_id: str) -> bool:
+        """The payer paid after all for an enroll cancelled while its payment was unpaid (`cancel_unpaid`): void the
+        hold, or refund the capture, at once. Called when a notification shows it; `payql reconcile` finds the
+        same through `resume`. Whether there was anything to give back."""
+        with self._db.read() as session:
+            payment = session.get(Payment, payment_id)
+            enroll = session.get(Enroll, payment.enroll_id) if payment and payment.enroll_id else None
+            if (
+                payment is None
+                or enroll is None
+                or enroll.status is not EnrollStatus.CANCELLED
+                or enroll.pending_action is not EnrollAction.CANCEL
+                or payment.status not in {PaymentStatus.AUTHORIZED, *CAPTURED}
+            ):
+                return False
+        self.finish_cancellation(RECONCILER, enroll.id, payment.id)
+        return True
 
     # -- reconcile -----------------------------------------------------------------------------------------
 
@@ -225,8 +256,7 @@ class EnrollService:
             ).first()
         if action is None:
             return None
-        if payment is not None:
-            self._payments.refresh(payment.id)
+        answer = self._payments.reread(payment.id)[1] if payment is not None else None
         with self._db.uow() as uow:
             session = uow.session
             enroll = _enroll(session, enroll_id)
@@ -241,6 +271,8 @@ class EnrollService:
                 uow.commit()
                 return action
             if action is EnrollAction.CANCEL and (locked is None or locked.status in CLOSED_UNCAPTURED):
+                if enroll.status is EnrollStatus.CANCELLED and answer is not None and answer.status in NOT_YET:
+                    return None  # cancelled here while unpaid, still open at its provider: watched until it lapses
                 if enroll.status in BEFORE_COMPLETION:
                     self._mark_cancelled(enroll, enroll.cancel_reason)  # the lost void went through
                 _done(enroll, action)

@@ -28,7 +28,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from payql.models import AccountKind, Enroll, LedgerTransaction, Payment, Refund, new_id, utcnow
-from payql.models.enums import EnrollStatus, PaymentPurpose, RefundStatus
+from payql.models.enums import EnrollAction, EnrollStatus, PaymentPurpose, RefundStatus
 from payql.models.enums import PaymentStatus as S
 from payql.providers.base import ProviderPayment, ProviderRefund
 from payql.services import credits, ledger, postings
@@ -39,6 +39,8 @@ NOT_YET = frozenset({S.PENDING, S.REQUIRES_ACTION, S.PROCESSING})
 FINAL = frozenset({S.FAILED, S.CANCELED, S.REFUNDED})
 CAPTURED = frozenset({S.SUCCEEDED, S.PARTIALLY_REFUNDED, S.REFUNDED})
 REFUNDABLE = frozenset({S.SUCCEEDED, S.PARTIALLY_REFUNDED})
+ENDED_UNPAID = frozenset({S.FAILED, S.CANCELED})
+PAID = frozenset({S.AUTHORIZED, S.SUCCEEDED})  # the payer's money is held or taken
 
 TRANSITIONS: dict[S, frozenset[S]] = {
     S.PENDING: frozenset({S.REQUIRES_ACTION, S.PROCESSING, S.AUTHORIZED, S.SUCCEEDED, S.FAILED, S.CANCELED}),
@@ -104,7 +106,7 @@ class Lifecycle:
         if answer.expires_at is not None:
             payment.expires_at = answer.expires_at
 
-        advance(payment, answer)
+        advance(payment, answer, reopen=self.canceled_unpaid(session, payment))
         for provider_refund in answer.refunds:
             self.apply_refund(session, payment, provider_refund)
         self.settle(session, payment)
@@ -174,6 +176,29 @@ class Lifecycle:
         if payment.provider_payment_id is None and payment.status in NOT_YET:
             payment.status = S.CANCELED
 
+    @staticmethod
+    def cancel_unpaid(payment: Payment) -> None:
+        """A payment the payer has not paid, at a provider that cannot cancel it (YooKassa cancels only a hold), is
+        cancelled here with its enroll. The provider still has it open until it lapses there; the enroll keeps its
+        pending cancellation until then, and if the payer pays after all, `apply` reopens the payment (see
+        `canceled_unpaid`) so that the hold is voided or the capture refunded."""
+        if payment.status in NOT_YET:
+            payment.status = S.CANCELED
+
+    @staticmethod
+    def canceled_unpaid(session: Session, payment: Payment) -> bool:
+        """Whether `payment` was cancelled here while unpaid and its provider may still take the payer's money: its
+        enroll is CANCELLED with the cancellation still pending (the void of a hold clears it in the transaction
+        that records the void, so a late answer from before a void never reopens anything)."""
+        if payment.status is not S.CANCELED or payment.enroll_id is None or payment.captured_minor:
+            return False
+        enroll = session.get(Enroll, payment.enroll_id)
+        return (
+            enroll is not None
+            and enroll.status is EnrollStatus.CANCELLED
+            and enroll.pending_action is EnrollAction.CANCEL
+        )
+
     # -- amounts and the ledger ----------------------------------------------------------------------------
 
     def settle(self, session: Session, payment: Payment) -> None:
@@ -197,21 +222,33 @@ def record_failure(payment: Payment, code: str | None, message: str | None) -> N
     payment.failure_message = message[:MESSAGE_LENGTH] if message else None
 
 
-def advance(payment: Payment, answer: ProviderPayment) -> None:
-    """Move along the status machine toward the provider's status, recording what a move brings with it."""
+def advance(payment: Payment, answer: ProviderPayment, *, reopen: bool = False) -> None:
+    """Move along the status machine toward the provider's status, recording what a move brings with it.
+
+    `reopen`: the payment was canceled here while its provider still had it open (`Lifecycle.cancel_unpaid`), so
+    a hold or a capture the provider reports is the payer paying after all: the payment follows the provider (and
+    the caller gives the money back). `failure_code` is the provider's reason for the last attempt that failed: a
+    decline (the payment stays retryable), or why a payment ended FAILED or CANCELED (YooKassa's
+    `cancellation_details.reason`); an attempt that succeeds (a hold or a capture) clears it.
+    """
     target = answer.status
-    if target is S.AUTHORIZED:
+    allowed = can_move(payment.status, target) or (reopen and payment.status is S.CANCELED and target in PAID)
+    if target is S.AUTHORIZED and (allowed or payment.status is target):
         payment.authorized_minor = max(payment.authorized_minor, answer.authorized_minor or payment.amount_minor)
         if payment.expires_at is None:
             payment.expires_at = utcnow() + CARD_HOLD
-    if target is S.SUCCEEDED and (payment.status in CAPTURED or can_move(payment.status, target)):
+        if allowed:
+            record_failure(payment, None, None)
+    if target is S.SUCCEEDED and (payment.status in CAPTURED or allowed):
         _record_capture(payment, answer.captured_minor or payment.amount_minor)
     if target in NOT_YET and payment.status in NOT_YET:
         payment.failure_code = answer.failure_code
         payment.failure_message = answer.failure_message
+    if target in ENDED_UNPAID and (allowed or payment.status in ENDED_UNPAID) and answer.failure_code:
+        record_failure(payment, answer.failure_code, answer.failure_message)
     if payment.status is target:
         return
-    if can_move(payment.status, target):
+    if allowed:
         payment.status = target
     elif not (target is S.SUCCEEDED and payment.status in CAPTURED):
         logger.info("ignored %s -> %s for payment %s", payment.status.value, target.value, payment.id)

@@ -315,18 +315,22 @@ class PaymentService:
 
     def refresh(self, payment_id: str) -> bool:
         """Re-fetch a payment (and its refunds) from its provider and apply it; whether anything changed."""
+        return self.reread(payment_id)[0]
+
+    def reread(self, payment_id: str) -> tuple[bool, ProviderPayment | None]:
+        """`refresh`, with the provider's answer that was applied (None: the payment never reached its provider)."""
         with self._db.read() as session:
             payment = session.get(Payment, payment_id)
             if payment is None or payment.provider_payment_id is None:
-                return False
+                return False, None
         answer = self._providers[payment.provider].retrieve_payment(payment.provider_payment_id)
         with self._db.uow() as uow:
             locked = uow.session.get(Payment, payment_id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover - payments are never deleted
-                return False
+                return False, answer
             changed = self.lifecycle.apply(uow.session, locked, answer)
             uow.commit()
-            return changed
+            return changed, answer
 
     # -- confirm -------------------------------------------------------------------------------------------
 

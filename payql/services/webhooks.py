@@ -28,9 +28,11 @@ from sqlalchemy.orm import Session
 
 from payql.db import ROW_LOCK, Database
 from payql.models import Payment, WebhookEvent, Withdrawal, new_id, utcnow
-from payql.models.enums import PaymentPurpose, ProviderName, WebhookStatus
-from payql.providers.base import ObjectKind, ProviderEvent, ProviderPayment
+from payql.models.enums import PaymentPurpose, PaymentStatus, ProviderName, WebhookStatus
+from payql.providers.base import ObjectKind, ProviderError, ProviderEvent, ProviderPayment
 from payql.services.disputes import DisputeNotReady, DisputeService
+from payql.services.enrolls import EnrollService
+from payql.services.errors import DomainError
 from payql.services.payments import PaymentService
 from payql.services.payouts import PayoutService
 
@@ -69,12 +71,19 @@ Handler = Callable[[Delivery, Payment | None, Callable[[Session, WebhookStatus],
 
 class WebhookService:
     def __init__(
-        self, db: Database, payments: PaymentService, payouts: PayoutService, *, disputes: DisputeService | None = None
+        self,
+        db: Database,
+        payments: PaymentService,
+        payouts: PayoutService,
+        enrolls: EnrollService | None = None,
+        *,
+        disputes: DisputeService | None = None,
     ) -> None:
         self._db = db
         self._payments = payments
         self._payouts = payouts
         self._disputes = disputes
+        self._enrolls = enrolls
         # One handler per kind of object, whatever the provider: each re-reads the object and is idempotent by
         # its id. Kinds without a handler (whatever else a provider sends) are recorded and acknowledged.
         self._handlers: dict[ObjectKind, Handler] = {
@@ -251,6 +260,8 @@ class WebhookService:
                 uow.commit()
             except IntegrityError as exc:
                 raise _Duplicate from exc
+        if answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED} and payment.enroll_id is not None:
+            self._give_back(payment.id)
         if not confirmed:
             logger.warning(
                 "%s notification %s claims %s, the provider says %s: not settled",
@@ -261,6 +272,18 @@ class WebhookService:
             )
             return Outcome.UNCONFIRMED
         return Outcome.PROCESSED
+
+    def _give_back(self, payment_id: str) -> None:
+        """The payer paid for an enroll cancelled while its payment was unpaid: void or refund it now. The delivery
+        is settled already; if the provider cannot be reached, the enroll's pending cancellation is left for
+        `payql reconcile`."""
+        if self._enrolls is None:
+            return
+        try:
+            if self._enrolls.give_back(payment_id):
+                logger.info("payment %s was paid after its enroll was cancelled: given back", payment_id)
+        except (ProviderError, DomainError) as exc:
+            logger.warning("payment %s paid after its enroll was cancelled, not given back yet: %s", payment_id, exc)
 
 
 def _confirms(event: ProviderEvent, answer: ProviderPayment) -> bool:

@@ -52,7 +52,7 @@ def configure(fake: FakeYooKassa, secret_key: str = SECRET_KEY) -> None:
 def sdk(fake: FakeYooKassa) -> Iterator[None]:
     """The SDK's configuration is process-global: point it at the fake, put it back afterwards."""
     saved = {name: getattr(Configuration, name) for name in _SDK_SETTINGS}
-    fake.commission_bps, fake.hold_days, fake.cancel_pending_allowed = 350, 7, True
+    fake.commission_bps, fake.hold_days = 350, 7
     fake.refunds_pending = fake.payouts_succeed_immediately = False
     configure(fake)
     yield
@@ -273,10 +273,9 @@ def test_cancel_a_hold_and_refused_state_changes(fake: FakeYooKassa) -> None:
     with pytest.raises(BadRequestError):
         Payment.capture(create_payment().id, None, key())  # still pending
 
-    assert Payment.cancel(create_payment().id, key()).status == "canceled"
-    fake.cancel_pending_allowed = False
-    with pytest.raises(BadRequestError):
+    with pytest.raises(BadRequestError) as raised:  # unpaid: the customer may still pay; only a hold is canceled
         Payment.cancel(create_payment().id, key())
+    assert error_of(raised) == ("invalid_request", None)
 
 
 @pytest.mark.parametrize(
@@ -309,7 +308,7 @@ def test_payment_list_is_newest_first_and_pages(fake: FakeYooKassa) -> None:
     first, second = create_payment().id, create_payment().id
     page = Payment.list({"limit": 1})
     assert [item.id for item in page.items] == [second]
-    assert page.next_cursor == first
+    assert page.next_cursor not in {None, first, second}  # opaque
     assert Payment.list({"limit": 1, "cursor": page.next_cursor}).items[0].id == first
 
 
@@ -421,6 +420,26 @@ def test_pending_refunds_settle_or_give_the_amount_back(fake: FakeYooKassa) -> N
     assert dict(Payment.find_one(payment_id).refunded_amount) == rub("50.00")
     with pytest.raises(ValueError, match="cannot be settled"):
         fake.settle_refund(second.id)
+
+
+def test_refund_lists_page_ten_at_a_time_up_to_a_hundred_with_next_cursor(fake: FakeYooKassa) -> None:
+    payment_id = paid_payment(fake, "100.00")
+    made = [Refund.create({"payment_id": payment_id, "amount": rub("1.00")}, key()).id for _ in range(12)]
+    Refund.create({"payment_id": paid_payment(fake, "5.00"), "amount": rub("1.00")}, key())  # another payment's
+
+    first = Refund.list({"payment_id": payment_id})  # YooKassa's default page: 10, newest first
+    assert [item.id for item in first.items] == made[::-1][:10]
+    assert first.next_cursor
+    rest = Refund.list({"payment_id": payment_id, "cursor": first.next_cursor})
+    assert [item.id for item in rest.items] == made[1::-1]
+    assert rest.next_cursor is None  # the last page has none
+    everything = Refund.list({"payment_id": payment_id, "limit": 100})
+    assert (len(everything.items), everything.next_cursor) == (12, None)
+    for limit in (0, 101):
+        with pytest.raises(BadRequestError):
+            Refund.list({"payment_id": payment_id, "limit": limit})
+    with pytest.raises(BadRequestError):
+        Refund.list({"payment_id": payment_id, "cursor": "not-a-cursor"})
 
 
 # ------------------------------------------------------------------------------------------------- payouts

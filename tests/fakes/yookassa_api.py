@@ -99,6 +99,18 @@ def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
+def _cursor(object_id: str) -> str:
+    return base64.urlsafe_b64encode(f"after:{object_id}".encode()).decode().rstrip("=")
+
+
+def _uncursor(cursor: str) -> str | None:
+    try:
+        decoded = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return decoded.removeprefix("after:") if decoded.startswith("after:") else None
+
+
 def _object_id(middle: str) -> str:
     """A 36-character id shaped like YooKassa's (`2d8c6f2e-000f-5000-8000-1a2b3c4d5e6f`): the SDK checks the length."""
     return f"{secrets.token_hex(4)}-{middle}-{secrets.choice('89ab')}{secrets.token_hex(2)[1:]}-{secrets.token_hex(6)}"
@@ -254,7 +266,7 @@ class FakeYooKassa:
     """A YooKassa shop on 127.0.0.1 for the real SDK. All state sits behind one lock; `payments`, `refunds`,
     `payouts` (JSON-like dicts by id), `events` (notification type, object snapshot) and `requests` are there for
     assertions. Settable: `commission_bps`, `hold_days`, `refunds_pending`, `payouts_succeed_immediately`,
-    `cancel_pending_allowed`, `payout_token_card`, `clock`."""
+    `payout_token_card`, `clock`."""
 
     def __init__(
         self,
@@ -278,7 +290,6 @@ class FakeYooKassa:
         self.hold_days = 7  # a held payment's `expires_at` is `created_at` + hold_days
         self.refunds_pending = False  # new refunds start `pending` until `settle_refund`
         self.payouts_succeed_immediately = False  # else new payouts stay `pending` until `settle_payout`
-        self.cancel_pending_allowed = True  # False: only `waiting_for_capture` payments may be canceled
         self.payout_token_card = "5555555555554477"  # the card a `payout_token` or `payment_method_id` stands for
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self.requests: list[RecordedRequest] = []
@@ -663,7 +674,8 @@ class FakeYooKassa:
 
     def _lister(self, store: str) -> Callable[[Obj], Obj]:
         """`{"type": "list", "items": [...], "next_cursor": ...}`, newest first, filtered by `payment_id` and
-        `status`; `limit` 1..100 (10 by default) and `cursor` page through."""
+        `status`; `limit` 1..100 (10 by default) and `cursor` page through. `next_cursor` is there only when another
+        page follows; it is opaque (the next item's position, encoded), and only valid for the same list."""
 
         def list_(query: Obj) -> Obj:
             limit = query.get("limit", "10")
@@ -677,12 +689,13 @@ class FakeYooKassa:
             ]
             if cursor := query.get("cursor"):
                 ids = [item["id"] for item in items]
-                if cursor not in ids:
+                start = _uncursor(cursor)
+                if start not in ids:
                     raise _invalid("Invalid cursor", "cursor")
-                items = items[ids.index(cursor) :]
+                items = items[ids.index(start) :]
             page: Obj = {"type": "list", "items": items[: int(limit)]}
             if len(items) > int(limit):
-                page["next_cursor"] = items[int(limit)]["id"]
+                page["next_cursor"] = _cursor(items[int(limit)]["id"])
             return page
 
         return list_
@@ -759,11 +772,13 @@ class FakeYooKassa:
         return payment
 
     def _cancel_payment(self, params: Obj, payment_id: str) -> Obj:
+        """Only a two-stage payment in `waiting_for_capture` can be canceled (YooKassa's "Cancel a payment"); an
+        unpaid (`pending`) one cannot: the customer may still pay it, until YooKassa cancels it itself
+        (`expired_on_confirmation`)."""
         payment = self._get(self.payments, "payment", payment_id)
-        cancelable = ("pending", "waiting_for_capture") if self.cancel_pending_allowed else ("waiting_for_capture",)
-        if payment["status"] not in cancelable:
+        if payment["status"] != "waiting_for_capture":
             message = (
-                f"Incorrect payment status: {payment['status']}. Payments can be canceled in: {', '.join(cancelable)}"
+                f"Incorrect payment status: {payment['status']}. Only waiting_for_capture payments can be canceled"
             )
             raise _invalid(message)
         return self._fail(payment, "merchant", "canceled_by_merchant")

@@ -157,3 +157,62 @@ def test_a_failed_refund_keeps_the_first_ending() -> None:
     lifecycle.Lifecycle(180).fail_refund(None, ended, "too late")  # type: ignore[arg-type]  # no session needed
 
     assert ended.status is RefundStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize("ended", [S.FAILED, S.CANCELED])
+def test_a_payment_that_ends_unpaid_shows_the_providers_reason(ended: PaymentStatus) -> None:
+    # YooKassa's `cancellation_details.reason`, for a declined card (FAILED) or a hold canceled or lapsed (CANCELED)
+    pending, held = payment(S.PENDING), payment(S.AUTHORIZED)
+    reason = answer(ended, failure_code="insufficient_funds", failure_message="declined")
+
+    advance(pending, reason)
+    advance(held, reason)
+
+    assert (pending.status, pending.failure_code, pending.failure_message) == (ended, "insufficient_funds", "declined")
+    assert held.failure_code == ("insufficient_funds" if ended is S.CANCELED else None)  # a hold never FAILS
+
+
+def test_a_payment_ended_here_takes_the_reason_its_provider_gives_later() -> None:
+    canceled = payment(S.CANCELED)  # cancelled with its enroll while unpaid: YooKassa lets it lapse afterwards
+
+    advance(canceled, answer(S.CANCELED, failure_code="expired_on_confirmation"))
+
+    assert (canceled.status, canceled.failure_code) == (S.CANCELED, "expired_on_confirmation")
+
+
+def test_a_successful_attempt_clears_the_last_decline_a_hold_as_well_as_a_capture() -> None:
+    # the contract: failureCode is the last failed attempt's; the next attempt that succeeds clears it
+    declined = payment(S.PENDING)
+    advance(declined, answer(S.PENDING, failure_code="card_declined", failure_message="Your card was declined."))
+
+    advance(declined, answer(S.AUTHORIZED))
+
+    assert (declined.status, declined.failure_code, declined.failure_message) == (S.AUTHORIZED, None, None)
+    advance(declined, answer(S.AUTHORIZED, failure_code="stale"))  # a repeated hold changes nothing
+    assert declined.failure_code is None
+
+
+@pytest.mark.parametrize("paid", [S.AUTHORIZED, S.SUCCEEDED])
+def test_a_payment_canceled_here_while_unpaid_reopens_only_when_told_so(paid: PaymentStatus) -> None:
+    # a canceled payment never moves, unless it was cancelled here while its provider still had it open
+    # (`Lifecycle.canceled_unpaid`): then the payer paid after all, and the payment follows the provider
+    closed, reopened = payment(S.CANCELED), payment(S.CANCELED)
+
+    advance(closed, answer(paid, captured_minor=10_000))
+    advance(reopened, answer(paid, captured_minor=10_000), reopen=True)
+
+    assert (closed.status, closed.captured_minor) == (S.CANCELED, 0)
+    assert reopened.status is paid
+    assert reopened.captured_minor == (10_000 if paid is S.SUCCEEDED else 0)
+    advance(reopened, answer(S.PENDING), reopen=True)  # never backwards, reopened or not
+    assert reopened.status is paid
+
+
+def test_cancel_unpaid_cancels_only_a_payment_nobody_has_paid() -> None:
+    sent, held = payment(S.PENDING), payment(S.AUTHORIZED)
+    sent.provider_payment_id = held.provider_payment_id = "pi_unit"
+
+    lifecycle.Lifecycle.cancel_unpaid(sent)
+    lifecycle.Lifecycle.cancel_unpaid(held)
+
+    assert (sent.status, held.status) == (S.CANCELED, S.AUTHORIZED)

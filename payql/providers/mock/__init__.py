@@ -69,6 +69,7 @@ class MockProvider:
     """Either STRIPE-shaped (`pi_mock_…_secret_…`, `cs_mock_…` checkout) or YOOKASSA-shaped (redirect URLs)."""
 
     mock = True
+    cancels_unpaid = True
 
     def __init__(self, name: ProviderName, db: Database) -> None:
         self.name = name

@@ -121,6 +121,7 @@ def _options(key: str, endpoint: str) -> Any:
 class StripeProvider:
     name = ProviderName.STRIPE
     mock = False
+    cancels_unpaid = True
 
     def __init__(
         self,

@@ -82,7 +82,14 @@ HANDLED_EVENTS = frozenset(
 )
 # A payment canceled for one of these reasons never held money: the card was declined (FAILED, not CANCELED).
 HOLD_ENDED = frozenset({"expired_on_capture", "canceled_by_merchant", "expired_on_confirmation"})
-REFUND_STATUS = {"pending": RefundStatus.PENDING, "succeeded": RefundStatus.SUCCEEDED, "canceled": RefundStatus.FAILED}
+# A refund YooKassa cancels gives its amount back to the payment (`cancellation_details` says who and why); no
+# notification is sent for it, so pending refunds are read again with their payment.
+REFUND_STATUS = {
+    "pending": RefundStatus.PENDING,
+    "succeeded": RefundStatus.SUCCEEDED,
+    "canceled": RefundStatus.CANCELED,
+}
+REFUND_PAGE = 100  # YooKassa's largest `limit` for lists (10 by default); `next_cursor` leads to the next page
 
 
 def _minor(amount: Any) -> tuple[int, str]:
@@ -107,12 +114,16 @@ def _time(value: Any) -> datetime | None:
 
 def map_refund(obj: dict[str, Any]) -> ProviderRefund:
     minor, currency = _minor(obj["amount"])
+    status = REFUND_STATUS.get(str(obj.get("status")), RefundStatus.PENDING)
+    details = obj.get("cancellation_details") or {}
     return ProviderRefund(
         provider_refund_id=str(obj["id"]),
         amount_minor=minor,
         currency=currency,
-        status=REFUND_STATUS.get(str(obj.get("status")), RefundStatus.PENDING),
+        status=status,
         reason=RefundReason.OTHER,
+        # the cancellation's reason (`general_decline`, `insufficient_funds`, ...) is the refund's failure reason
+        failure_message=str(details["reason"]) if status is RefundStatus.CANCELED and details.get("reason") else None,
         refund_id=(obj.get("metadata") or {}).get("refund_id"),
     )
 
@@ -204,6 +215,7 @@ class _TimedApiClient(ApiClient):  # type: ignore[misc]
 class YooKassaProvider:
     name = ProviderName.YOOKASSA
     mock = False
+    cancels_unpaid = False  # only `waiting_for_capture` can be canceled; a pending payment lapses on its own
 
     def __init__(
         self,
@@ -306,12 +318,25 @@ class YooKassaProvider:
 
     def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
         obj = self._request("GET", f"/payments/{provider_payment_id}")
-        refunds: list[dict[str, Any]] = []
-        refunded = obj.get("refunded_amount")
-        if refunded and _minor(refunded)[0] > 0:  # refunds are read from the refund objects, when there are some
-            listed = self._request("GET", "/refunds", query={"payment_id": provider_payment_id})
-            refunds = list(listed.get("items", []))
+        # Only a succeeded payment has refunds. They are all read, every page, whatever `refunded_amount` says: it
+        # counts succeeded refunds only, and a pending refund may have been canceled since (YooKassa sends no
+        # notification for that).
+        refunds = self._refunds_of(provider_payment_id) if obj.get("status") == "succeeded" else []
         return map_payment(obj, refunds)
+
+    def _refunds_of(self, provider_payment_id: str) -> list[dict[str, Any]]:
+        """Every refund of the payment, page by page (`limit`, then `cursor` from each page's `next_cursor`)."""
+        refunds: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"payment_id": provider_payment_id, "limit": REFUND_PAGE}
+        seen: set[str] = set()
+        while True:
+            page = self._request("GET", "/refunds", query=query)
+            refunds.extend(page.get("items") or [])
+            cursor = page.get("next_cursor")
+            if not cursor or cursor in seen:  # a cursor seen before would page for ever
+                return refunds
+            seen.add(str(cursor))
+            query = {**query, "cursor": cursor}
 
     def confirm_payment(
         self, provider_payment_id: str, payment_method: str | None, idempotency_key: str
