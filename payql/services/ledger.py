@@ -26,7 +26,7 @@ from payql.models import (
 )
 from payql.services.postings import Line, UnbalancedPosting, imbalance
 
-__all__ = ["Line", "UnbalancedPosting", "balance_of", "balances", "post", "totals_by_kind"]
+__all__ = ["Line", "UnbalancedPosting", "balance_of", "balances", "post", "posted_lines", "totals_by_kind"]
 
 
 _TRANSACTIONS = cast("Table", LedgerTransaction.__table__)
@@ -105,6 +105,25 @@ def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Ite
     )
     connection.execute(_MOVE_BALANCE, [{"account": account, "delta": line.amount_minor} for account, line in moves])
     return True
+
+
+def posted_lines(session: Session, cause_type: str, cause_ids: Iterable[str], kinds: Iterable[str]) -> list[Line]:
+    """The lines posted for these causes and kinds (empty when none posted): what a reversal undoes."""
+    ids, kinds = list(cause_ids), list(kinds)
+    if not ids:
+        return []
+    rows = session.execute(
+        select(LedgerAccount.owner_id, LedgerAccount.kind, LedgerEntry.currency, LedgerEntry.amount_minor)
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.cause_type == cause_type,
+            LedgerTransaction.cause_id.in_(ids),
+            LedgerTransaction.kind.in_(kinds),
+        )
+        .order_by(LedgerEntry.id)
+    )
+    return [Line(owner, AccountKind(kind), currency, int(amount)) for owner, kind, currency, amount in rows]
 
 
 def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str, *, lock: bool = False) -> int:

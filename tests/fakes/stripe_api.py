@@ -630,15 +630,35 @@ class FakeStripe:
             refund = self._get(self.refunds, "refund", refund_id)
             if refund["status"] != "pending" or status not in {"succeeded", "failed"}:
                 raise ValueError(f"{refund_id} is {refund['status']}; cannot settle it as {status}")
-            refund["status"] = status
             if status == "failed":
-                charge = self.charges[refund["charge"]]
-                charge["amount_refunded"] -= refund["amount"]
-                charge["refunded"] = False
-                refund.update(failure_reason=failure_reason, failure_balance_transaction=_new_id("txn_"))
-                self._emit(_NO_REQUEST, "refund.failed", refund)
-            self._emit(_NO_REQUEST, "refund.updated", refund, previous={"status": "pending"})
+                self._fail_refund(refund, failure_reason)
+            else:
+                refund["status"] = status
+                self._emit(_NO_REQUEST, "charge.refund.updated", refund, previous={"status": "pending"})
+                self._emit(_NO_REQUEST, "refund.updated", refund, previous={"status": "pending"})
             return copy.deepcopy(refund)
+
+    def fail_refund(self, refund_id: str, failure_reason: str = "expired_or_canceled_card") -> Obj:
+        """A refund fails after the fact: one that `succeeded` (Stripe reports such failures days or weeks later,
+        e.g. the card was closed) or one still `pending`. Its amount returns to the platform's balance (a
+        `failure_balance_transaction`) and to the charge; Stripe sends `charge.refund.updated`, `refund.updated`
+        and `refund.failed`, each with the refund, as its docs on failed refunds describe."""
+        with self._lock:
+            refund = self._get(self.refunds, "refund", refund_id)
+            if refund["status"] not in {"pending", "succeeded"}:
+                raise ValueError(f"{refund_id} is {refund['status']}; it cannot fail")
+            self._fail_refund(refund, failure_reason)
+            return copy.deepcopy(refund)
+
+    def _fail_refund(self, refund: Obj, failure_reason: str) -> None:
+        previous = {"status": refund["status"]}
+        charge = self.charges[refund["charge"]]
+        charge["amount_refunded"] -= refund["amount"]
+        charge["refunded"] = False
+        refund.update(status="failed", failure_reason=failure_reason, failure_balance_transaction=_new_id("txn_"))
+        self._emit(_NO_REQUEST, "charge.refund.updated", refund, previous=previous)
+        self._emit(_NO_REQUEST, "refund.updated", refund, previous=previous)
+        self._emit(_NO_REQUEST, "refund.failed", refund)
 
     # ------------------------------------------------------------------------------------- events, webhooks
 
