@@ -35,6 +35,7 @@ from payql.models import AccountKind, Enroll, LedgerTransaction, Payment, Refund
 from payql.models.enums import EnrollStatus, PaymentPurpose, RefundStatus
 from payql.models.enums import PaymentStatus as S
 from payql.models.ledger import PLATFORM
+from payql.models.payment import OPEN_STATUSES
 from payql.providers.base import ProviderPayment, ProviderRefund
 from payql.services import credits, ledger, postings
 
@@ -216,10 +217,26 @@ class Lifecycle:
         credits) in line."""
         session.flush()
         refunded = int(session.connection().execute(_REFUNDED, {"payment": payment.id}).scalar_one())
-        follow_refunds(payment, refunded)
+        if payment.status is S.REFUNDED and refunded < payment.captured_minor and _enroll_paid_again(session, payment):
+            # An enroll has one open payment: this one cannot reopen while the client's next payment is open. It
+            # stays REFUNDED, showing what its standing refunds add up to.
+            payment.refunded_minor = refunded
+            logger.warning("payment %s: a refund failed, but its enroll has another open payment", payment.id)
+        else:
+            follow_refunds(payment, refunded)
         enroll = session.get(Enroll, payment.enroll_id) if payment.enroll_id else None
         sync_ledger(session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED)
         credits.grant_for_payment(session, payment, self._credit_expiry_days)
+
+
+def _enroll_paid_again(session: Session, payment: Payment) -> bool:
+    """Whether the payment's enroll has another payment open (a new attempt after this one was refunded)."""
+    if payment.enroll_id is None:
+        return False
+    other = select(Payment.id).where(
+        Payment.enroll_id == payment.enroll_id, Payment.id != payment.id, Payment.status.in_(OPEN_STATUSES)
+    )
+    return session.scalars(other.limit(1)).first() is not None
 
 
 def record_failure(payment: Payment, code: str | None, message: str | None) -> None:

@@ -304,3 +304,20 @@ def test_refunds_beyond_stripes_first_page_are_all_read(api: Api, fake: FakeStri
     # the oldest (on the second page) fails late: seen too
     late_failure(api, fake, oldest)
     assert client.data(PAYMENT, id=payment["id"])["payment"]["refundedAmount"]["amount"] == "1.00"
+
+
+def test_a_late_failure_never_reopens_a_payment_whose_enroll_is_being_paid_again(api: Api, fake: FakeStripe) -> None:
+    client, mentor = api.user("client"), api.user("mentor", "provider")
+    first = paid(client, mentor, fake)
+    refunded = refund(mentor, first["id"])
+    assert refunded["payment"]["status"] == "REFUNDED"
+    # the client pays the enroll again: an enroll has one open payment, and now it is this one
+    again = intent(client, enrollId=first["enroll"]["id"], provider="STRIPE", captureMethod="AUTOMATIC")
+
+    late_failure(api, fake, stripe_refund_of(fake, refunded["refund"]["id"]))
+
+    # the late failure is applied (the refund FAILED, its postings reversed) without reopening the first payment
+    shown = client.data(PAYMENT, id=first["id"])["payment"]
+    assert (shown["status"], shown["refundedAmount"]["amount"]) == ("REFUNDED", "0.00")
+    assert shown["refunds"][0]["status"] == "FAILED"
+    assert client.data(PAYMENT, id=again["payment"]["id"])["payment"]["status"] == "PENDING"

@@ -845,13 +845,16 @@ class FakeStripe:
 
     def _customer_action(self, path: str) -> _Reply:
         """What the customer does in a browser, for a person driving the fake by hand (the runner below):
-        `POST /_fake/checkout/{id}/pay` and `POST /_fake/payment_intents/{id}/pay` (with the test card 4242)."""
+        `POST /_fake/checkout/{id}/pay` and `POST /_fake/payment_intents/{id}/pay` (with the test card 4242); and what
+        Stripe does later: `POST /_fake/refunds/{id}/fail` (a refund fails, late or pending: `fail_refund`)."""
         parts = path.strip("/").split("/")
         try:
             if parts[1:2] == ["checkout"] and parts[3:] == ["pay"]:
                 done = self.pay_checkout(parts[2])
             elif parts[1:2] == ["payment_intents"] and parts[3:] == ["pay"]:
                 done = self.customer_pays(parts[2])
+            elif parts[1:2] == ["refunds"] and parts[3:] == ["fail"]:
+                done = self.fail_refund(parts[2])
             else:
                 return _Reply(404, {"Content-Type": "application/json"}, b'{"error": "unknown action"}')
         except (ValueError, StripeApiError) as exc:

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import anyio
+import httpx
 import pytest
 import stripe
 
@@ -488,6 +489,21 @@ def test_a_succeeded_refund_fails_late_and_its_amount_returns(client: stripe.Str
     with pytest.raises(ValueError, match="cannot fail"):
         fake.fail_refund(refund.id)
     assert client.v1.refunds.create(params={"payment_intent": intent.id}).amount == 1000
+
+
+def test_a_refund_can_be_failed_over_http_for_a_person_driving_the_fake(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    intent = paid_intent(client, 1000)
+    refund = client.v1.refunds.create(params={"payment_intent": intent.id})
+
+    failed = httpx.post(f"{fake.url}/_fake/refunds/{refund.id}/fail")
+    again = httpx.post(f"{fake.url}/_fake/refunds/{refund.id}/fail")
+
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "failed"
+    assert again.status_code == 400
+    assert client.v1.refunds.retrieve(refund.id).status == "failed"
 
 
 def test_refunds_of_an_intent_are_listed_page_by_page(client: stripe.StripeClient) -> None:
