@@ -215,7 +215,10 @@ class WebhookService:
         self, delivery: Delivery, payment: Payment | None, store: Callable[[Session, WebhookStatus], None]
     ) -> Outcome:
         event = delivery.event
-        if payment is None and event.payment_ref and event.kind in {ObjectKind.PAYMENT, ObjectKind.REFUND}:
+        # A signed event may name the provider's payment by an id we do not store; an unsigned notification (one
+        # that `expect`s something) is not worth a provider call until it names a payment of ours.
+        lookup = event.expect is None and event.kind in {ObjectKind.PAYMENT, ObjectKind.REFUND}
+        if payment is None and event.payment_ref and lookup:
             payment = self._by_provider_metadata(delivery.provider, event.payment_ref)
         if payment is None:
             logger.info("%s event %s names no payment of ours: ignored", delivery.provider.value, event.dedupe_key)
