@@ -7,15 +7,21 @@ these adapters compute them (money formatting, nested objects through the per-re
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
 import strawberry
 
+from payql.models.enums import RefundStatus
 from payql.schema.loaders import Loaders
 from payql.schema.types import CreditPackage, Money, PayoutAccount, Withdrawal
 from payql.services.catalogue import Package
+from payql.services.lifecycle import REFUSED
 from payql.services.queries import Record
+
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_ENDED_UNPAID = frozenset({RefundStatus.FAILED, RefundStatus.CANCELED})
 
 
 def _column(name: str) -> Any:
@@ -60,6 +66,15 @@ class RefundNode:
     reason = _column("reason")
     created_at = _column("created_at")
     amount = _money("amount_minor")
+
+    @property
+    def failure_reason(self) -> str | None:
+        """A short code as the provider gave it; anything else (older rows held the provider's prose) is shown as
+        "provider_refused", so no provider text reaches a client."""
+        value: str | None = self._row.failure_message
+        if value is None or self._row.status not in _ENDED_UNPAID:
+            return None
+        return value if _CODE.fullmatch(value) else REFUSED
 
 
 class DisputeNode:

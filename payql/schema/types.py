@@ -101,6 +101,10 @@ class Refund:
     status: RefundStatus
     reason: RefundReason
     created_at: datetime
+    failure_reason: str | None = strawberry.field(
+        description="Why a FAILED or CANCELED refund did not reach the payer: the provider's short code "
+        '(e.g. "expired_or_canceled_card") or "provider_refused"; null otherwise.'
+    )
 
 
 def _refunds(parent: strawberry.Parent[Any], first: int = REFUNDS_CAP) -> list[Refund]:

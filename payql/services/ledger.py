@@ -27,7 +27,7 @@ from payql.models import (
 )
 from payql.services.postings import Line, UnbalancedPosting, imbalance
 
-__all__ = ["Line", "UnbalancedPosting", "balance_of", "balances", "lines_of", "post", "totals_by_kind"]
+__all__ = ["Line", "UnbalancedPosting", "balance_of", "balances", "post", "posted_lines", "totals_by_kind"]
 
 
 _TRANSACTIONS = cast("Table", LedgerTransaction.__table__)
@@ -113,6 +113,25 @@ def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Ite
     return True
 
 
+def posted_lines(session: Session, cause_type: str, cause_ids: Iterable[str], kinds: Iterable[str]) -> list[Line]:
+    """The lines posted for these causes and kinds (empty when none posted): what a reversal undoes."""
+    ids, kinds = list(cause_ids), list(kinds)
+    if not ids:
+        return []
+    rows = session.execute(
+        select(LedgerAccount.owner_id, LedgerAccount.kind, LedgerEntry.currency, LedgerEntry.amount_minor)
+        .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(
+            LedgerTransaction.cause_type == cause_type,
+            LedgerTransaction.cause_id.in_(ids),
+            LedgerTransaction.kind.in_(kinds),
+        )
+        .order_by(LedgerEntry.id)
+    )
+    return [Line(owner, AccountKind(kind), currency, int(amount)) for owner, kind, currency, amount in rows]
+
+
 def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str, *, lock: bool = False) -> int:
     """One account's materialised balance (0 when it has never moved); `lock` holds its row until commit."""
     query = select(_ACCOUNTS.c.balance_minor).where(
@@ -138,19 +157,3 @@ def totals_by_kind(session: Session) -> dict[tuple[AccountKind, str], int]:
         )
     )
     return {(kind, currency): int(total) for kind, currency, total in rows}
-
-
-def lines_of(session: Session, cause_type: str, cause_id: str, kind: str) -> list[Line]:
-    """The lines one cause posted as `kind` (none when it has not), in the order they were written."""
-    rows = session.execute(
-        select(LedgerAccount.owner_id, LedgerAccount.kind, LedgerEntry.currency, LedgerEntry.amount_minor)
-        .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
-        .where(
-            LedgerTransaction.cause_type == cause_type,
-            LedgerTransaction.cause_id == cause_id,
-            LedgerTransaction.kind == kind,
-        )
-        .order_by(LedgerEntry.id)
-    )
-    return [Line(owner, account_kind, currency, int(amount)) for owner, account_kind, currency, amount in rows]

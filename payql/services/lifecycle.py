@@ -12,7 +12,11 @@ PENDING ──> REQUIRES_ACTION ──> PROCESSING ──> SUCCEEDED ──> PAR
 
 The three states before any money is held may move among each other (a declined attempt sends a Stripe intent
 back to `requires_payment_method`, which is PENDING) and forward to any later state. Nothing moves backwards: a
-late `succeeded` after `refunded` is recorded and ignored. A refund goes `PENDING → SUCCEEDED | FAILED | CANCELED`.
+late `succeeded` after `refunded` is recorded and ignored. A refund goes `PENDING → SUCCEEDED | FAILED | CANCELED`,
+and `SUCCEEDED → FAILED` when the provider reports a late failure (Stripe does, weeks after the fact). A refund that
+ends FAILED or CANCELED after it posted reverses its own postings exactly, and its amount is refundable again: the
+one way back in the payment machine (`REFUND_FALLBACK`), taken only by `settle` from the refund rows, never by a
+provider's payment status: `REFUNDED → PARTIALLY_REFUNDED | SUCCEEDED`, `PARTIALLY_REFUNDED → SUCCEEDED`.
 
 `Lifecycle.apply(session, payment, answer)` is the one path by which a provider's view reaches a payment: confirm,
 webhooks, reconcile and the jobs all go through it. It is idempotent (applying the same answer twice changes
@@ -30,6 +34,8 @@ from sqlalchemy.orm import Session
 from payql.models import AccountKind, Enroll, LedgerTransaction, Payment, Refund, new_id, utcnow
 from payql.models.enums import EnrollAction, EnrollStatus, PaymentPurpose, RefundStatus
 from payql.models.enums import PaymentStatus as S
+from payql.models.ledger import PLATFORM
+from payql.models.payment import OPEN_STATUSES
 from payql.providers.base import ProviderPayment, ProviderRefund
 from payql.services import credits, ledger, postings
 
@@ -56,14 +62,22 @@ TRANSITIONS: dict[S, frozenset[S]] = {
 
 REFUND_TRANSITIONS: dict[RefundStatus, frozenset[RefundStatus]] = {
     RefundStatus.PENDING: frozenset({RefundStatus.SUCCEEDED, RefundStatus.FAILED, RefundStatus.CANCELED}),
-    RefundStatus.SUCCEEDED: frozenset(),
+    RefundStatus.SUCCEEDED: frozenset({RefundStatus.FAILED}),  # a late failure
     RefundStatus.FAILED: frozenset(),
     RefundStatus.CANCELED: frozenset(),
 }
 
+# Where a captured payment falls back to when refunds that counted fail: driven by the refunded amount in `settle`.
+REFUND_FALLBACK: dict[S, frozenset[S]] = {
+    S.REFUNDED: frozenset({S.PARTIALLY_REFUNDED, S.SUCCEEDED}),
+    S.PARTIALLY_REFUNDED: frozenset({S.SUCCEEDED}),
+}
+
 CARD_HOLD = timedelta(days=7)  # card holds lapse after seven days unless the provider says otherwise
 MESSAGE_LENGTH = 500  # failure_message's column
+REFUSED = "provider_refused"  # a refund's failure reason when the provider refused it outright
 CAPTURE_KINDS = ("sale", "capture", "escrow")
+REFUND_KINDS = ("refund", "refund_reversed")  # what a refund posts, and the undoing of it
 
 _REFUNDED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
     Refund.payment_id == bindparam("payment"), Refund.status == RefundStatus.SUCCEEDED
@@ -81,6 +95,24 @@ def can_move(current: S, target: S) -> bool:
 
 def can_move_refund(current: RefundStatus, target: RefundStatus) -> bool:
     return target in REFUND_TRANSITIONS[current]
+
+
+def refunded_status(captured: int, refunded: int) -> S:
+    """What a captured payment shows for what its standing refunds add up to."""
+    if refunded <= 0:
+        return S.SUCCEEDED
+    return S.REFUNDED if refunded >= captured else S.PARTIALLY_REFUNDED
+
+
+def follow_refunds(payment: Payment, refunded: int) -> None:
+    """Move a captured payment's status to match `refunded`: forward along the machine, or back when refunds that
+    counted have failed."""
+    payment.refunded_minor = refunded
+    if payment.status not in CAPTURED:
+        return
+    target = refunded_status(payment.captured_minor, refunded)
+    if can_move(payment.status, target) or target in REFUND_FALLBACK.get(payment.status, frozenset()):
+        payment.status = target
 
 
 class Lifecycle:
@@ -150,8 +182,9 @@ class Lifecycle:
         return refund
 
     def fail_refund(self, session: Session, refund: Refund, message: str) -> None:
-        """The provider refused the refund outright: it is FAILED (credits it took back return)."""
-        if can_move_refund(refund.status, RefundStatus.FAILED):
+        """The provider refused the refund outright: it is FAILED (credits it took back return). Only a refund still
+        PENDING can be refused; a late failure comes from the provider's own refund object (`apply_refund`)."""
+        if refund.status is RefundStatus.PENDING:
             self._end_refund(session, refund, RefundStatus.FAILED, message)
 
     @staticmethod
@@ -160,6 +193,9 @@ class Lifecycle:
         refund.failure_message = message[:MESSAGE_LENGTH] if message else None
         if status in {RefundStatus.FAILED, RefundStatus.CANCELED}:
             credits.restore_after_failed_refund(session, refund)
+            payment = session.get(Payment, refund.payment_id)
+            if payment is not None:
+                _reverse_refund(session, payment, refund)
 
     # -- our own decisions ---------------------------------------------------------------------------------
 
@@ -206,14 +242,26 @@ class Lifecycle:
         credits) in line."""
         session.flush()
         refunded = int(session.connection().execute(_REFUNDED, {"payment": payment.id}).scalar_one())
-        payment.refunded_minor = refunded
-        if payment.status in CAPTURED and refunded > 0:
-            target = S.REFUNDED if refunded >= payment.captured_minor else S.PARTIALLY_REFUNDED
-            if can_move(payment.status, target):
-                payment.status = target
+        if payment.status is S.REFUNDED and refunded < payment.captured_minor and _enroll_paid_again(session, payment):
+            # An enroll has one open payment: this one cannot reopen while the client's next payment is open. It
+            # stays REFUNDED, showing what its standing refunds add up to.
+            payment.refunded_minor = refunded
+            logger.warning("payment %s: a refund failed, but its enroll has another open payment", payment.id)
+        else:
+            follow_refunds(payment, refunded)
         enroll = session.get(Enroll, payment.enroll_id) if payment.enroll_id else None
         sync_ledger(session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED)
         credits.grant_for_payment(session, payment, self._credit_expiry_days)
+
+
+def _enroll_paid_again(session: Session, payment: Payment) -> bool:
+    """Whether the payment's enroll has another payment open (a new attempt after this one was refunded)."""
+    if payment.enroll_id is None:
+        return False
+    other = select(Payment.id).where(
+        Payment.enroll_id == payment.enroll_id, Payment.id != payment.id, Payment.status.in_(OPEN_STATUSES)
+    )
+    return session.scalars(other.limit(1)).first() is not None
 
 
 def record_failure(payment: Payment, code: str | None, message: str | None) -> None:
@@ -334,9 +382,48 @@ def _post_refund(session: Session, payment: Payment, refund: Refund) -> None:
             payment.escrow_minor -= amount
         return
     before = payment.split_refunded_minor
-    lines = postings.refund_after_split(provider, currency, payment.payee_id, _split_of(payment), before, amount)
+    taken = _taken_back(session, payment)
+    lines = postings.refund_after_split(provider, currency, payment.payee_id, _split_of(payment), before, amount, taken)
     if ledger.post(session, "refund", "refund", refund.id, lines):
         payment.split_refunded_minor = before + amount
+
+
+def _taken_back(session: Session, payment: Payment) -> tuple[int, int]:
+    """The fee and tax the payment's standing refunds took back after the split, as the ledger holds them."""
+    refund_ids = session.scalars(select(Refund.id).where(Refund.payment_id == payment.id))
+    fee = tax = 0
+    for line in ledger.posted_lines(session, "refund", refund_ids, REFUND_KINDS):
+        if line.owner_id == PLATFORM and line.kind is AccountKind.REVENUE:
+            fee += line.amount_minor
+        elif line.owner_id == PLATFORM and line.kind is AccountKind.TAX:
+            tax += line.amount_minor
+    return fee, tax
+
+
+def _reverse_refund(session: Session, payment: Payment, refund: Refund) -> None:
+    """A refund that posted has failed: undo its own lines exactly, and put its amount back where it came from (the
+    escrow, or the split). Money returned to an escrow that was released meanwhile is released in turn, split on
+    its own, so that it reaches the payee as the rest did."""
+    lines = ledger.posted_lines(session, "refund", [refund.id], ["refund"])
+    if not lines or not ledger.post(session, "refund_reversed", "refund", refund.id, postings.reversal(lines)):
+        return
+    if payment.purpose is PaymentPurpose.PACKAGE:
+        return
+    if not any(line.kind is AccountKind.ESCROW for line in lines):
+        payment.split_refunded_minor -= refund.amount_minor
+        return
+    payment.escrow_minor += refund.amount_minor
+    if payment.split_base_minor is None:
+        return  # still in escrow: the release at completion splits it with the rest
+    shares = postings.split(refund.amount_minor, payment.platform_bps, payment.tax_bps)
+    if ledger.post(
+        session, "release", "refund", refund.id, postings.release(payment.currency, payment.payee_id, shares)
+    ):
+        payment.escrow_minor -= refund.amount_minor
+        payment.split_base_minor += shares.base
+        payment.fee_minor = (payment.fee_minor or 0) + shares.fee
+        payment.tax_minor = (payment.tax_minor or 0) + shares.tax
+        payment.payee_minor = (payment.payee_minor or 0) + shares.payee
 
 
 def _post_pending_refunds(session: Session, payment: Payment) -> None:
@@ -392,7 +479,7 @@ def reinstate_for_dispute(session: Session, payment: Payment, dispute_id: str) -
     """The provider gave a dispute's withdrawn funds back (the dispute was won): the withdrawal is reversed exactly.
     Funds withdrawn from escrow that has been released since come back split, as the release would have split
     them. Once per dispute, and only after its withdrawal."""
-    withdrawn = ledger.lines_of(session, "dispute", dispute_id, "dispute_withdrawn")
+    withdrawn = ledger.posted_lines(session, "dispute", [dispute_id], ["dispute_withdrawn"])
     if not withdrawn:
         return False
     amount = -sum(line.amount_minor for line in withdrawn if line.kind is AccountKind.PROVIDER_CASH)

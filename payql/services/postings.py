@@ -15,6 +15,7 @@ payee P = A−F−T.
 | `refund_of_sale`                        | revenue +R, provider_cash −R                                     |
 | `refund_from_escrow`                    | escrow +R, provider_cash −R                                      |
 | `refund_after_split`                    | revenue +ΔF, tax +ΔT, payable +(R−ΔF−ΔT), provider_cash −R         |
+| `reversal`: a posted refund failed      | each of its lines negated (kind `refund_reversed`)               |
 | `provider_fee`: commission kept         | provider_fees +C, provider_cash −C                               |
 | `credits_moved`: credits granted/spent  | credits(user) −C, credits_issued +C (unit CREDIT)                |
 | `withdrawal` / `withdrawal_returned`    | payable +W, payouts_in_flight(user) −W / the reverse             |
@@ -26,7 +27,10 @@ payee P = A−F−T.
 
 A refund after the split reverses the fee and tax proportionally and cumulatively: with r refunded after the split
 before this refund, ΔF = ⌊(r+R)·F/N⌋ − ⌊r·F/N⌋ (likewise ΔT), so refunds that add up to N reverse exactly F and T
-whatever their rounding. A payee's payable may go negative when a refund follows a payout.
+whatever their rounding. A payee's payable may go negative when a refund follows a payout. When a refund that
+posted fails later (Stripe reports failures for weeks), `reversal` undoes its own lines exactly; the fee and tax the
+standing refunds have taken back are then no longer ⌊r·F/N⌋, so the next refund is given them (`taken_before`):
+ΔF = ⌊(r+R)·F/N⌋ − (fee taken back so far), which still reverses exactly F when the standing refunds reach N.
 
 Every function is pure: it reads its arguments and returns lines whose `imbalance` is empty.
 """
@@ -124,18 +128,36 @@ def refund_from_escrow(provider: str, currency: str, amount: int) -> list[Line]:
 
 
 def refund_after_split(
-    provider: str, currency: str, payee: str | None, shares: Split, refunded_before: int, amount: int
+    provider: str,
+    currency: str,
+    payee: str | None,
+    shares: Split,
+    refunded_before: int,
+    amount: int,
+    taken_before: tuple[int, int] | None = None,
 ) -> list[Line]:
-    """`amount` refunded after the split, `refunded_before` having been refunded after it already."""
+    """`amount` refunded after the split, `refunded_before` having been refunded after it already (and still
+    standing). `taken_before` is the (fee, tax) those standing refunds took back, as the ledger holds it; by
+    default what the cumulative formula gave them, which is what it holds while no refund was reversed."""
     after = refunded_before + amount
-    fee = prorate(after, shares.base, shares.fee) - prorate(refunded_before, shares.base, shares.fee)
-    tax = prorate(after, shares.base, shares.tax) - prorate(refunded_before, shares.base, shares.tax)
+    if taken_before is None:
+        taken_before = (
+            prorate(refunded_before, shares.base, shares.fee),
+            prorate(refunded_before, shares.base, shares.tax),
+        )
+    fee = prorate(after, shares.base, shares.fee) - taken_before[0]
+    tax = prorate(after, shares.base, shares.tax) - taken_before[1]
     return [
         _platform(AccountKind.REVENUE, currency, fee),
         _platform(AccountKind.TAX, currency, tax),
         _payable(payee, currency, amount - fee - tax),
         _cash(provider, currency, -amount),
     ]
+
+
+def reversal(lines: Iterable[Line]) -> list[Line]:
+    """The exact undoing of a posting (a refund that failed after it posted, a dispute won): each line negated."""
+    return [Line(line.owner_id, line.kind, line.currency, -line.amount_minor) for line in lines]
 
 
 def provider_fee(provider: str, currency: str, fee: int) -> list[Line]:
@@ -172,16 +194,10 @@ def payout_settled(user_id: str, provider: str, currency: str, amount: int) -> l
 def payout_reversed(user_id: str, provider: str, currency: str, amount: int) -> list[Line]:
     """A settled payout the provider reversed or canceled: `payout_settled` undone exactly (the cash is back at the
     provider), then the withdrawal returned (the money is back in the payee's payable)."""
-    undone = [
-        Line(line.owner_id, line.kind, line.currency, -line.amount_minor)
-        for line in payout_settled(user_id, provider, currency, amount)
+    return [
+        *reversal(payout_settled(user_id, provider, currency, amount)),
+        *withdrawal_returned(user_id, currency, amount),
     ]
-    return [*undone, *withdrawal_returned(user_id, currency, amount)]
-
-
-def reversal(lines: Iterable[Line]) -> list[Line]:
-    """The exact undoing of a posting: every line negated (a dispute won gives back what its withdrawal took)."""
-    return [Line(line.owner_id, line.kind, line.currency, -line.amount_minor) for line in lines]
 
 
 def dispute_fee(provider: str, currency: str, fee: int) -> list[Line]:

@@ -22,7 +22,7 @@ from payql.providers.base import ProviderError
 from payql.services import credits, text
 from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
 from payql.services.idempotency import IdempotencyService, derived_id
-from payql.services.lifecycle import REFUNDABLE
+from payql.services.lifecycle import REFUNDABLE, REFUSED
 from payql.services.payments import PaymentService
 
 
@@ -201,7 +201,7 @@ class RefundService:
             )
         except ProviderError as exc:
             if not exc.transient:
-                self._mark_failed(refund.id, exc.message)
+                self._mark_failed(refund.id, REFUSED)  # the reason clients see: a code, never the provider's text
             raise
         crash_point("refund")
         with self._db.uow() as uow:

@@ -191,6 +191,21 @@ class WebhookService:
             ).first()
         return None
 
+    def _by_provider_metadata(self, provider: ProviderName, payment_ref: str) -> Payment | None:
+        """The payment an event names by a provider id we do not store (a Checkout Session's PaymentIntent, which
+        a refund event carries): the provider's payment holds our id in its metadata."""
+        try:
+            answer = self._payments.provider(provider).retrieve_payment(payment_ref)
+        except ProviderError as exc:
+            if exc.transient:
+                raise
+            return None  # not a payment the provider knows: not ours
+        if answer.payment_id is None:
+            return None
+        with self._db.read() as session:
+            found = session.get(Payment, answer.payment_id)
+        return found if found is not None and found.provider is provider else None
+
     def _sync_payout(
         self, delivery: Delivery, _payment: Payment | None, _store: Callable[[Session, WebhookStatus], None]
     ) -> Outcome:
@@ -237,6 +252,11 @@ class WebhookService:
         self, delivery: Delivery, payment: Payment | None, store: Callable[[Session, WebhookStatus], None]
     ) -> Outcome:
         event = delivery.event
+        # A signed event may name the provider's payment by an id we do not store; an unsigned notification (one
+        # that `expect`s something) is not worth a provider call until it names a payment of ours.
+        lookup = event.expect is None and event.kind in {ObjectKind.PAYMENT, ObjectKind.REFUND}
+        if payment is None and event.payment_ref and lookup:
+            payment = self._by_provider_metadata(delivery.provider, event.payment_ref)
         if payment is None:
             logger.info("%s event %s names no payment of ours: ignored", delivery.provider.value, event.dedupe_key)
             self._commit_alone(delivery, WebhookStatus.IGNORED, None)

@@ -384,7 +384,7 @@ def test_generated_mutations_answer_with_codes_and_keep_the_books(world: World) 
     strategy = mutations(SDL, custom_scalars=scalars(world), print_ast=with_user_errors)
     seen: set[str] = set()
 
-    @budget(250)
+    @budget(300)
     @given(caller=world.callers(), document=strategy)
     def run(caller: tuple[str, Headers], document: str) -> None:
         note(document)
@@ -598,6 +598,8 @@ STRIPE_TYPES = [
     "charge.dispute.created",
     "checkout.session.completed",
     "refund.updated",
+    "refund.failed",
+    "charge.refund.updated",
 ]
 YOOKASSA_TYPES = [
     "payment.waiting_for_capture",

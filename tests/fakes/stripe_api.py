@@ -669,15 +669,35 @@ class FakeStripe:
             refund = self._get(self.refunds, "refund", refund_id)
             if refund["status"] != "pending" or status not in {"succeeded", "failed"}:
                 raise ValueError(f"{refund_id} is {refund['status']}; cannot settle it as {status}")
-            refund["status"] = status
             if status == "failed":
-                charge = self.charges[refund["charge"]]
-                charge["amount_refunded"] -= refund["amount"]
-                charge["refunded"] = False
-                refund.update(failure_reason=failure_reason, failure_balance_transaction=_new_id("txn_"))
-                self._emit(_NO_REQUEST, "refund.failed", refund)
-            self._emit(_NO_REQUEST, "refund.updated", refund, previous={"status": "pending"})
+                self._fail_refund(refund, failure_reason)
+            else:
+                refund["status"] = status
+                self._emit(_NO_REQUEST, "charge.refund.updated", refund, previous={"status": "pending"})
+                self._emit(_NO_REQUEST, "refund.updated", refund, previous={"status": "pending"})
             return copy.deepcopy(refund)
+
+    def fail_refund(self, refund_id: str, failure_reason: str = "expired_or_canceled_card") -> Obj:
+        """A refund fails after the fact: one that `succeeded` (Stripe reports such failures days or weeks later,
+        e.g. the card was closed) or one still `pending`. Its amount returns to the platform's balance (a
+        `failure_balance_transaction`) and to the charge; Stripe sends `charge.refund.updated`, `refund.updated`
+        and `refund.failed`, each with the refund, as its docs on failed refunds describe."""
+        with self._lock:
+            refund = self._get(self.refunds, "refund", refund_id)
+            if refund["status"] not in {"pending", "succeeded"}:
+                raise ValueError(f"{refund_id} is {refund['status']}; it cannot fail")
+            self._fail_refund(refund, failure_reason)
+            return copy.deepcopy(refund)
+
+    def _fail_refund(self, refund: Obj, failure_reason: str) -> None:
+        previous = {"status": refund["status"]}
+        charge = self.charges[refund["charge"]]
+        charge["amount_refunded"] -= refund["amount"]
+        charge["refunded"] = False
+        refund.update(status="failed", failure_reason=failure_reason, failure_balance_transaction=_new_id("txn_"))
+        self._emit(_NO_REQUEST, "charge.refund.updated", refund, previous=previous)
+        self._emit(_NO_REQUEST, "refund.updated", refund, previous=previous)
+        self._emit(_NO_REQUEST, "refund.failed", refund)
 
     # ------------------------------------------------------------------------------------- events, webhooks
 
@@ -868,9 +888,10 @@ class FakeStripe:
 
     def _customer_action(self, path: str) -> _Reply:
         """What the customer does in a browser, for a person driving the fake by hand (the runner below):
-        `POST /_fake/checkout/{id}/pay` and `POST /_fake/payment_intents/{id}/pay` (with the test card 4242); and
-        what the cardholder's bank does: `POST /_fake/charges/{id}/dispute` (or `/_fake/payment_intents/{id}/dispute`)
-        opens a chargeback, `POST /_fake/disputes/{id}/win` and `/lose` close it."""
+        `POST /_fake/checkout/{id}/pay` and `POST /_fake/payment_intents/{id}/pay` (with the test card 4242); what
+        the cardholder's bank does: `POST /_fake/charges/{id}/dispute` (or `/_fake/payment_intents/{id}/dispute`)
+        opens a chargeback, `POST /_fake/disputes/{id}/win` and `/lose` close it; and what Stripe does later:
+        `POST /_fake/refunds/{id}/fail` (a refund fails, late or pending: `fail_refund`)."""
         parts = path.strip("/").split("/")
         try:
             if parts[1:2] == ["checkout"] and parts[3:] == ["pay"]:
@@ -881,6 +902,8 @@ class FakeStripe:
                 done = self.open_dispute(parts[2])
             elif parts[1:2] == ["disputes"] and parts[3:] in (["win"], ["lose"]):
                 done = self.close_dispute(parts[2], won=parts[3] == "win")
+            elif parts[1:2] == ["refunds"] and parts[3:] == ["fail"]:
+                done = self.fail_refund(parts[2])
             else:
                 return _Reply(404, {"Content-Type": "application/json"}, b'{"error": "unknown action"}')
         except (ValueError, StripeApiError) as exc:

@@ -468,6 +468,56 @@ def test_pending_refunds_settle_or_fail(client: stripe.StripeClient, fake: FakeS
     assert again.amount == 600
 
 
+def test_a_succeeded_refund_fails_late_and_its_amount_returns(client: stripe.StripeClient, fake: FakeStripe) -> None:
+    intent = paid_intent(client, 1000)
+    refund = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 700})
+    assert refund.status == "succeeded"
+    charge = fake.charges[intent.latest_charge]
+
+    failed = fake.fail_refund(refund.id)
+
+    assert (failed["status"], failed["failure_reason"]) == ("failed", "expired_or_canceled_card")
+    assert failed["failure_balance_transaction"].startswith("txn_")
+    assert (charge["amount_refunded"], charge["refunded"]) == (0, False)
+    seen = client.v1.refunds.retrieve(refund.id)
+    assert (seen.status, seen.failure_reason) == ("failed", "expired_or_canceled_card")
+    for event_type in ("charge.refund.updated", "refund.updated"):
+        event = fake.events_of(event_type)[-1]
+        assert event["data"]["object"]["id"] == refund.id
+        assert event["data"]["previous_attributes"] == {"status": "succeeded"}
+    assert fake.events_of("refund.failed")[-1]["data"]["object"]["status"] == "failed"
+    with pytest.raises(ValueError, match="cannot fail"):
+        fake.fail_refund(refund.id)
+    assert client.v1.refunds.create(params={"payment_intent": intent.id}).amount == 1000
+
+
+def test_a_refund_can_be_failed_over_http_for_a_person_driving_the_fake(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    intent = paid_intent(client, 1000)
+    refund = client.v1.refunds.create(params={"payment_intent": intent.id})
+
+    failed = httpx.post(f"{fake.url}/_fake/refunds/{refund.id}/fail")
+    again = httpx.post(f"{fake.url}/_fake/refunds/{refund.id}/fail")
+
+    assert failed.status_code == 200
+    assert failed.json()["status"] == "failed"
+    assert again.status_code == 400
+    assert client.v1.refunds.retrieve(refund.id).status == "failed"
+
+
+def test_refunds_of_an_intent_are_listed_page_by_page(client: stripe.StripeClient) -> None:
+    intent = paid_intent(client, 1000)
+    made = [client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 10}).id for _ in range(12)]
+
+    first = client.v1.refunds.list(params={"payment_intent": intent.id})
+    second = client.v1.refunds.list(params={"payment_intent": intent.id, "starting_after": first.data[-1].id})
+
+    assert (len(first.data), first.has_more) == (10, True)  # Stripe's default page is 10
+    assert (len(second.data), second.has_more) == (2, False)
+    assert [refund.id for refund in [*first.data, *second.data]] == made[::-1]  # newest first
+
+
 # ------------------------------------------------------------------------------------------ checkout sessions
 
 

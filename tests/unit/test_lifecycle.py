@@ -11,7 +11,16 @@ from payql.models import Payment, Refund
 from payql.models.enums import CaptureMethod, PaymentPurpose, PaymentStatus, ProviderName, RefundStatus
 from payql.providers.base import ProviderPayment
 from payql.services import lifecycle
-from payql.services.lifecycle import CAPTURED, FINAL, NOT_YET, REFUND_TRANSITIONS, TRANSITIONS, advance
+from payql.services.lifecycle import (
+    CAPTURED,
+    FINAL,
+    NOT_YET,
+    REFUND_FALLBACK,
+    REFUND_TRANSITIONS,
+    TRANSITIONS,
+    advance,
+    follow_refunds,
+)
 
 S = PaymentStatus
 ALLOWED = {
@@ -125,8 +134,10 @@ def test_a_hold_records_what_is_authorized_and_when_it_lapses() -> None:
 
 
 @pytest.mark.parametrize(("current", "target"), sorted(product(RefundStatus, RefundStatus)))
-def test_a_refund_ends_once(current: RefundStatus, target: RefundStatus) -> None:
-    allowed = current is RefundStatus.PENDING and target is not RefundStatus.PENDING
+def test_a_refund_ends_once_but_a_success_may_fail_late(current: RefundStatus, target: RefundStatus) -> None:
+    allowed = (current is RefundStatus.PENDING and target is not RefundStatus.PENDING) or (
+        current is RefundStatus.SUCCEEDED and target is RefundStatus.FAILED
+    )
 
     assert lifecycle.can_move_refund(current, target) is allowed
     assert (target in REFUND_TRANSITIONS[current]) is allowed
@@ -216,3 +227,41 @@ def test_cancel_unpaid_cancels_only_a_payment_nobody_has_paid() -> None:
     lifecycle.Lifecycle.cancel_unpaid(held)
 
     assert (sent.status, held.status) == (S.CANCELED, S.AUTHORIZED)
+
+
+def test_the_only_way_back_is_a_refund_that_failed() -> None:
+    # the fall-back table: a refunded payment returns to what its standing refunds add up to, and nowhere else
+    assert {(a, b) for a, targets in REFUND_FALLBACK.items() for b in targets} == {
+        (S.REFUNDED, S.PARTIALLY_REFUNDED),
+        (S.REFUNDED, S.SUCCEEDED),
+        (S.PARTIALLY_REFUNDED, S.SUCCEEDED),
+    }
+    assert all(RANK[back] < RANK[current] for current, targets in REFUND_FALLBACK.items() for back in targets)
+    # and a provider's payment status never takes it (only the refund rows do, through `settle`)
+    for current in REFUND_FALLBACK:
+        moved = payment(current)
+        advance(moved, answer(S.SUCCEEDED, captured_minor=10_000))
+        assert moved.status is current
+
+
+@pytest.mark.parametrize(
+    ("current", "refunded", "expected"),
+    [
+        (S.SUCCEEDED, 2_500, S.PARTIALLY_REFUNDED),
+        (S.SUCCEEDED, 10_000, S.REFUNDED),
+        (S.PARTIALLY_REFUNDED, 10_000, S.REFUNDED),
+        (S.REFUNDED, 2_500, S.PARTIALLY_REFUNDED),  # one of two refunds failed late
+        (S.REFUNDED, 0, S.SUCCEEDED),  # the only refund failed late
+        (S.PARTIALLY_REFUNDED, 0, S.SUCCEEDED),
+        (S.AUTHORIZED, 0, S.AUTHORIZED),  # nothing captured: refunds do not move it
+        (S.CANCELED, 0, S.CANCELED),
+    ],
+)
+def test_the_status_follows_the_standing_refunds(
+    current: PaymentStatus, refunded: int, expected: PaymentStatus
+) -> None:
+    followed = payment(current)
+
+    follow_refunds(followed, refunded)
+
+    assert (followed.status, followed.refunded_minor) == (expected, refunded)

@@ -127,6 +127,73 @@ def test_refunds_that_add_up_to_the_split_reverse_it_exactly(
     }
 
 
+def test_a_reversal_undoes_a_posting_exactly() -> None:
+    posted = postings.refund_after_split("STRIPE", "USD", "master", postings.split(10_001, 1000, 600), 0, 3_333)
+
+    undone = postings.reversal(posted)
+
+    assert postings.imbalance(undone) == {}
+    totals: dict[tuple[str, AccountKind], int] = defaultdict(int)
+    for key, value in [*by_account(posted).items(), *by_account(undone).items()]:
+        totals[key] += value
+    assert set(totals.values()) == {0}
+    assert by_account(undone)[("STRIPE", AccountKind.PROVIDER_CASH)] == 3_333
+
+
+@given(
+    amount=st.integers(min_value=1, max_value=10**12),
+    platform_bps=bps,
+    tax_bps=bps,
+    cuts=st.lists(st.integers(min_value=1, max_value=10**12), min_size=2, max_size=8),
+    failed=st.lists(st.booleans(), min_size=8, max_size=8),
+)
+def test_refunds_that_stand_reverse_the_split_exactly_whichever_failed_in_between(
+    amount: int, platform_bps: int, tax_bps: int, cuts: list[int], failed: list[bool]
+) -> None:
+    # given a split, refunds of any sizes, some of which fail after they posted (their postings reversed)
+    shares = postings.split(amount, platform_bps, tax_bps)
+    total: dict[tuple[str, AccountKind], int] = defaultdict(int)
+    standing = fee_taken = tax_taken = 0
+
+    def post(lines: list[Line]) -> None:
+        nonlocal fee_taken, tax_taken
+        for key, value in by_account(lines).items():
+            total[key] += value
+        fee_taken += by_account(lines).get((PLATFORM, AccountKind.REVENUE), 0)
+        tax_taken += by_account(lines).get((PLATFORM, AccountKind.TAX), 0)
+
+    for cut, fails in zip(cuts, failed, strict=False):
+        part = min(cut, amount - standing)
+        if part == 0:
+            break
+        lines = postings.refund_after_split("STRIPE", "USD", "master", shares, standing, part, (fee_taken, tax_taken))
+        post(lines)
+        standing += part
+        if fails:
+            post(postings.reversal(lines))
+            standing -= part
+
+    # when the last refund takes back what is left, computed from what the ledger kept
+    if amount - standing:
+        post(
+            postings.refund_after_split(
+                "STRIPE", "USD", "master", shares, standing, amount - standing, (fee_taken, tax_taken)
+            )
+        )
+
+    # then fee, tax and the payee's share come back to the cent
+    assert {key: value for key, value in total.items() if value} == {
+        key: value
+        for key, value in {
+            (PLATFORM, AccountKind.REVENUE): shares.fee,
+            (PLATFORM, AccountKind.TAX): shares.tax,
+            ("master", AccountKind.PAYABLE): shares.payee,
+            ("STRIPE", AccountKind.PROVIDER_CASH): -amount,
+        }.items()
+        if value
+    }
+
+
 def test_a_returned_withdrawal_undoes_the_request_and_a_settled_one_leaves_the_cash() -> None:
     requested = by_account(postings.withdrawal("master", "USD", 6000))
     returned = by_account(postings.withdrawal_returned("master", "USD", 6000))

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import stripe
 
@@ -46,6 +46,7 @@ T = TypeVar("T")
 # How far a `Stripe-Signature` timestamp may be from our clock, either way. The SDK only bounds the past; a
 # timestamp in the future would make a captured delivery replayable until then.
 SIGNATURE_TOLERANCE_SECONDS = 300
+REFUND_PAGE = 100  # refunds read per request (Stripe's largest page)
 
 # Event types we act on; anything else is recorded and acknowledged.
 # Stripe's object types as the webhook service's kinds: a charge's events are about its payment.
@@ -66,6 +67,7 @@ HANDLED_EVENTS = frozenset(
         "payment_intent.requires_action",
         "payment_intent.amount_capturable_updated",
         "charge.refunded",
+        "charge.refund.updated",
         "refund.created",
         "refund.updated",
         "refund.failed",
@@ -211,8 +213,19 @@ class StripeProvider:
         return mapping.payment_intent(intent)
 
     def _intent_refunds(self, intent_id: str) -> list[Any]:
-        listed = self._call(lambda: self._client.v1.refunds.list(params={"payment_intent": intent_id, "limit": 100}))
-        return cast("list[Any]", listed.data)
+        """Every refund of the intent, page by page (`has_more` / `starting_after`): a late failure or a pending
+        refund that failed shows only on the refund object, whatever the charge's `amount_refunded` says."""
+        refunds: list[Any] = []
+        params: Any = {"payment_intent": intent_id, "limit": REFUND_PAGE}
+        while True:
+            listed = self._list_refunds(params)
+            refunds.extend(listed.data)
+            if not listed.has_more or not listed.data:
+                return refunds
+            params = {**params, "starting_after": str(listed.data[-1]["id"])}
+
+    def _list_refunds(self, params: Any) -> Any:
+        return self._call(lambda: self._client.v1.refunds.list(params=params))
 
     def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
         if provider_payment_id.startswith("cs_"):
@@ -222,13 +235,10 @@ class StripeProvider:
                 return mapping.checkout_session(session, None)
             intent = self._call(lambda: self._client.v1.payment_intents.retrieve(str(intent_id)))
             return mapping.checkout_session(session, intent, self._intent_refunds(str(intent_id)))
-        intent = self._call(
-            lambda: self._client.v1.payment_intents.retrieve(provider_payment_id, params={"expand": ["latest_charge"]})
-        )
-        charge = intent["latest_charge"]
-        refunded = int(charge["amount_refunded"]) if charge is not None and not isinstance(charge, str) else 1
-        # Refunds are read from Stripe's refund objects, and only fetched when the charge says there are some.
-        refunds = self._intent_refunds(provider_payment_id) if intent["status"] == "succeeded" and refunded else []
+        intent = self._call(lambda: self._client.v1.payment_intents.retrieve(provider_payment_id))
+        # Refunds are read from Stripe's refund objects, all of them: a refund that failed, late or while pending,
+        # leaves no trace on the charge's `amount_refunded`.
+        refunds = self._intent_refunds(provider_payment_id) if intent["status"] == "succeeded" else []
         return mapping.payment_intent(intent, refunds)
 
     def confirm_payment(
