@@ -35,7 +35,7 @@ from sqlalchemy import Select, or_, select
 from payql.db import Database
 from payql.models import Enroll, Payment, PayoutAccount, Refund, Withdrawal, utcnow
 from payql.models.enums import PaymentStatus, RefundStatus, WithdrawalStatus
-from payql.providers.base import ProviderError
+from payql.providers.base import ProviderError, ProviderPayout
 from payql.services.enrolls import EnrollService
 from payql.services.errors import DomainError
 from payql.services.jobs import exclusive
@@ -277,14 +277,19 @@ class Reconciler:
         self._payouts.send(withdrawal)
         return True
 
-    def _refresh_payout(self, withdrawal_id: str) -> bool:
+    def _read_payout(self, withdrawal_id: str) -> tuple[WithdrawalStatus, ProviderPayout] | None:
+        """A withdrawal's status here and its payout as the provider sees it now."""
         with self._db.read() as session:
             withdrawal = session.get(Withdrawal, withdrawal_id)
             account = session.get(PayoutAccount, withdrawal.payout_account_id) if withdrawal is not None else None
         if withdrawal is None or withdrawal.provider_payout_id is None or account is None:  # pragma: no cover
-            return False
-        answer = self._payouts.provider(account.provider).retrieve_payout(withdrawal.provider_payout_id)
-        return self._payouts.settle(withdrawal_id, answer) is not withdrawal.status
+            return None
+        provider = self._payouts.provider(account.provider)
+        return withdrawal.status, provider.retrieve_payout(withdrawal.provider_payout_id)
+
+    def _refresh_payout(self, withdrawal_id: str) -> bool:
+        read = self._read_payout(withdrawal_id)
+        return read is not None and self._payouts.settle(withdrawal_id, read[1]) is not read[0]
 
     def _refresh(self, payment_id: str) -> bool:
         return self._payments.refresh(payment_id)
@@ -302,14 +307,11 @@ class Reconciler:
         return changes
 
     def _compare_payout(self, withdrawal_id: str) -> list[str]:
-        with self._db.read() as session:
-            withdrawal = session.get(Withdrawal, withdrawal_id)
-            account = session.get(PayoutAccount, withdrawal.payout_account_id) if withdrawal is not None else None
-        if withdrawal is None or withdrawal.provider_payout_id is None or account is None:  # pragma: no cover
+        read = self._read_payout(withdrawal_id)
+        if read is None:  # pragma: no cover - selected with a payout id
             return []
-        answer = self._payouts.provider(account.provider).retrieve_payout(withdrawal.provider_payout_id)
         with self._db.dry_run() as changes:
-            self._payouts.settle(withdrawal_id, answer)
+            self._payouts.settle(withdrawal_id, read[1])
         return changes
 
     @staticmethod

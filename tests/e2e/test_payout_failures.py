@@ -281,6 +281,34 @@ def test_a_transfer_reversed_after_completion_fails_the_withdrawal_and_undoes_it
     assert cli("ledger", "check") == "ledger check: ok"
 
 
+def test_a_reversal_whose_event_was_lost_is_reported_then_applied_by_reconcile_full(
+    configure: Configure, stripe_fake: FakeStripe
+) -> None:
+    api = configure()
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("admin", "admin")
+    earn(client, mentor)
+    verified(mentor, admin)
+    withdrawal_id = approved(mentor, admin, usd("60.00"))
+    assert cli("payouts", "run") == "payouts run: 0 created, 1 completed, 0 failed, 0 pending"
+    (transfer_id,) = stripe_fake.transfers
+    stripe_fake.reverse_transfer(transfer_id)  # in the Dashboard; its event never arrives
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["reconcile", "--older-than", "0", "--report"]) == 1  # changes nothing, names the difference
+    report = out.getvalue()
+    assert f"withdrawal {withdrawal_id}: withdrawals {withdrawal_id}: status COMPLETED -> FAILED" in report
+    assert withdrawal_of(mentor)["status"] == "COMPLETED"
+    assert account(mentor) == {"available": "35.00", "paidOut": "60.00"}
+
+    cli("reconcile", "--older-than", "0", "--full")
+    cli("reconcile", "--older-than", "0", "--full")  # a second run moves nothing more
+    assert withdrawal_of(mentor)["status"] == "FAILED"
+    assert account(mentor) == {"available": "95.00", "paidOut": "0.00"}
+    assert "0 difference(s)" in cli("reconcile", "--older-than", "0", "--report")
+    assert cli("ledger", "check") == "ledger check: ok"
+
+
 # ----------------------------------------------------------------------------------------------- YooKassa
 
 
