@@ -152,6 +152,7 @@ class ProviderEvent:
     payment_id: str | None = None  # ours, from the provider's metadata
     payment_ref: str | None = None  # the provider's id of the payment the object belongs to
     expect: str | None = None
+    touches_refunds: bool = False  # the event reports a refund (Stripe's `charge.refunded` names a charge)
 
     def __post_init__(self) -> None:
         limits: dict[str, tuple[object, int | None, bool]] = {  # value, longest, may be None
@@ -221,8 +222,12 @@ class PaymentProvider(Protocol):
         """Create the payment at the provider; the answer carries the client secret or redirect URL."""
         ...
 
-    def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
-        """Read the payment as the provider sees it now (with its refunds)."""
+    def retrieve_payment(self, provider_payment_id: str, *, refunds: bool = True) -> ProviderPayment:
+        """Read the payment as the provider sees it now, with every one of its refunds.
+
+        `refunds=False` is for a caller that knows the payment has no refund it needs to learn of (a payment event
+        on a payment payql holds no refund of): the adapter may then skip the provider's refund list, one request
+        fewer on the hot webhook path. Refund events always read the list."""
         ...
 
     def confirm_payment(

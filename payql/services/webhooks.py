@@ -195,7 +195,7 @@ class WebhookService:
         """The payment an event names by a provider id we do not store (a Checkout Session's PaymentIntent, which
         a refund event carries): the provider's payment holds our id in its metadata."""
         try:
-            answer = self._payments.provider(provider).retrieve_payment(payment_ref)
+            answer = self._payments.provider(provider).retrieve_payment(payment_ref, refunds=False)
         except ProviderError as exc:
             if exc.transient:
                 raise
@@ -268,7 +268,11 @@ class WebhookService:
             provider_id = event.payment_ref
         if provider_id is None:
             raise RetryLater(f"payment {payment.id} has no provider id yet")
-        answer = self._payments.provider(payment.provider).retrieve_payment(provider_id)
+        # The refund list costs a second provider request; a payment event needs it only when payql holds a refund
+        # that succeeded (it may have failed late since). Pending refunds and refunds made elsewhere arrive with
+        # their own events, and `payql reconcile` reads every list.
+        refunds = event.touches_refunds or event.kind is ObjectKind.REFUND or payment.refunded_minor > 0
+        answer = self._payments.provider(payment.provider).retrieve_payment(provider_id, refunds=refunds)
         confirmed = _confirms(event, answer)
         with self._db.uow() as uow:  # the delivery's row and the payment's new state commit together
             locked = uow.session.get(Payment, payment.id, with_for_update=ROW_LOCK)

@@ -321,3 +321,27 @@ def test_a_late_failure_never_reopens_a_payment_whose_enroll_is_being_paid_again
     assert (shown["status"], shown["refundedAmount"]["amount"]) == ("REFUNDED", "0.00")
     assert shown["refunds"][0]["status"] == "FAILED"
     assert client.data(PAYMENT, id=again["payment"]["id"])["payment"]["status"] == "PENDING"
+
+
+def refund_lists(fake: FakeStripe) -> int:
+    return sum(1 for r in fake.requests if r.method == "GET" and r.path == "/v1/refunds")
+
+
+def test_a_payment_event_lists_refunds_only_when_payql_holds_a_succeeded_refund(api: Api, fake: FakeStripe) -> None:
+    """The refund list is a second request per event: a payment event skips it while payql holds no succeeded
+    refund of the payment, and reads it (seeing a late failure that sent no refund event yet) once it does."""
+    client, mentor = api.user("client"), api.user("mentor", "provider")
+    paid(client, mentor, fake)
+    (succeeded,) = fake.events_of("payment_intent.succeeded")  # the first payment's: the only one yet
+    lists = refund_lists(fake)
+    assert deliver(api, fake, succeeded) == "processed"
+    assert refund_lists(fake) == lists  # nothing to learn: one request, the PaymentIntent
+
+    second = paid(client, mentor, fake)
+    stripe_id = stripe_refund_of(fake, refund(mentor, second["id"], "40.00")["refund"]["id"])
+    fake.fail_refund(stripe_id)  # its refund events are lost; the payment's own event arrives
+    (late,) = fake.events_of("payment_intent.succeeded")[-1:]
+    assert deliver(api, fake, late) == "processed"
+    assert refund_lists(fake) == lists + 1
+    payment = client.data(PAYMENT, id=second["id"])["payment"]
+    assert (payment["refunds"][0]["status"], payment["refundedAmount"]["amount"]) == ("FAILED", "0.00")

@@ -200,7 +200,8 @@ class MockProvider:
         logger.info("MOCK MODE: %s payment %s created for %s", self.name, data["id"], request.payment_id)
         return self._payment(data)
 
-    def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
+    def retrieve_payment(self, provider_payment_id: str, *, refunds: bool = True) -> ProviderPayment:
+        del refunds  # the mock's refunds live in the payment's own record: reading them costs nothing
         return self._payment(self._load(provider_payment_id))
 
     def confirm_payment(

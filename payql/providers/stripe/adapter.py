@@ -227,19 +227,20 @@ class StripeProvider:
     def _list_refunds(self, params: Any) -> Any:
         return self._call(lambda: self._client.v1.refunds.list(params=params))
 
-    def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
+    def retrieve_payment(self, provider_payment_id: str, *, refunds: bool = True) -> ProviderPayment:
         if provider_payment_id.startswith("cs_"):
             session = self._call(lambda: self._client.v1.checkout.sessions.retrieve(provider_payment_id))
             intent_id = session["payment_intent"]
             if intent_id is None:
                 return mapping.checkout_session(session, None)
             intent = self._call(lambda: self._client.v1.payment_intents.retrieve(str(intent_id)))
-            return mapping.checkout_session(session, intent, self._intent_refunds(str(intent_id)))
+            listed = self._intent_refunds(str(intent_id)) if refunds else []
+            return mapping.checkout_session(session, intent, listed)
         intent = self._call(lambda: self._client.v1.payment_intents.retrieve(provider_payment_id))
         # Refunds are read from Stripe's refund objects, all of them: a refund that failed, late or while pending,
         # leaves no trace on the charge's `amount_refunded`.
-        refunds = self._intent_refunds(provider_payment_id) if intent["status"] == "succeeded" else []
-        return mapping.payment_intent(intent, refunds)
+        listed = self._intent_refunds(provider_payment_id) if refunds and intent["status"] == "succeeded" else []
+        return mapping.payment_intent(intent, listed)
 
     def confirm_payment(
         self, provider_payment_id: str, payment_method: str | None, idempotency_key: str
@@ -352,6 +353,7 @@ class StripeProvider:
             handled=str(event["type"]) in HANDLED_EVENTS,
             payment_id=payment_id,
             payment_ref=payment_ref,
+            touches_refunds=kind == "refund" or str(event["type"]).startswith("charge.refund"),
         )
 
     # -- payouts -----------------------------------------------------------------------------------------

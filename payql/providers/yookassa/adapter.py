@@ -316,13 +316,13 @@ class YooKassaProvider:
         }
         return map_payment(self._request("POST", "/payments", body=body, key=idempotency_key))
 
-    def retrieve_payment(self, provider_payment_id: str) -> ProviderPayment:
+    def retrieve_payment(self, provider_payment_id: str, *, refunds: bool = True) -> ProviderPayment:
         obj = self._request("GET", f"/payments/{provider_payment_id}")
         # Only a succeeded payment has refunds. They are all read, every page, whatever `refunded_amount` says: it
         # counts succeeded refunds only, and a pending refund may have been canceled since (YooKassa sends no
         # notification for that).
-        refunds = self._refunds_of(provider_payment_id) if obj.get("status") == "succeeded" else []
-        return map_payment(obj, refunds)
+        listed = self._refunds_of(provider_payment_id) if refunds and obj.get("status") == "succeeded" else []
+        return map_payment(obj, listed)
 
     def _refunds_of(self, provider_payment_id: str) -> list[dict[str, Any]]:
         """Every refund of the payment, page by page (`limit`, then `cursor` from each page's `next_cursor`)."""
