@@ -49,6 +49,7 @@ from payql.services.queries import MAX_PAGE
 # (its items are paid for by the `first` of the field that returns the connection).
 CAP = "payql.cap"
 PAGE = "payql.page"
+SLICE = "payql.slice"  # the parent's attribute a capped list's resolver slices (schema/execution.py reads it directly)
 
 
 def _metadata(field: GraphQLField) -> Mapping[str, Any]:

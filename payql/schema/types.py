@@ -21,16 +21,22 @@ from payql.schema.enums import (
     RefundStatus,
     WithdrawalStatus,
 )
-from payql.schema.limits import CAP, PAGE
+from payql.schema.limits import CAP, PAGE, SLICE
 from payql.services.queries import CURRENCIES_CAP, DISPUTES_CAP, LIST_CAP, REFUNDS_CAP, list_size
 
 N = TypeVar("N")
 
 
-def capped(cap: int, description: str, **options: Any) -> Any:
+def capped(cap: int, description: str, *, sliced: str | None = None, **options: Any) -> Any:
     """A plain list field (no pages) of at most `cap` items: the description says so (`{cap}` in it), and the query
-    cost reads the cap from the metadata. Its resolver returns no more."""
-    return strawberry.field(description=description.format(cap=cap), metadata={CAP: cap}, **options)
+    cost reads the cap from the metadata. Its resolver returns no more.
+
+    `sliced` names the parent's attribute that holds the list when the resolver only slices it to `first`: the
+    fast execution path (schema/execution.py) then reads the attribute directly when `first` is not given."""
+    metadata: dict[str, Any] = {CAP: cap}
+    if sliced is not None:
+        metadata[SLICE] = sliced
+    return strawberry.field(description=description.format(cap=cap), metadata=metadata, **options)
 
 
 @strawberry.type(description="An amount of money: a decimal string in major units and an ISO 4217 currency.")
@@ -160,10 +166,13 @@ class Payment:
     enroll: Enroll | None
     package: CreditPackage | None
     refunds: list[Refund] = capped(
-        REFUNDS_CAP, "The oldest first. At most {cap}: `first` asks for fewer.", resolver=_refunds
+        REFUNDS_CAP, "The oldest first. At most {cap}: `first` asks for fewer.", resolver=_refunds, sliced="refunds"
     )
     disputes: list[Dispute] = capped(
-        DISPUTES_CAP, "Chargebacks, the oldest first. At most {cap}: `first` asks for fewer.", resolver=_disputes
+        DISPUTES_CAP,
+        "Chargebacks, the oldest first. At most {cap}: `first` asks for fewer.",
+        resolver=_disputes,
+        sliced="disputes",
     )
     failure_code: str | None = strawberry.field(
         description=(
@@ -225,6 +234,7 @@ class Balances:
         LIST_CAP,
         "Unspent and unexpired, the soonest to expire first. At most {cap}: `first` asks for fewer.",
         resolver=_credit_lots,
+        sliced="_credit_lots",
     )
     accounts: list[AccountBalance] = capped(
         CURRENCIES_CAP, "One per currency. At most {cap}: the currencies payql knows."

@@ -12,6 +12,7 @@ from graphql import GraphQLArgument, GraphQLField, GraphQLString
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from payql.schema.execution import FastExecutionContext, _plan
+from payql.schema.types import capped
 
 
 @strawberry.enum
@@ -27,12 +28,20 @@ class Leaf:
     color: Color
 
 
+def _first_kept(parent: strawberry.Parent[Any], first: int = 2) -> list[Leaf]:
+    kept: list[Leaf] = parent.kept
+    return kept[:first]
+
+
 @strawberry.type
 class Branch:
     id: strawberry.ID
     leaf: Leaf
     optional_leaf: Leaf | None
     leaves: list[Leaf]
+    kept: strawberry.Private[list[Any]]
+    # a capped list whose resolver only slices what the parent holds: the fast path reads `kept` itself
+    capped_leaves: list[Leaf] = capped(2, "At most {cap}.", resolver=_first_kept, sliced="kept")
 
     @strawberry.field
     def shout(self, word: str) -> str:
@@ -59,9 +68,15 @@ class Exploding:
 def branches() -> list[Any]:
     good = Leaf(name="a", maybe=None, color=Color.RED)
     return [
-        Branch(id=strawberry.ID("1"), leaf=good, optional_leaf=None, leaves=[good]),
-        Branch(id=strawberry.ID("2"), leaf=Broken(), optional_leaf=Broken(), leaves=[good, Broken()]),  # type: ignore[arg-type]
-        Branch(id=strawberry.ID("3"), leaf=good, optional_leaf=Exploding(), leaves=[]),  # type: ignore[arg-type]
+        Branch(id=strawberry.ID("1"), leaf=good, optional_leaf=None, leaves=[good], kept=[good, good, good]),
+        Branch(
+            id=strawberry.ID("2"),
+            leaf=Broken(),  # type: ignore[arg-type]
+            optional_leaf=Broken(),  # type: ignore[arg-type]
+            leaves=[good, Broken()],  # type: ignore[list-item]
+            kept=[Broken(), good],
+        ),
+        Branch(id=strawberry.ID("3"), leaf=good, optional_leaf=Exploding(), leaves=[], kept=[None, good]),  # type: ignore[arg-type]
     ]
 
 
@@ -76,6 +91,9 @@ QUERIES = [
     '{ branches { id leaf { name maybe color } leaves { name color } shout(word: "hi") } }',
     "{ branches { id optionalLeaf { name maybe color } } }",
     "{ branches { __typename id leaf { __typename color } } }",
+    "{ branches { id cappedLeaves { name color } } }",
+    "{ branches { id cappedLeaves(first: 1) { name } } }",
+    "{ branches { id cappedLeaves { __typename maybe } } }",
 ]
 
 
@@ -119,7 +137,24 @@ def test_a_field_never_takes_the_plan_of_a_freed_field() -> None:
     # at the same address, whatever it was (one built by a later schema, say).
     for _ in range(50):
         basic = _basic_field()
-        assert _plan(basic) == ("name", GraphQLString, None)
+        assert _plan(basic) == ("name", GraphQLString, None, None)
         del basic
         with_arguments = GraphQLField(GraphQLString, args={"x": GraphQLArgument(GraphQLString)})
         assert _plan(with_arguments) is None
+
+
+def test_a_sliced_capped_list_takes_the_fast_path_and_keeps_the_cap() -> None:
+    fast = strawberry.Schema(query=Query, execution_context_class=FastExecutionContext)
+    field = fast._schema.get_type("Branch").fields["cappedLeaves"]  # type: ignore[union-attr]
+    plan = _plan(field)
+    assert plan is not None
+    assert plan[0] == "kept"
+
+    result = fast.execute_sync("{ branches { id cappedLeaves { name } } }")
+
+    first = result.data["branches"][0]  # type: ignore[index]
+    assert first == {"id": "1", "cappedLeaves": [{"name": "a"}, {"name": "a"}]}  # three kept, capped at two
+    assert sorted(error.message for error in result.errors or []) == [
+        "Cannot return null for non-nullable field Branch.cappedLeaves.",
+        "Cannot return null for non-nullable field Leaf.name.",
+    ]
