@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from fakes.shapes import shapes_match_the_sdks  # noqa: F401 (autouse: what the provider fakes sent fits the SDKs)
+from fakes.stripe_api import FakeStripe
 from sqlalchemy import create_engine, text
 from support import Api
 
@@ -23,6 +24,8 @@ from payql.services.checks import ledger_problems
 from payql.settings import Settings
 
 TEST_SECRET = "payql-test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+STRIPE_SECRET_KEY = "sk_test_payql_fake"
+STRIPE_WEBHOOK_SECRET = "whsec_payql_test_secret"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 collect_ignore = [] if POSTGRES_URL else ["integration/test_locks.py"]  # PostgreSQL lock modes: nothing to test
@@ -156,4 +159,28 @@ def db(settings: Settings) -> Iterator[Database]:
 def api(settings: Settings, db: Database) -> Iterator[Api]:
     app = create_app(settings, db=db)
     with Api(app, settings) as client:
+        yield client
+
+
+# The Stripe end-to-end modules share these two: the official SDK against the stateful fake, payql's app on the
+# test's database. A module takes them under its own names, `fake, api = stripe_fake, stripe_api` (the app runs
+# against the module's `fake`), and may set PROVIDER_TIMEOUT_MS for its outage cases.
+
+
+@pytest.fixture
+def stripe_fake() -> Iterator[FakeStripe]:
+    with FakeStripe(secret_key=STRIPE_SECRET_KEY) as server:
+        yield server
+
+
+@pytest.fixture
+def stripe_api(request: pytest.FixtureRequest, database_url: str, db: Database, fake: FakeStripe) -> Iterator[Api]:
+    settings = make_settings(
+        database_url,
+        stripe_secret_key=STRIPE_SECRET_KEY,
+        stripe_webhook_secret=STRIPE_WEBHOOK_SECRET,
+        stripe_api_base=fake.url,
+        provider_timeout_ms=getattr(request.module, "PROVIDER_TIMEOUT_MS", 1500),
+    )
+    with Api(create_app(settings, db=db), settings) as client:
         yield client

@@ -4,27 +4,24 @@ funds Stripe withdraws and reinstates (CONTRACT.md "Disputes")."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import documents as doc
 import httpx
 import pytest
-from conftest import TEST_SECRET, make_settings
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, stripe_api, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from servers import payql
 from sqlalchemy import select
 from support import Api, User
 
-from payql.app import create_app
 from payql.db import Database
 from payql.models import LedgerTransaction
 from payql.services.checks import ledger_problems
 
-SECRET_KEY = "sk_test_payql_disputes"
-WEBHOOK_SECRET = "whsec_payql_disputes_secret"
+SECRET_KEY, WEBHOOK_SECRET = STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET
 
 DISPUTE_FIELDS = "id paymentId status amount { amount currency } reason evidenceDueBy createdAt"
 PAYMENT_DISPUTES = "query($id: ID!) { payment(id: $id) { id disputes { " + DISPUTE_FIELDS + " } } }"
@@ -45,23 +42,7 @@ DISPUTE_EVENTS = (
 )
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe(secret_key=SECRET_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def api(database_url: str, db: Database, fake: FakeStripe) -> Iterator[Api]:
-    settings = make_settings(
-        database_url,
-        stripe_secret_key=SECRET_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        provider_timeout_ms=1500,
-    )
-    with Api(create_app(settings, db=db), settings) as client:
-        yield client
+fake, api = stripe_fake, stripe_api  # the conftest fixtures, under this module's names
 
 
 def deliver(api: Api, fake: FakeStripe, event: dict[str, Any]) -> str:

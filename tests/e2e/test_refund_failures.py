@@ -9,26 +9,24 @@ against the stateful fake (tests/fakes/stripe_api.py). The `db` fixture runs `pa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import documents as doc
 import httpx
 import pytest
-from conftest import TEST_SECRET, make_settings
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, stripe_api, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from sqlalchemy import select
 from support import Api, User
 
-from payql.app import create_app
 from payql.cli import main
 from payql.db import Database
 from payql.models import WebhookEvent
 from payql.models.enums import WebhookStatus
 
-SECRET_KEY = "sk_test_payql_refund_failures"
-WEBHOOK_SECRET = "whsec_payql_refund_failures"
+SECRET_KEY, WEBHOOK_SECRET = STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET
 
 PAYMENT = """
 query($id: ID!) {
@@ -43,23 +41,8 @@ query($id: ID!) {
 Reconcile = Callable[[], str]
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe(secret_key=SECRET_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def api(database_url: str, db: Database, fake: FakeStripe) -> Iterator[Api]:
-    settings = make_settings(
-        database_url,
-        stripe_secret_key=SECRET_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        provider_timeout_ms=3000,
-    )
-    with Api(create_app(settings, db=db), settings) as client:
-        yield client
+PROVIDER_TIMEOUT_MS = 3000
+fake, api = stripe_fake, stripe_api  # the conftest fixtures, under this module's names
 
 
 @pytest.fixture

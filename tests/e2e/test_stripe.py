@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import documents as doc
 import httpx
-import pytest
-from conftest import make_settings
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, make_settings, stripe_api, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from sqlalchemy import func, select
@@ -21,27 +19,10 @@ from payql.app import create_app
 from payql.db import Database
 from payql.models import Payment, Refund, WebhookEvent
 
-SECRET_KEY = "sk_test_payql_fake"
-WEBHOOK_SECRET = "whsec_payql_test_secret"
+SECRET_KEY, WEBHOOK_SECRET = STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe(secret_key=SECRET_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def api(database_url: str, db: Database, fake: FakeStripe) -> Iterator[Api]:
-    settings = make_settings(
-        database_url,
-        stripe_secret_key=SECRET_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        provider_timeout_ms=1500,
-    )
-    with Api(create_app(settings, db=db), settings) as client:
-        yield client
+fake, api = stripe_fake, stripe_api  # the conftest fixtures, under this module's names
 
 
 def deliver(api: Api, fake: FakeStripe, event: dict[str, Any], **kwargs: Any) -> Any:

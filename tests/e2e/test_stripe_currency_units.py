@@ -6,41 +6,21 @@ Stripe refuses, so a wrong conversion shows as a refusal or a wrong stored amoun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import documents as doc
-import pytest
-from conftest import make_settings
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, stripe_api, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from support import Api, User
 
-from payql.app import create_app, services_of
-from payql.db import Database
+from payql.app import services_of
 
-SECRET_KEY = "sk_test_payql_fake"
-WEBHOOK_SECRET = "whsec_payql_test_secret"
+SECRET_KEY, WEBHOOK_SECRET = STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET
 WITH_PROVIDER_CODE = "errors { code field message providerCode }"
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe(secret_key=SECRET_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def api(database_url: str, db: Database, fake: FakeStripe) -> Iterator[Api]:
-    settings = make_settings(
-        database_url,
-        stripe_secret_key=SECRET_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        provider_timeout_ms=1500,
-    )
-    with Api(create_app(settings, db=db), settings) as client:
-        yield client
+fake, api = stripe_fake, stripe_api  # the conftest fixtures, under this module's names
 
 
 def paid(client: User, mentor: User, fake: FakeStripe, amount: str, currency: str) -> tuple[dict[str, Any], str]:
