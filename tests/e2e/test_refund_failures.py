@@ -328,3 +328,34 @@ def test_a_payment_event_lists_refunds_only_when_payql_holds_a_succeeded_refund(
     assert refund_lists(fake) == lists + 1
     payment = client.data(PAYMENT, id=second["id"])["payment"]
     assert (payment["refunds"][0]["status"], payment["refundedAmount"]["amount"]) == ("FAILED", "0.00")
+
+
+@pytest.mark.parametrize("outage", ["503", "hang"])
+def test_a_late_failure_whose_refund_list_cannot_be_read_is_answered_500_and_booked_on_the_retry(
+    api: Api, fake: FakeStripe, outage: str
+) -> None:
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("admin", "admin")
+    payment_id = paid(client, mentor, fake)["id"]
+    stripe_id = stripe_refund_of(fake, refund(mentor, payment_id, "30.00")["refund"]["id"])
+    fake.fail_refund(stripe_id)
+    (updated,) = events_of(fake, "charge.refund.updated", stripe_id)
+    before = (client.data(PAYMENT, id=payment_id)["payment"], books(admin))
+
+    # Stripe cannot list the refunds as the event arrives
+    if outage == "hang":
+        fake.hang_next(seconds=5, path_prefix="/v1/refunds", method="GET")
+    else:
+        fake.fail_next(status=int(outage), path_prefix="/v1/refunds", method="GET")
+    body, headers = fake.signed_delivery(updated, WEBHOOK_SECRET)
+    failed = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
+
+    # then the delivery is answered 500 (Stripe sends it again) and nothing moved
+    assert failed.status_code == 500
+    assert (client.data(PAYMENT, id=payment_id)["payment"], books(admin)) == before
+
+    # and Stripe's next attempt books the failure, once
+    assert deliver(api, fake, updated) == "processed"
+    assert deliver(api, fake, updated) == "duplicate"
+    payment = client.data(PAYMENT, id=payment_id)["payment"]
+    assert (payment["refunds"][0]["status"], payment["refundedAmount"]["amount"]) == ("FAILED", "0.00")
+    assert books(admin)["escrow"] == "100.00"
