@@ -378,6 +378,21 @@ def statements_per_page(url: str, token_user: str, size: int) -> int:
     return len(statements)
 
 
+def same_answer(base: str, token: str, user: str) -> None:
+    """The minimal route must answer exactly what GraphQL answers (else the ratio compares different work)."""
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"{base}/graphql",
+        data=json.dumps({"query": LIST_QUERY}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+        graphql = json.loads(answer.read())
+    with urllib.request.urlopen(f"{base}/raw/payments?user={user}&first=20", timeout=10) as answer:  # noqa: S310
+        raw = json.loads(answer.read())
+    if graphql != raw:
+        raise SystemExit(f"the minimal route answers other data than GraphQL:\n{graphql}\n{raw}")
+
+
 def start_server(env: dict[str, str], workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
     server = subprocess.Popen(
         [
@@ -444,6 +459,7 @@ def main() -> int:
     }
     server, base = start_server(env, workdir, port)
     try:
+        same_answer(base, token, user)
         scenarios = [
             ("graphql_list", f"{base}/graphql", {"query": LIST_QUERY}),
             ("raw_list", f"{base}/raw/payments?user={user}&first=20", None),
