@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench clean
+.PHONY: serve test lint format demo migrate bench bench-replicas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,9 @@ clean:
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Two replicas behind HAProxy on PostgreSQL and Redis (BENCH_DATABASE_URL, default a fresh local database).
+bench-replicas: $(STAMP)
+	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))
+	@command -v haproxy >/dev/null || (apt-get install -y -q haproxy >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q haproxy >/dev/null))
+	$(BIN)/python bench/replicas.py $(BENCH_ARGS)

@@ -1,0 +1,242 @@
+"""Several replicas (`make bench-replicas`): `payql serve` twice behind HAProxy, sharing PostgreSQL and Redis.
+
+1. seeds `BENCH_DATABASE_URL` (PostgreSQL; default: a `payql_bench_replicas` database on the local server, made
+   afresh) with bench/run.py's 10,000 payments;
+2. read path: wrk on GraphQL `payments(first: 20)` against (a) one replica with one worker, (b) one replica with
+   two workers, (c) two one-worker replicas behind HAProxy (round robin, from Debian's package; `make
+   bench-replicas` installs it); interleaved rounds, medians;
+3. races through the load balancer: 20 concurrent partial refunds of 7.00 on one 100.00 payment, sent to both
+   replicas alternately, must pass 14 times and refuse 6, and `payql ledger check` must pass afterwards;
+4. prints a table and, last, one JSON line.
+
+On this machine kind (2 cores for the servers, PostgreSQL, HAProxy and wrk together) the ratios say how much of
+the second core a second process can take; they cannot show what a second machine would add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import run as bench  # noqa: E402 - bench/run.py's seeding, wrk and server helpers
+
+from payql.auth import issue_token  # noqa: E402
+from payql.settings import Settings  # noqa: E402
+
+DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/payql_bench_replicas"
+REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
+SECRET = bench.SECRET
+MUTATION_HEADERS = {"Content-Type": "application/json"}
+
+
+def fresh_database(url: str) -> None:
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        raise SystemExit("BENCH_DATABASE_URL must be a PostgreSQL URL: replicas share one database")
+    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
+        connection.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+    admin.dispose()
+
+
+def serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "REDIS_URL": REDIS,
+        "JWT_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT": "100000000/minute",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "payql.cli", "serve", "--no-migrate", "--port", str(port), "--workers", str(workers)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    wait_for(f"http://127.0.0.1:{port}/readyz")
+    return server
+
+
+def wait_for(url: str) -> None:
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url, timeout=1).read()  # noqa: S310 - loopback
+        except OSError:
+            time.sleep(0.1)
+        else:
+            return
+    raise SystemExit(f"{url} never answered")
+
+
+def haproxy(port: int, backends: list[int], workdir: Path) -> subprocess.Popen[bytes]:
+    config = workdir / "haproxy.cfg"
+    servers = "\n".join(f"    server s{i} 127.0.0.1:{p} check" for i, p in enumerate(backends))
+    config.write_text(
+        f"""global
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend payql
+    bind 127.0.0.1:{port}
+    default_backend replicas
+backend replicas
+    balance roundrobin
+    option httpchk GET /readyz
+{servers}
+"""
+    )
+    proxy = subprocess.Popen(["haproxy", "-f", str(config), "-db"], stdout=subprocess.DEVNULL)
+    wait_for(f"http://127.0.0.1:{port}/healthz")
+    return proxy
+
+
+def stop(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait(timeout=20)
+
+
+def graphql(base: str, token: str, query: str, **variables: Any) -> dict[str, Any]:
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"{base}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={**MUTATION_HEADERS, "Authorization": f"Bearer {token}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - loopback
+        body: dict[str, Any] = json.loads(answer.read())
+    if body.get("errors") or not body.get("data"):
+        raise SystemExit(f"GraphQL refused: {body}")
+    return body
+
+
+def refund_race(bases: list[str], settings: Settings) -> tuple[int, int]:
+    """20 concurrent refunds of 7.00 of a 100.00 payment, alternating between the replicas: (passed, refused)."""
+    client, mentor = (
+        issue_token(settings, "race-client", ttl_seconds=600),
+        issue_token(settings, "race-mentor", ["provider"], ttl_seconds=600),
+    )
+    graphql(bases[0], mentor, "{ payments { totalCount } }")  # the mentor is known once they have called
+    enroll = graphql(
+        bases[0],
+        client,
+        'mutation { createEnroll(input: {providerId: "race-mentor", title: "Race", '
+        'price: {amount: "100.00", currency: "USD"}}) { enroll { id } errors { code } } }',
+    )["data"]["createEnroll"]["enroll"]["id"]
+    created = graphql(
+        bases[1],
+        client,
+        "mutation($e: ID!) { createIntent(input: {enrollId: $e, provider: STRIPE, captureMethod: AUTOMATIC}) "
+        "{ payment { id } errors { code } } }",
+        e=enroll,
+    )["data"]["createIntent"]["payment"]["id"]
+    paid = graphql(bases[0], client, "mutation($p: ID!) { confirm(paymentId: $p) { payment { status } } }", p=created)
+    assert paid["data"]["confirm"]["payment"]["status"] == "SUCCEEDED", paid
+    results: list[bool] = []
+    gate = threading.Barrier(20)
+
+    def one(index: int) -> None:
+        gate.wait()
+        answer = graphql(
+            bases[index % 2],
+            mentor,
+            'mutation($p: ID!, $k: String!) { refund(input: {paymentId: $p, amount: {amount: "7.00", '
+            'currency: "USD"}, idempotencyKey: $k}) { refund { id } errors { code } } }',
+            p=created,
+            k=f"race-{index}",
+        )
+        results.append(answer["data"]["refund"]["refund"] is not None)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(results), len(results) - sum(results)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=32)
+    args = parser.parse_args()
+    for tool in ("wrk", "haproxy"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed: `make bench-replicas` installs it")
+    url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
+    fresh_database(url)
+    bench.seed(url, random.Random(7))
+    settings = Settings(_env_file=None, jwt_secret=SECRET, database_url=url)  # type: ignore[call-arg]
+    token = issue_token(settings, "user-000", ttl_seconds=3600)
+    body = {"query": bench.LIST_QUERY}
+    workdir = Path(tempfile.mkdtemp(prefix="payql-replicas-"))
+    ports = [bench.free_port() for _ in range(4)]
+    one, two, lb_port, double = ports
+    runs: dict[str, list[dict[str, float]]] = {"one_worker": [], "two_workers": [], "two_replicas": []}
+    servers = [serve(url, one, 1), serve(url, two, 1)]
+    proxy = haproxy(lb_port, [one, two], workdir)
+    doubled = serve(url, double, 2)
+    targets = {
+        "one_worker": f"http://127.0.0.1:{one}/graphql",
+        "two_workers": f"http://127.0.0.1:{double}/graphql",
+        "two_replicas": f"http://127.0.0.1:{lb_port}/graphql",
+    }
+    try:
+        for target in targets.values():
+            bench.wrk(target, body, token, 2, args.connections)
+        for _ in range(args.rounds):
+            for name, target in targets.items():
+                runs[name].append(bench.wrk(target, body, token, args.seconds, args.connections))
+        passed, refused = refund_race([f"http://127.0.0.1:{one}", f"http://127.0.0.1:{two}"], settings)
+    finally:
+        stop(proxy, doubled, *servers)
+    checked = subprocess.run(
+        [sys.executable, "-m", "payql.cli", "ledger", "check"],
+        env={**os.environ, "DATABASE_URL": url, "JWT_SECRET": SECRET},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    rps = {name: statistics.median(run["rps"] for run in measured) for name, measured in runs.items()}
+    print(f"{'scenario':<14} {'req/s':>8}")
+    for name, value in rps.items():
+        print(f"{name:<14} {value:8.0f}")
+    print(f"refund race through both replicas: {passed} passed, {refused} refused (14 and 6 expected)")
+    print(f"payql ledger check: exit {checked.returncode} {checked.stdout.strip()[:200]}")
+    result = {
+        "one_worker_rps": round(rps["one_worker"], 1),
+        "two_workers_vs_one": round(rps["two_workers"] / rps["one_worker"], 3),
+        "two_replicas_vs_one": round(rps["two_replicas"] / rps["one_worker"], 3),
+        "race_passed": passed,
+        "race_refused": refused,
+        "ledger_check": checked.returncode,
+    }
+    print(json.dumps(result))
+    return 0 if (passed, refused, checked.returncode) == (14, 6, 0) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
