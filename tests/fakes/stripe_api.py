@@ -23,14 +23,12 @@ import re
 import secrets
 import string
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
-from types import TracebackType
-from typing import Any, NamedTuple, Self
-from urllib.parse import parse_qsl, urlsplit
+from functools import cache, partial
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl
 
 import stripe
 import stripe.params
@@ -43,10 +41,10 @@ Obj = dict[str, Any]
 _NAME = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _INDEX = re.compile(r"\[([^\[\]]*)\]")
 
-if __package__:  # imported by the tests (`fakes.…`), or run as a script from this folder
-    from ._http import FakeServer
+if TYPE_CHECKING or __package__:  # imported by the tests (`fakes.…`), or run as a script from this folder
+    from ._http import FakeProvider, ProviderError, Received
 else:
-    from _http import FakeServer
+    from _http import FakeProvider, ProviderError, Received
 
 
 class FormError(ValueError):
@@ -84,7 +82,7 @@ def _listify(node: Any, key: str) -> Any:
     return items
 
 
-class StripeApiError(Exception):
+class StripeApiError(ProviderError):
     """An answer in Stripe's error format. `stored` errors happened after the endpoint began executing (declines,
     state conflicts): Stripe saves them for the idempotency key. Parameter validation errors are not saved."""
 
@@ -93,6 +91,9 @@ class StripeApiError(Exception):
         self.status = status
         self.error = error
         self.stored = stored
+
+    def wire(self) -> bytes:
+        return _dumps({"error": self.error})
 
 
 def _error(
@@ -430,17 +431,6 @@ class _Stored:
     request_id: str
 
 
-@dataclass
-class _Rule:
-    count: int
-    path_prefix: str | None
-    method: str | None
-    after_processing: bool
-    status: int | None = None
-    error: Obj | None = None
-    hang: float | None = None
-
-
 class _Route(NamedTuple):
     method: str
     pattern: re.Pattern[str]
@@ -456,17 +446,17 @@ DISPUTE_FEE = 1500  # Stripe's dispute fee in the US: $15.00
 _EVIDENCE_FIELDS = tuple(sorted(stripe.Dispute.Evidence.__annotations__))  # every field of `evidence`, all null
 
 
-class FakeStripe:
+class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
     """A Stripe API on 127.0.0.1 for the real SDK. All state sits behind one lock; the dicts by id
     (`payment_intents`, `charges`, `refunds`, `checkout_sessions`, `customers`, `transfers`, `payment_methods`) and
     `events` / `requests` are there for assertions."""
+
+    _key_header = "idempotency-key"
 
     def __init__(self, secret_key: str = DEFAULT_SECRET_KEY, *, api_version: str | None = None, port: int = 0) -> None:
         self.secret_key = secret_key
         self.api_version = api_version or stripe.api_version  # the account's default version, rendered in events
         self.refunds_pending = False  # new refunds start `pending` until `settle_refund`
-        self.requests: list[RecordedRequest] = []
-        self.events: list[Obj] = []
         self.customers: dict[str, Obj] = {}
         self.payment_intents: dict[str, Obj] = {}
         self.charges: dict[str, Obj] = {}
@@ -478,39 +468,13 @@ class FakeStripe:
         self.unpayable_accounts: set[str] = set()
         self.payment_methods: dict[str, Obj] = {}
         self.disputes: dict[str, Obj] = {}
-        self.server_errors: list[str] = []  # exceptions inside the fake: a test should see none
-        self._lock = threading.RLock()
-        self._closing = threading.Event()
-        self._rules: list[_Rule] = []
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._card_numbers: dict[str, str] = {}  # payment method id → test card number
         self._return_urls: dict[str, str] = {}  # payment intent id → return_url given at create or confirm
         self._intent_data: dict[str, Obj] = {}  # checkout session id → payment_intent_data
         self._session_of: dict[str, str] = {}  # payment intent id → the checkout session that created it
         self._routes = self._build_routes()
-        self._server = FakeServer(self, port)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeStripe", daemon=True
-        )
-        self._thread.start()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop serving: wake hung requests, close the socket, join every thread."""
-        if self._closing.is_set():
-            return
-        self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(port)
 
     # ------------------------------------------------------------------------------ failure injection
 
@@ -531,28 +495,8 @@ class FakeStripe:
         its idempotency key) before the error is sent: a lost response."""
         default_type, default_code, default_message = _injected_error(status)
         error = _error(status, message or default_message, type_=error_type or default_type, code=code or default_code)
-        rule = _Rule(count, path_prefix, method, fail_after_processing, status=status, error=error.error)
-        with self._lock:
-            self._rules.append(rule)
-
-    def hang_next(
-        self,
-        count: int = 1,
-        seconds: float = 10,
-        path_prefix: str | None = None,
-        *,
-        method: str | None = None,
-        after_processing: bool = False,
-    ) -> None:
-        """Sleep `seconds` before processing (or, with `after_processing`, before answering) the next `count` matching
-        requests, so that the client's timeout fires first. When the sleep ends the request is still processed, as
-        Stripe would after the client gave up; `close()` cuts the sleep short and drops the request unprocessed."""
-        with self._lock:
-            self._rules.append(_Rule(count, path_prefix, method, after_processing, hang=seconds))
-
-    def clear_failures(self) -> None:
-        with self._lock:
-            self._rules.clear()
+        failure = partial(StripeApiError, status, error.error)
+        self._add_rule(count, path_prefix, method, fail_after_processing, failure=failure)
 
     # ------------------------------------------------------------------ controls: the customer and Stripe
 
@@ -733,39 +677,26 @@ class FakeStripe:
 
     # ------------------------------------------------------------------------------------------ serving
 
-    def _serve(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply | None:
-        incoming = self._receive(method, target, headers, body)
-        if method == "POST" and incoming.path.startswith("/_fake/"):
-            return self._customer_action(incoming.path)
-        if method == "GET" and not incoming.path.startswith("/v1/"):
-            return self._hosted_page(incoming.path)
-        try:
-            self._authenticate(incoming)
-            with self._lock:
-                rule = self._take_rule(method, incoming.path)
-            if not self._survive(rule, after_processing=False):
-                return None
-            with self._lock:
-                reply = self._execute(incoming)
-            if not self._survive(rule, after_processing=True):
-                return None
-        except StripeApiError as error:
-            return incoming.reply(error.status, _dumps({"error": error.error}))
-        return reply
-
-    def _receive(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Incoming:
-        url = urlsplit(target)
-        lower = {name.lower(): value for name, value in headers.items()}
-        key = lower.get("idempotency-key") if method == "POST" else None
+    def _receive(self, received: Received) -> tuple[_Incoming, RecordedRequest]:
+        method, path, key = received.method, received.path, received.key
         params: Obj = {}
         parse_error = None
         try:
-            params = parse_form(body.decode() if method == "POST" else url.query)
+            params = parse_form(received.body.decode() if method == "POST" else received.query)
         except (UnicodeDecodeError, ValueError) as error:
             parse_error = _invalid(str(error))
-        with self._lock:
-            self.requests.append(RecordedRequest(method, url.path, params, key, headers))
-        return _Incoming(method, url.path, params, key, _new_id("req_", 14), lower, parse_error)
+        incoming = _Incoming(method, path, params, key, _new_id("req_", 14), received.lower, parse_error)
+        return incoming, RecordedRequest(method, path, params, key, received.headers)
+
+    def _outside_api(self, method: str, path: str) -> _Reply | None:
+        if method == "POST" and path.startswith("/_fake/"):
+            return self._customer_action(path)
+        if method == "GET" and not path.startswith("/v1/"):
+            return self._hosted_page(path)
+        return None
+
+    def _reply(self, request: _Incoming, status: int, body: bytes) -> _Reply:
+        return request.reply(status, body)
 
     def _authenticate(self, incoming: _Incoming) -> None:
         scheme, _, key = incoming.headers.get("authorization", "").partition(" ")
@@ -779,25 +710,6 @@ class FakeStripe:
             raise _error(401, f"Invalid API Key provided: {key[:8]}{'*' * 4}{key[-4:]}")
         if incoming.parse_error:
             raise incoming.parse_error
-
-    def _take_rule(self, method: str, path: str) -> _Rule | None:
-        for rule in self._rules:
-            if (rule.method in {None, method}) and path.startswith(rule.path_prefix or ""):
-                rule.count -= 1
-                if rule.count <= 0:
-                    self._rules.remove(rule)
-                return rule
-        return None
-
-    def _survive(self, rule: _Rule | None, *, after_processing: bool) -> bool:
-        """Apply an injected hang or failure at this point of the request; False when the fake is closing."""
-        if rule is None or rule.after_processing != after_processing:
-            return True
-        if rule.hang is not None and self._closing.wait(rule.hang):
-            return False
-        if rule.status is not None and rule.error is not None:
-            raise StripeApiError(rule.status, rule.error)
-        return True
 
     def _execute(self, incoming: _Incoming) -> _Reply:
         """Run the request once per idempotency key; replay the saved answer for the same key and parameters."""
@@ -826,7 +738,7 @@ class FakeStripe:
         except StripeApiError as error:
             if not error.stored:
                 raise
-            status, body = error.status, _dumps({"error": error.error})
+            status, body = error.status, error.wire()
         if store_key:
             saved = _Stored(incoming.method, incoming.path, incoming.params, status, body, incoming.request_id)
             self._stored[store_key] = saved
@@ -1716,8 +1628,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse  # noqa: PLC0415
 
-    import httpx  # noqa: PLC0415
-
     parser = argparse.ArgumentParser(description="a local fake of the Stripe API")
     parser.add_argument("--port", type=int, default=12111)
     parser.add_argument("--secret-key", default="sk_test_local")
@@ -1726,24 +1636,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with FakeStripe(secret_key=args.secret_key, port=args.port) as fake:
         print(f"fake Stripe API on {fake.url} (secret key {args.secret_key})", flush=True)  # noqa: T201
-        sent = 0
-        try:
-            while True:
-                time.sleep(0.2)
-                if args.forward_to is None:
-                    continue
-                with fake._lock:
-                    events = list(fake.events[sent:])
-                for event in events:
-                    body, headers = fake.signed_delivery(event, args.webhook_secret)
-                    try:
-                        answer = httpx.post(args.forward_to, content=body, headers=headers, timeout=10)
-                        print(f"{event['type']} -> {answer.status_code}", flush=True)  # noqa: T201
-                    except httpx.HTTPError as exc:
-                        print(f"{event['type']} -> {exc}", flush=True)  # noqa: T201
-                sent += len(events)
-        except KeyboardInterrupt:
-            return 0
+
+        def delivery(event: Obj) -> tuple[str, bytes, dict[str, str]]:
+            return (event["type"], *fake.signed_delivery(event, args.webhook_secret))
+
+        return fake.forward_events(args.forward_to, delivery)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,12 @@ import json
 import re
 import secrets
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import Any, NamedTuple, Self
-from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import parse_qsl
 
 from yookassa.domain.models.cancellation_details import (
     CancellationDetailsReasonCode,
@@ -40,23 +37,26 @@ from yookassa.domain.models.cancellation_details import (
     RefundCancellationDetailsReasonCode,
 )
 
-if __package__:  # imported by the tests (`fakes.…`), or run as a script from this folder
-    from ._http import FakeServer
+if TYPE_CHECKING or __package__:  # imported by the tests (`fakes.…`), or run as a script from this folder
+    from ._http import FakeProvider, ProviderError, Received
 else:
-    from _http import FakeServer
+    from _http import FakeProvider, ProviderError, Received
 
 Obj = dict[str, Any]
 
 # ---------------------------------------------------------------------------------------------------- wire format
 
 
-class YooKassaApiError(Exception):
+class YooKassaApiError(ProviderError):
     """An answer in YooKassa's error format: `{"type": "error", "id", "code", "description", "parameter"}`."""
 
     def __init__(self, status: int, body: Obj) -> None:
         super().__init__(body.get("description"))
         self.status = status
         self.body = body
+
+    def wire(self) -> bytes:
+        return _dumps(self.body)
 
 
 def _error(status: int, code: str, description: str, parameter: str | None = None) -> YooKassaApiError:
@@ -229,21 +229,20 @@ class _Reply(NamedTuple):
         return {"Content-Type": self.content_type}
 
 
+class _Incoming(NamedTuple):
+    method: str
+    path: str  # without the query string
+    query: dict[str, str]
+    body: Any  # the parsed JSON body, or None
+    idempotence_key: str | None
+    authorization: str
+    parse_error: YooKassaApiError | None
+
+
 @dataclass
 class _Stored:
     fingerprint: tuple[str, str, str]  # method, path, canonical JSON of the body
     reply: _Reply
-
-
-@dataclass
-class _Rule:
-    count: int
-    path_prefix: str
-    method: str | None
-    after_processing: bool
-    status: int | None = None
-    hang: float | None = None
-    body: Obj | None = None  # the error body to send, when not the status's usual one
 
 
 class _Route(NamedTuple):
@@ -262,11 +261,13 @@ TEST_SECRET = "test_secret"
 TEST_PAYOUT_SECRET = "test_payout_secret"  # the payout gateway's key in tests
 
 
-class FakeYooKassa:
+class FakeYooKassa(FakeProvider[_Incoming, RecordedRequest, tuple[str, Obj]]):
     """A YooKassa shop on 127.0.0.1 for the real SDK. All state sits behind one lock; `payments`, `refunds`,
     `payouts` (JSON-like dicts by id), `events` (notification type, object snapshot) and `requests` are there for
     assertions. Settable: `commission_bps`, `hold_days`, `refunds_pending`, `payouts_succeed_immediately`,
     `payout_token_card`, `clock`."""
+
+    _key_header = "idempotence-key"
 
     def __init__(
         self,
@@ -292,47 +293,25 @@ class FakeYooKassa:
         self.payouts_succeed_immediately = False  # else new payouts stay `pending` until `settle_payout`
         self.payout_token_card = "5555555555554477"  # the card a `payout_token` or `payment_method_id` stands for
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-        self.requests: list[RecordedRequest] = []
-        self.events: list[tuple[str, Obj]] = []
         self.payments: dict[str, Obj] = {}
         self.refunds: dict[str, Obj] = {}
         self.payouts: dict[str, Obj] = {}
-        self.server_errors: list[str] = []  # exceptions inside the fake: a test should see none
         self._captured: dict[str, int] = {}  # payment id → kopecks held or captured (the payment's amount)
         self._reserved: dict[str, int] = {}  # payment id → kopecks in pending and succeeded refunds
         self._refunded: dict[str, int] = {}  # payment id → kopecks in succeeded refunds
         self._refund_amounts: dict[str, int] = {}
         self._capture_on_pay: dict[str, bool] = {}  # pending payment id → its `capture` flag
-        self._lock = threading.RLock()
-        self._closing = threading.Event()
-        self._rules: list[_Rule] = []
         self._stored: dict[str, _Stored] = {}
         self._routes = self._build_routes()
-        self._server = FakeServer(self, port)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeYooKassa", daemon=True
-        )
-        self._thread.start()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Stop serving: wake hung requests (they are dropped unanswered), close the socket, join every thread."""
-        if self._closing.is_set():
-            return
-        self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
+        super().__init__(port)
 
     # ------------------------------------------------------------------------------ failure injection
+
+    def _rule_prefix(self, path_prefix: str | None) -> str:
+        """`/v3` is optional in `path_prefix`: "/payments" == "/v3/payments"."""
+        if not path_prefix:
+            return "/v3/"
+        return path_prefix if path_prefix.startswith("/v3") else "/v3" + path_prefix
 
     def fail_next(
         self,
@@ -356,34 +335,11 @@ class FakeYooKassa:
         if code is not None or description is not None or parameter is not None:
             usual_code, usual_description = _INJECTED.get(status, ("internal_server_error", "Internal server error"))
             body = _error(status, code or usual_code, description or usual_description, parameter).body
-        rule = _Rule(count, self._prefix(path_prefix), method, fail_after_processing, status=status, body=body)
-        with self._lock:
-            self._rules.append(rule)
 
-    def hang_next(
-        self,
-        count: int = 1,
-        seconds: float = 10,
-        path_prefix: str | None = None,
-        *,
-        method: str | None = None,
-        after_processing: bool = False,
-    ) -> None:
-        """Sleep `seconds` before processing (or, with `after_processing`, before answering) the next `count`
-        matching requests. When the sleep ends the request is still processed, as YooKassa would after the client
-        gave up; `close()` cuts the sleep short and drops the request unanswered."""
-        with self._lock:
-            self._rules.append(_Rule(count, self._prefix(path_prefix), method, after_processing, hang=seconds))
+        def failure() -> YooKassaApiError:  # the usual body is made afresh for each request: it has its own id
+            return YooKassaApiError(status, body or _injected_body(status))
 
-    def clear_failures(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
-    @staticmethod
-    def _prefix(path_prefix: str | None) -> str:
-        if not path_prefix:
-            return "/v3/"
-        return path_prefix if path_prefix.startswith("/v3") else "/v3" + path_prefix
+        self._add_rule(count, path_prefix, method, fail_after_processing, failure=failure)
 
     # ------------------------------------------------------------ controls: the customer and YooKassa
 
@@ -544,45 +500,38 @@ class FakeYooKassa:
         except ValueError as exc:
             return _Reply(400, _dumps({"error": str(exc)}))
 
-    def _serve(self, method: str, target: str, headers: dict[str, str], raw: bytes) -> _Reply | None:
-        url = urlsplit(target)
-        lower = {name.lower(): value for name, value in headers.items()}
-        key = lower.get("idempotence-key") if method == "POST" else None
+    def _receive(self, received: Received) -> tuple[_Incoming, RecordedRequest]:
+        method, key = received.method, received.key
         body, parse_error = None, None
-        if raw:
+        if received.body:
             try:
-                body = json.loads(raw)
+                body = json.loads(received.body)
             except (UnicodeDecodeError, ValueError):
                 parse_error = _invalid("Request body is not valid JSON")
-        with self._lock:
-            self.requests.append(RecordedRequest(method, target, body, key, headers))
-        if method == "GET" and url.path.startswith("/checkout/"):
-            return self._checkout_page(url.path.removeprefix("/checkout/"))
-        if method == "POST" and url.path.startswith("/_fake/payments/") and url.path.endswith("/pay"):
-            return self._customer_action(url.path.split("/")[3])
-        try:
-            self._authenticate(lower.get("authorization", ""), payouts=url.path.startswith("/v3/payouts"))
-            with self._lock:
-                rule = self._take_rule(method, url.path)
-            if not self._survive(rule, after_processing=False):
-                return None
-            with self._lock:
-                reply = self._execute(method, url.path, dict(parse_qsl(url.query)), body, key, parse_error)
-            if not self._survive(rule, after_processing=True):
-                return None
-        except YooKassaApiError as error:
-            return _Reply(error.status, _dumps(error.body))
-        return reply
+        query = dict(parse_qsl(received.query))
+        authorization = received.lower.get("authorization", "")
+        incoming = _Incoming(method, received.path, query, body, key, authorization, parse_error)
+        return incoming, RecordedRequest(method, received.target, body, key, received.headers)
 
-    def _authenticate(self, authorization: str, *, payouts: bool = False) -> None:
+    def _outside_api(self, method: str, path: str) -> _Reply | None:
+        if method == "GET" and path.startswith("/checkout/"):
+            return self._checkout_page(path.removeprefix("/checkout/"))
+        if method == "POST" and path.startswith("/_fake/payments/") and path.endswith("/pay"):
+            return self._customer_action(path.split("/")[3])
+        return None
+
+    def _reply(self, request: _Incoming, status: int, body: bytes) -> _Reply:
+        return _Reply(status, body)
+
+    def _authenticate(self, request: _Incoming) -> None:
         """Basic auth: `shopId:secret key` for the shop's API, `agentId:secret key` of the payout gateway for
         payouts; each pair is refused on the other's API."""
-        scheme, _, token = authorization.partition(" ")
+        scheme, _, token = request.authorization.partition(" ")
         try:
             credentials = base64.b64decode(token, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             credentials = ""
-        if payouts:
+        if request.path.startswith("/v3/payouts"):
             expected, login = f"{self.agent_id}:{self.payout_secret_key}", "agentId"
         else:
             expected, login = f"{self.shop_id}:{self.secret_key}", "shopId"
@@ -590,29 +539,9 @@ class FakeYooKassa:
             message = f"Login or password is invalid. Use your {login} and secret key for Basic authentication"
             raise _error(401, "invalid_credentials", message, "Authorization")
 
-    def _take_rule(self, method: str, path: str) -> _Rule | None:
-        for rule in self._rules:
-            if rule.method in {None, method} and path.startswith(rule.path_prefix):
-                rule.count -= 1
-                if rule.count <= 0:
-                    self._rules.remove(rule)
-                return rule
-        return None
-
-    def _survive(self, rule: _Rule | None, *, after_processing: bool) -> bool:
-        """Apply an injected hang or failure at this point of the request; False when the fake is closing."""
-        if rule is None or rule.after_processing != after_processing:
-            return True
-        if rule.hang is not None and self._closing.wait(rule.hang):
-            return False
-        if rule.status is not None:
-            raise YooKassaApiError(rule.status, rule.body or _injected_body(rule.status))
-        return True
-
-    def _execute(
-        self, method: str, path: str, query: dict[str, str], body: Any, key: str | None, error: YooKassaApiError | None
-    ) -> _Reply:
+    def _execute(self, request: _Incoming) -> _Reply:
         """Run a POST once per Idempotence-Key; replay the saved answer for the same key and request."""
+        method, path, body, key = request.method, request.path, request.body, request.idempotence_key
         if method == "POST":
             if not key:
                 raise _invalid("Idempotence-Key header is missing", "Idempotence-Key")
@@ -625,11 +554,11 @@ class FakeYooKassa:
                 raise _invalid("Idempotence key duplicated: it was used with another request", "Idempotence-Key")
             return stored.reply
         try:
-            if error:
-                raise error
-            reply = _Reply(200, _dumps(self._route(method, path, query, body if body is not None else {})))
+            if request.parse_error:
+                raise request.parse_error
+            reply = _Reply(200, _dumps(self._route(method, path, request.query, body if body is not None else {})))
         except YooKassaApiError as failure:
-            reply = _Reply(failure.status, _dumps(failure.body))
+            reply = _Reply(failure.status, failure.wire())
         if key:
             self._stored[key] = _Stored(fingerprint, reply)
         return reply
@@ -885,8 +814,6 @@ def main(argv: list[str] | None = None) -> int:
     """
     import argparse  # noqa: PLC0415
 
-    import httpx  # noqa: PLC0415
-
     parser = argparse.ArgumentParser(description="a local fake of the YooKassa API")
     parser.add_argument("--port", type=int, default=12112)
     parser.add_argument("--shop-id", default="123456")
@@ -895,23 +822,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with FakeYooKassa(shop_id=args.shop_id, secret_key=args.secret_key, port=args.port) as fake:
         print(f"fake YooKassa API on {fake.url}/v3 (shop {args.shop_id})", flush=True)  # noqa: T201
-        sent = 0
-        try:
-            while True:
-                time.sleep(0.2)
-                if args.notify is None:
-                    continue
-                with fake._lock:
-                    events = list(fake.events[sent:])
-                for event, obj in events:
-                    try:
-                        answer = httpx.post(args.notify, content=fake.notification(event, obj), timeout=10)
-                        print(f"{event} -> {answer.status_code}", flush=True)  # noqa: T201
-                    except httpx.HTTPError as exc:
-                        print(f"{event} -> {exc}", flush=True)  # noqa: T201
-                sent += len(events)
-        except KeyboardInterrupt:
-            return 0
+        return fake.forward_events(args.notify, lambda event: (event[0], fake.notification(*event), {}))
 
 
 if __name__ == "__main__":
