@@ -76,6 +76,13 @@ class ProviderInvalidRequest(ProviderError):
     code = "INVALID_INPUT"
 
 
+class ProviderInvalidState(ProviderError):
+    """The provider refuses the request because of its object's state (Stripe: a refund of a charge that has been
+    charged back, `charge_disputed`): the same code as payql's own refusal of it."""
+
+    code = "INVALID_STATE"
+
+
 class PayoutRefused(ProviderError):
     """The provider refused a new payout definitively (an invalid destination, a closed account, any 4xx other than
     a rate limit or a concurrent use of the key): no money left, the withdrawal fails. `provider_code` is the

@@ -47,6 +47,10 @@ TRANSITIONS: dict[DisputeStatus, frozenset[DisputeStatus]] = {
     D.PREVENTED: frozenset(),
 }
 OPEN = frozenset(status for status, targets in TRANSITIONS.items() if targets)
+# A chargeback open or lost: the payer's bank returns (or returned) the money, so a refund would pay it twice; the
+# provider refuses one too (Stripe: `charge_disputed`). An inquiry may still be refunded, and so may a payment whose
+# chargeback was won.
+BLOCKS_REFUND = frozenset({D.NEEDS_RESPONSE, D.UNDER_REVIEW, D.LOST})
 FIRST = D.NEEDS_RESPONSE  # a new dispute whose status the provider reports in words we do not know
 
 
@@ -95,29 +99,32 @@ class DisputeService:
     def refresh(self, dispute_id: str) -> bool:
         """Re-read a dispute at its provider and apply it through the same path as webhooks; whether anything
         changed (reconcile calls it for every open dispute)."""
+        read = self.reread(dispute_id)
+        return read is not None and bool(self.receive(*read))
+
+    def reread(self, dispute_id: str) -> tuple[ProviderName, ProviderDispute] | None:
+        """A dispute of ours as its provider shows it now (one provider call); None for an unknown id."""
         with self._db.read() as session:
             dispute = session.get(Dispute, dispute_id)
             if dispute is None:
-                return False
+                return None
             provider, provider_dispute_id = dispute.provider, dispute.provider_dispute_id
-        answer = self._payments.provider(provider).retrieve_dispute(provider_dispute_id)
-        return bool(self.receive(provider, answer))
+        return provider, self._payments.provider(provider).retrieve_dispute(provider_dispute_id)
 
-    def open_ids(self) -> list[str]:
+    def open_ids(self, limit: int | None = None) -> list[str]:
         """The disputes the provider may still change: not closed, or won without the funds back yet."""
-        with self._db.read() as session:
-            return list(
-                session.scalars(
-                    select(Dispute.id)
-                    .where(
-                        or_(
-                            Dispute.status.in_(OPEN),
-                            (Dispute.status == D.WON) & (Dispute.withdrawn_minor > 0) & (Dispute.reinstated_minor == 0),
-                        )
-                    )
-                    .order_by(Dispute.id)
+        query = (
+            select(Dispute.id)
+            .where(
+                or_(
+                    Dispute.status.in_(OPEN),
+                    (Dispute.status == D.WON) & (Dispute.withdrawn_minor > 0) & (Dispute.reinstated_minor == 0),
                 )
             )
+            .order_by(Dispute.id)
+        )
+        with self._db.read() as session:
+            return list(session.scalars(query if limit is None else query.limit(limit)))
 
     # -- the one path --------------------------------------------------------------------------------------
 

@@ -1266,6 +1266,15 @@ class FakeStripe:
 
     def _create_refund(self, ctx: _Ctx, params: Obj) -> Obj:
         charge = self._refundable_charge(params)
+        # A charge with a chargeback open or lost cannot be refunded: the bank returns the money (error code
+        # `charge_disputed`, https://docs.stripe.com/error-codes#charge-disputed). An inquiry still can be
+        # (`is_charge_refundable`), and so can a charge whose dispute was won.
+        if any(
+            dispute["charge"] == charge["id"] and dispute["status"] in {"needs_response", "under_review", "lost"}
+            for dispute in self.disputes.values()
+        ):
+            message = f"Charge {charge['id']} has been charged back; cannot issue a refund."
+            raise _error(400, message, code="charge_disputed", stored=True)
         reason = _enum(params, "reason", ("duplicate", "fraudulent", "requested_by_customer"))
         metadata = _metadata(params)
         amount = _int(params, "amount", minimum=1)

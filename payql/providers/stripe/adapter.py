@@ -31,6 +31,7 @@ from payql.providers.base import (
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
+    ProviderInvalidState,
     ProviderPayment,
     ProviderPayout,
     ProviderRefund,
@@ -109,7 +110,8 @@ def _translated() -> Iterator[None]:
             raise ProviderUnavailable(messages.UNAVAILABLE, provider_code=exc.code or "api_error") from exc
         raise ProviderError(messages.message(exc.code, messages.FAILED), provider_code=exc.code) from exc
     except stripe.InvalidRequestError as exc:
-        raise ProviderInvalidRequest(messages.message(exc.code, messages.REFUSED), provider_code=exc.code) from exc
+        refusal = ProviderInvalidState if exc.code in mapping.STATE_CODES else ProviderInvalidRequest
+        raise refusal(messages.message(exc.code, messages.REFUSED), provider_code=exc.code) from exc
     except (stripe.AuthenticationError, stripe.PermissionError) as exc:
         raise ProviderError(messages.CREDENTIALS, provider_code=exc.code or "unauthorized") from exc
     except stripe.StripeError as exc:

@@ -47,6 +47,9 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
 
 
 DECLINE_CODES = frozenset({"card_declined", "insufficient_funds", "expired_card", "incorrect_cvc", "processing_error"})
+# Refusals because of the object's state, which payql refuses itself as INVALID_STATE when it knows the state first:
+# a refund of a charge that has been charged back (an open or lost chargeback; an inquiry can still be refunded).
+STATE_CODES = frozenset({"charge_disputed"})
 
 
 def decline_code(error: Any) -> str | None:
