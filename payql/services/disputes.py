@@ -9,7 +9,9 @@ answer to `DisputeService.receive`, which applies it in one transaction with the
   refund of that amount (`lifecycle.withdraw_for_dispute`), funds reinstated reverse that reversal exactly
   (`lifecycle.reinstate_for_dispute`), and the dispute fee is booked to `providerFees` (given back only if the
   provider gives it back: Stripe keeps it when a dispute is won). Each is posted once per dispute, so events that
-  come twice, late or out of order end in the same books.
+  come twice, late or out of order end in the same books. When the provider's balance is kept in another currency
+  than the payment's, the funds count as the disputed amount in the payment's currency (as its capture was booked)
+  and the fee is booked in the balance's currency (`ProviderDispute.fee_currency`).
 
 Only Stripe has disputes: YooKassa has no disputes API, and the mock provider never opens one.
 """
@@ -179,6 +181,7 @@ class DisputeService:
             raise DisputeNotReady(f"payment {payment.id} is not captured in payql's books yet")
         changed = False
         provider, currency = payment.provider.value, payment.currency
+        fee_currency = answer.fee_currency or currency  # the provider's balance may be kept in another currency
         if answer.withdrawn_minor > 0 and dispute.withdrawn_minor == 0:
             lifecycle.withdraw_for_dispute(session, payment, dispute.id, answer.withdrawn_minor)
             dispute.withdrawn_minor, changed = answer.withdrawn_minor, True
@@ -193,12 +196,12 @@ class DisputeService:
             lifecycle.reinstate_for_dispute(session, payment, dispute.id)
             dispute.reinstated_minor, changed = dispute.withdrawn_minor, True
         if answer.fee_minor > 0 and dispute.fee_minor == 0:
-            lines = postings.dispute_fee(provider, currency, answer.fee_minor)
+            lines = postings.dispute_fee(provider, fee_currency, answer.fee_minor)
             ledger.post(session, "dispute_fee", "dispute", dispute.id, lines)
             dispute.fee_minor, changed = answer.fee_minor, True
         if answer.fee_returned_minor > 0 and dispute.fee_returned_minor == 0 and dispute.fee_minor > 0:
             returned = min(answer.fee_returned_minor, dispute.fee_minor)
-            lines = postings.dispute_fee_returned(provider, currency, returned)
+            lines = postings.dispute_fee_returned(provider, fee_currency, returned)
             ledger.post(session, "dispute_fee_returned", "dispute", dispute.id, lines)
             dispute.fee_returned_minor, changed = returned, True
         if changed:

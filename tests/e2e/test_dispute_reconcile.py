@@ -25,7 +25,7 @@ from support import Api, User
 from payql.app import create_app
 from payql.cli import main
 from payql.db import Database
-from payql.models import Dispute, Enroll, LedgerTransaction, Payment, Refund
+from payql.models import Dispute, Enroll, LedgerAccount, LedgerEntry, LedgerTransaction, Payment, Refund
 from payql.models.enums import DisputeStatus, RefundStatus
 from payql.settings import Settings
 
@@ -246,6 +246,58 @@ def test_reconcile_retries_a_dispute_stripe_cannot_answer_now(
     assert dispute_status(admin, payment_id) == "NEEDS_RESPONSE"
     assert available(mentor) == "0.00"
     assert posted_kinds(db) == ["dispute_fee", "dispute_withdrawn"]
+
+
+# ------------------------------------------------------------------------------------------ currencies
+
+
+def balances(admin: User) -> dict[str, dict[str, str]]:
+    """The platform's providerCash and providerFees, by currency."""
+    return {
+        row["currency"]: {name: value["amount"] for name, value in row.items() if name != "currency"}
+        for row in admin.data(PLATFORM)["platformBalances"]
+    }
+
+
+@pytest.mark.usefixtures("cli")
+def test_a_dispute_settled_in_another_currency_takes_the_disputed_amount_and_books_the_fee_in_its_own(
+    api: Api, fake: FakeStripe, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given a 100.00 USD payment, completed, on a platform whose Stripe balance is kept in EUR
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
+    payment_id, intent_id = completed_enroll(api, fake, client, mentor)
+    fake.balance_in("eur", "0.92")
+
+    # when the charge is disputed: Stripe withdraws 92.00 EUR and a 15.00 EUR fee
+    dispute = fake.open_dispute(intent_id)
+    (withdrawal,) = fake.disputes[dispute["id"]]["balance_transactions"]
+    assert (withdrawal["currency"], withdrawal["amount"], withdrawal["fee"]) == ("eur", -9200, 1500)
+    deliver_all(api, fake)
+
+    # then the payee's share goes back as for any chargeback (the disputed 100.00 USD, as the capture was booked),
+    # and the fee is the platform's cost in the currency Stripe charged it in
+    assert dispute_status(admin, payment_id) == "NEEDS_RESPONSE"
+    assert available(mentor) == "0.00"
+    assert balances(admin) == {
+        "USD": {"providerCash": "0.00", "providerFees": "0.00"},
+        "EUR": {"providerCash": "-15.00", "providerFees": "15.00"},
+    }
+    with db.read() as session:
+        fees = session.scalars(
+            select(LedgerAccount.currency)
+            .join(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .where(LedgerTransaction.kind == "dispute_fee")
+        ).all()
+    assert fees == ["EUR", "EUR"]  # both lines of the fee's posting
+
+    # won: the 100.00 USD come back split; the EUR fee stays; reconcile and its report find nothing more to do
+    fake.close_dispute(dispute["id"], won=True)
+    deliver_all(api, fake)
+    assert available(mentor) == "95.00"
+    assert balances(admin)["USD"] == {"providerCash": "100.00", "providerFees": "0.00"}
+    assert reconcile(capsys, "--report")[0] == 0
+    assert posted_kinds(db) == ["dispute_fee", "dispute_reinstated", "dispute_withdrawn"]
 
 
 # ------------------------------------------------------------------------------------ refunds refused

@@ -27,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -478,6 +479,9 @@ class FakeStripe:
         self.unpayable_accounts: set[str] = set()
         self.payment_methods: dict[str, Obj] = {}
         self.disputes: dict[str, Obj] = {}
+        # The platform's balance currency and the rate from a charge's currency, when it is kept in another currency
+        # than the charges (`balance_in`): a dispute's balance transactions are then converted, as Stripe does.
+        self.balance: tuple[str, Decimal] | None = None
         self.server_errors: list[str] = []  # exceptions inside the fake: a test should see none
         self._lock = threading.RLock()
         self._closing = threading.Event()
@@ -1653,14 +1657,23 @@ class FakeStripe:
             self._balance_transaction(dispute, dispute["amount"], 0, "dispute_reversal", "Chargeback reversal")
             self._emit(_NO_REQUEST, "charge.dispute.funds_reinstated", dispute)
 
+    def balance_in(self, currency: str, rate: str) -> None:
+        """Keep the platform's balance in `currency` from now on: a dispute's funds are converted at `rate` (one unit
+        of the charge's currency in `currency`) and its fee (`fee`, in `currency`'s units) charged in it."""
+        self.balance = (currency.lower(), Decimal(rate))
+
     def _withdraw_disputed(self, dispute: Obj, fee: int) -> None:
         self._balance_transaction(dispute, -dispute["amount"], fee, "dispute", "Chargeback withdrawal")
         self._emit(_NO_REQUEST, "charge.dispute.funds_withdrawn", dispute)
 
     def _balance_transaction(self, dispute: Obj, amount: int, fee: int, category: str, description: str) -> None:
         details = []
+        currency: str = dispute["currency"]
+        rate: Decimal | None = None
+        if self.balance is not None and self.balance[0] != currency:  # converted into the balance's currency
+            currency, rate = self.balance
+            amount = int((amount * rate).to_integral_value(ROUND_HALF_EVEN))
         if fee:
-            currency = dispute["currency"]
             details = [
                 {
                     "amount": fee,
@@ -1676,9 +1689,9 @@ class FakeStripe:
             amount=amount,
             available_on=_now(),
             balance_type="payments",
-            currency=dispute["currency"],
+            currency=currency,
             description=f"{description} for {dispute['charge']}",
-            exchange_rate=None,
+            exchange_rate=None if rate is None else float(rate),
             fee=fee,
             fee_details=details,
             net=amount - fee,

@@ -400,6 +400,7 @@ def _transfer(transfer: Any) -> ProviderPayout:
         currency=str(transfer["currency"]).upper(),
         status="failed" if transfer["reversed"] else "succeeded",
         failure_code="transfer_reversed" if transfer["reversed"] else None,
+        reversed_minor=units.from_stripe(int(transfer["amount_reversed"]), str(transfer["currency"])),
     )
 
 
