@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument(
         "--full",
         action="store_true",
-        help="also re-read and apply every payment and payout of RECONCILE_LOOKBACK_DAYS (what --report compares)",
+        help="also re-read and apply every payment, payout and dispute of RECONCILE_LOOKBACK_DAYS (as --report)",
     )
     reconcile.add_argument(
         "--report",

@@ -281,6 +281,12 @@ class PaymentProvider(Protocol):
         """Read a dispute as the provider sees it now; a provider without disputes raises `ProviderError`."""
         ...
 
+    def list_disputes(self, since: datetime, limit: int) -> list[ProviderDispute]:
+        """The disputes the provider opened since `since`, newest first, page by page, at most `limit` (what
+        `payql reconcile --full` and `--report` compare: a dispute none of whose events reached payql). A provider
+        without disputes has none."""
+        ...
+
     def close(self) -> None:
         """Release the provider's HTTP clients and threads (the process or the command is ending)."""
         ...

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -112,6 +113,27 @@ class DisputeService:
                 return None
             provider, provider_dispute_id = dispute.provider, dispute.provider_dispute_id
         return provider, self._payments.provider(provider).retrieve_dispute(provider_dispute_id)
+
+    def listed(self, since: datetime, limit: int) -> list[tuple[ProviderName, ProviderDispute]]:
+        """Every dispute each provider opened since `since` (one paged list per provider), ours or not: what
+        `payql reconcile --full` and `--report` compare, so that a dispute none of whose events arrived is found."""
+        found: list[tuple[ProviderName, ProviderDispute]] = []
+        for name in ProviderName:
+            try:
+                provider = self._payments.provider(name)
+            except KeyError:  # not configured (a test's own providers)
+                continue
+            found.extend((name, answer) for answer in provider.list_disputes(since, limit))
+        return found
+
+    def id_of(self, provider: ProviderName, provider_dispute_id: str) -> str | None:
+        """payql's id of a provider's dispute, if payql has heard of it."""
+        with self._db.read() as session:
+            return session.scalars(
+                select(Dispute.id).where(
+                    Dispute.provider == provider, Dispute.provider_dispute_id == provider_dispute_id
+                )
+            ).first()
 
     def open_ids(self, limit: int | None = None) -> list[str]:
         """The disputes the provider may still change: not closed, or won without the funds back yet."""

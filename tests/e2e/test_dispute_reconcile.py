@@ -222,6 +222,48 @@ def test_a_dispute_whose_webhooks_were_lost_is_reported_then_booked_once_by_reco
 
 
 @pytest.mark.usefixtures("cli")
+def test_a_dispute_none_of_whose_events_arrived_is_found_by_the_report_and_booked_once_by_reconcile_full(
+    api: Api, fake: FakeStripe, db: Database, capsys: pytest.CaptureFixture[str]
+) -> None:
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("root", "admin")
+    payment_id, intent_id = completed_enroll(api, fake, client, mentor)
+    # opened and lost at Stripe; not one of its events reaches payql
+    dispute = fake.open_dispute(intent_id, reason="product_not_received")
+    fake.close_dispute(dispute["id"], won=False)
+    before = books(db)
+
+    # the routine run re-reads the disputes payql knows: none
+    code, out = reconcile(capsys)
+    assert (code, "0 dispute(s) updated from the provider" in out) == (0, True), out
+    assert books(db) == before
+
+    # the report lists the disputes Stripe opened in the window (one paged list) and names this one
+    listed = len([r for r in fake.requests if r.method == "GET" and r.path == "/v1/disputes"])
+    code, out = reconcile(capsys, "--report")
+    assert code == 1, out
+    assert f"dispute {dispute['id']}: disputes (new): status=LOST amount_minor=10000 currency=USD" in out, out
+    assert f"dispute {dispute['id']}: ledger_transactions (new): kind=dispute_withdrawn" in out
+    assert len([r for r in fake.requests if r.method == "GET" and r.path == "/v1/disputes"]) == listed + 1
+    assert books(db) == before
+
+    # --full books it through the webhooks' path, once however often it runs
+    code, out = reconcile(capsys, "--full")
+    assert (code, "1 dispute(s) updated from the provider" in out) == (0, True), out
+    code, out = reconcile(capsys, "--full")
+    assert (code, "0 dispute(s) updated from the provider" in out) == (0, True), out
+    assert dispute_status(admin, payment_id) == "LOST"
+    assert available(mentor) == "0.00"
+    assert posted_kinds(db) == ["dispute_fee", "dispute_withdrawn"]
+    code, out = reconcile(capsys, "--report")
+    assert (code, "0 difference(s), 0 not compared" in out) == (0, True), out
+
+    # Stripe cannot list the disputes now: the report says so and exits 1
+    fake.fail_next(count=1, status=500, path_prefix="/v1/disputes")
+    code, out = reconcile(capsys, "--report")
+    assert (code, "not compared: disputes: the provider could not list them" in out) == (1, True), out
+
+
+@pytest.mark.usefixtures("cli")
 def test_reconcile_retries_a_dispute_stripe_cannot_answer_now(
     api: Api, fake: FakeStripe, db: Database, capsys: pytest.CaptureFixture[str]
 ) -> None:

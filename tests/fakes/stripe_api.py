@@ -1712,10 +1712,18 @@ class FakeStripe:
     def _list_disputes(self, ctx: _Ctx, params: Obj) -> Obj:
         intent_id = _str(params, "payment_intent")
         charge_id = _str(params, "charge")
+        created = params.get("created")  # a timestamp, or a range: `created[gte]=…` (gt, gte, lt, lte)
+        bounds = created if isinstance(created, dict) else {} if created is None else {"eq": created}
+        tests = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__, "eq": int.__eq__}
+        for name in bounds:
+            if name not in tests:
+                raise _invalid(f"Received unknown parameter: created[{name}]", f"created[{name}]", "parameter_unknown")
         found = [
             dispute
             for dispute in reversed(self.disputes.values())
-            if intent_id in {None, dispute["payment_intent"]} and charge_id in {None, dispute["charge"]}
+            if intent_id in {None, dispute["payment_intent"]}
+            and charge_id in {None, dispute["charge"]}
+            and all(tests[name](dispute["created"], int(value)) for name, value in bounds.items())
         ]
         return self._page(found, params, "/v1/disputes")
 

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import stripe
@@ -48,6 +49,7 @@ T = TypeVar("T")
 # timestamp in the future would make a captured delivery replayable until then.
 SIGNATURE_TOLERANCE_SECONDS = 300
 REFUND_PAGE = 100  # refunds read per request (Stripe's largest page)
+DISPUTE_PAGE = 100  # disputes read per request (Stripe's largest page)
 
 # Event types we act on; anything else is recorded and acknowledged.
 # Stripe's object types as the webhook service's kinds: a charge's events are about its payment.
@@ -318,6 +320,22 @@ class StripeProvider:
         return mapping.dispute(
             self._call(lambda: self._client.v1.disputes.retrieve(provider_dispute_id, params={"expand": ["charge"]}))
         )
+
+    def list_disputes(self, since: datetime, limit: int) -> list[ProviderDispute]:
+        """Disputes created since `since`, newest first, page by page, each with its charge (whose metadata names our
+        payment): one paged list for all, not a read per payment."""
+        found: list[ProviderDispute] = []
+        params: Any = {"created": {"gte": int(since.timestamp())}, "limit": DISPUTE_PAGE, "expand": ["data.charge"]}
+        while len(found) < limit:
+            listed = self._list_disputes(params)
+            found.extend(mapping.dispute(dispute) for dispute in listed.data)
+            if not listed.has_more or not listed.data:
+                break
+            params = {**params, "starting_after": str(listed.data[-1]["id"])}
+        return found[:limit]
+
+    def _list_disputes(self, params: Any) -> Any:
+        return self._call(lambda: self._client.v1.disputes.list(params=params))
 
     # -- webhooks ----------------------------------------------------------------------------------------
 
