@@ -161,7 +161,8 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"reconcile: {run.created} payment(s) created, {run.enrolls} enroll action(s) finished, "
         f"{run.refunds} refund(s) sent, {run.payouts} payout(s) settled or sent, "
-        f"{run.refreshed} payment(s) updated from the provider, {run.failed} to retry"
+        f"{run.refreshed} payment(s) updated from the provider, {run.disputes} dispute(s) updated from the provider, "
+        f"{run.failed} to retry"
     )
     return 1 if run.failed else 0
 
@@ -228,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     batch.set_defaults(run=cmd_payouts_run)
 
     reconcile = commands.add_parser(
-        "reconcile", help="finish provider calls a crash or an outage left pending; re-fetch stale open payments"
+        "reconcile",
+        help="finish provider calls a crash or an outage left pending; re-fetch stale open payments and disputes",
     )
     reconcile.add_argument(
         "--older-than",
@@ -241,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument(
         "--full",
         action="store_true",
-        help="also re-read and apply every payment and payout of RECONCILE_LOOKBACK_DAYS (what --report compares)",
+        help="also re-read and apply every payment, payout and dispute of RECONCILE_LOOKBACK_DAYS (as --report)",
     )
     reconcile.add_argument(
         "--report",

@@ -13,8 +13,10 @@ class Dispute(Timestamped, Base):
     """A chargeback (or an inquiry) the payer's bank opened on a captured payment, as its provider reports it.
 
     `withdrawn_minor` and `reinstated_minor` are the funds the provider took from the platform's balance and gave
-    back; `fee_minor` and `fee_returned_minor` its dispute fees. They are what the ledger has booked for this dispute
-    (services/disputes.py). `payee_id` is the payment's, so that a payee's list needs no join.
+    back, in `currency`; `fee_minor` and `fee_returned_minor` its dispute fees, in the currency of the provider's
+    balance (the payment's, unless the platform's Stripe balance is kept in another currency). They are what the
+    ledger has booked for this dispute (services/disputes.py). `payee_id` is the payment's, so that a payee's list
+    needs no join.
     """
 
     __tablename__ = "disputes"

@@ -76,6 +76,13 @@ class ProviderInvalidRequest(ProviderError):
     code = "INVALID_INPUT"
 
 
+class ProviderInvalidState(ProviderError):
+    """The provider refuses the request because of its object's state (Stripe: a refund of a charge that has been
+    charged back, `charge_disputed`): the same code as payql's own refusal of it."""
+
+    code = "INVALID_STATE"
+
+
 class PayoutRefused(ProviderError):
     """The provider refused a new payout definitively (an invalid destination, a closed account, any 4xx other than
     a rate limit or a concurrent use of the key): no money left, the withdrawal fails. `provider_code` is the
@@ -179,6 +186,9 @@ class ProviderPayout:
     currency: str
     status: str  # "pending", "succeeded", "failed" (refused, canceled or reversed: no money reached the payee)
     failure_code: str | None = None  # the provider's short code for a failure, never its prose
+    # What the provider took back of a payout it still shows as paid (a partial Stripe transfer reversal): payql
+    # books a reversal only when it is whole (`status` "failed"); a part is logged and left to the operator.
+    reversed_minor: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +197,10 @@ class ProviderDispute:
 
     The money is what the provider's balance shows for it, gross and cumulative: `withdrawn_minor` taken from the
     platform's balance, `reinstated_minor` given back (a dispute won), `fee_minor` the dispute fees charged and
-    `fee_returned_minor` those given back. A status the provider reports that we do not know is None (the
-    dispute's status stays as it was). Only Stripe has disputes; YooKassa has no disputes API.
+    `fee_returned_minor` those given back. The funds are in `currency` (the disputed payment's), the fees in
+    `fee_currency` when the provider's balance is kept in another currency (None: in `currency` too). A status the
+    provider reports that we do not know is None (the dispute's status stays as it was). Only Stripe has disputes;
+    YooKassa has no disputes API.
     """
 
     provider_dispute_id: str
@@ -202,6 +214,7 @@ class ProviderDispute:
     reinstated_minor: int = 0
     fee_minor: int = 0
     fee_returned_minor: int = 0
+    fee_currency: str | None = None
     payment_id: str | None = None  # ours, from the disputed charge's metadata
     payment_ref: str | None = None  # the provider's id of the disputed payment (a PaymentIntent)
 
@@ -266,6 +279,12 @@ class PaymentProvider(Protocol):
 
     def retrieve_dispute(self, provider_dispute_id: str) -> ProviderDispute:
         """Read a dispute as the provider sees it now; a provider without disputes raises `ProviderError`."""
+        ...
+
+    def list_disputes(self, since: datetime, limit: int) -> list[ProviderDispute]:
+        """The disputes the provider opened since `since`, newest first, page by page, at most `limit` (what
+        `payql reconcile --full` and `--report` compare: a dispute none of whose events reached payql). A provider
+        without disputes has none."""
         ...
 
     def close(self) -> None:

@@ -60,6 +60,7 @@ CATALOGUE: Final[dict[str, str]] = {
     "invalid_charge_amount_no_decimal_compatible": "The payment provider takes this currency in whole units only",
     "charge_already_refunded": "The payment is already refunded in full at the payment provider",
     "charge_not_refundable": "The payment cannot be refunded at the payment provider",
+    "charge_disputed": "The payment is disputed (charged back): it cannot be refunded",
     "payment_intent_unexpected_state": "The payment is not in a state that allows this",
     "resource_missing": "The payment provider does not know this object",
     "not_found": "The payment provider does not know this object",

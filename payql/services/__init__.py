@@ -67,6 +67,7 @@ def build_services(settings: Settings, db: Database, providers: dict[ProviderNam
         refunds,
         enrolls,
         payouts,
+        disputes,
         timedelta(seconds=settings.reconcile_after_seconds),
         lookback=timedelta(days=settings.reconcile_lookback_days),
     )

@@ -9,7 +9,9 @@ answer to `DisputeService.receive`, which applies it in one transaction with the
   refund of that amount (`lifecycle.withdraw_for_dispute`), funds reinstated reverse that reversal exactly
   (`lifecycle.reinstate_for_dispute`), and the dispute fee is booked to `providerFees` (given back only if the
   provider gives it back: Stripe keeps it when a dispute is won). Each is posted once per dispute, so events that
-  come twice, late or out of order end in the same books.
+  come twice, late or out of order end in the same books. When the provider's balance is kept in another currency
+  than the payment's, the funds count as the disputed amount in the payment's currency (as its capture was booked)
+  and the fee is booked in the balance's currency (`ProviderDispute.fee_currency`).
 
 Only Stripe has disputes: YooKassa has no disputes API, and the mock provider never opens one.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -47,6 +50,10 @@ TRANSITIONS: dict[DisputeStatus, frozenset[DisputeStatus]] = {
     D.PREVENTED: frozenset(),
 }
 OPEN = frozenset(status for status, targets in TRANSITIONS.items() if targets)
+# A chargeback open or lost: the payer's bank returns (or returned) the money, so a refund would pay it twice; the
+# provider refuses one too (Stripe: `charge_disputed`). An inquiry may still be refunded, and so may a payment whose
+# chargeback was won.
+BLOCKS_REFUND = frozenset({D.NEEDS_RESPONSE, D.UNDER_REVIEW, D.LOST})
 FIRST = D.NEEDS_RESPONSE  # a new dispute whose status the provider reports in words we do not know
 
 
@@ -95,29 +102,53 @@ class DisputeService:
     def refresh(self, dispute_id: str) -> bool:
         """Re-read a dispute at its provider and apply it through the same path as webhooks; whether anything
         changed (reconcile calls it for every open dispute)."""
+        read = self.reread(dispute_id)
+        return read is not None and bool(self.receive(*read))
+
+    def reread(self, dispute_id: str) -> tuple[ProviderName, ProviderDispute] | None:
+        """A dispute of ours as its provider shows it now (one provider call); None for an unknown id."""
         with self._db.read() as session:
             dispute = session.get(Dispute, dispute_id)
             if dispute is None:
-                return False
+                return None
             provider, provider_dispute_id = dispute.provider, dispute.provider_dispute_id
-        answer = self._payments.provider(provider).retrieve_dispute(provider_dispute_id)
-        return bool(self.receive(provider, answer))
+        return provider, self._payments.provider(provider).retrieve_dispute(provider_dispute_id)
 
-    def open_ids(self) -> list[str]:
-        """The disputes the provider may still change: not closed, or won without the funds back yet."""
+    def listed(self, since: datetime, limit: int) -> list[tuple[ProviderName, ProviderDispute]]:
+        """Every dispute each provider opened since `since` (one paged list per provider), ours or not: what
+        `payql reconcile --full` and `--report` compare, so that a dispute none of whose events arrived is found."""
+        found: list[tuple[ProviderName, ProviderDispute]] = []
+        for name in ProviderName:
+            try:
+                provider = self._payments.provider(name)
+            except KeyError:  # not configured (a test's own providers)
+                continue
+            found.extend((name, answer) for answer in provider.list_disputes(since, limit))
+        return found
+
+    def id_of(self, provider: ProviderName, provider_dispute_id: str) -> str | None:
+        """payql's id of a provider's dispute, if payql has heard of it."""
         with self._db.read() as session:
-            return list(
-                session.scalars(
-                    select(Dispute.id)
-                    .where(
-                        or_(
-                            Dispute.status.in_(OPEN),
-                            (Dispute.status == D.WON) & (Dispute.withdrawn_minor > 0) & (Dispute.reinstated_minor == 0),
-                        )
-                    )
-                    .order_by(Dispute.id)
+            return session.scalars(
+                select(Dispute.id).where(
+                    Dispute.provider == provider, Dispute.provider_dispute_id == provider_dispute_id
+                )
+            ).first()
+
+    def open_ids(self, limit: int | None = None) -> list[str]:
+        """The disputes the provider may still change: not closed, or won without the funds back yet."""
+        query = (
+            select(Dispute.id)
+            .where(
+                or_(
+                    Dispute.status.in_(OPEN),
+                    (Dispute.status == D.WON) & (Dispute.withdrawn_minor > 0) & (Dispute.reinstated_minor == 0),
                 )
             )
+            .order_by(Dispute.id)
+        )
+        with self._db.read() as session:
+            return list(session.scalars(query if limit is None else query.limit(limit)))
 
     # -- the one path --------------------------------------------------------------------------------------
 
@@ -172,6 +203,7 @@ class DisputeService:
             raise DisputeNotReady(f"payment {payment.id} is not captured in payql's books yet")
         changed = False
         provider, currency = payment.provider.value, payment.currency
+        fee_currency = answer.fee_currency or currency  # the provider's balance may be kept in another currency
         if answer.withdrawn_minor > 0 and dispute.withdrawn_minor == 0:
             lifecycle.withdraw_for_dispute(session, payment, dispute.id, answer.withdrawn_minor)
             dispute.withdrawn_minor, changed = answer.withdrawn_minor, True
@@ -186,12 +218,12 @@ class DisputeService:
             lifecycle.reinstate_for_dispute(session, payment, dispute.id)
             dispute.reinstated_minor, changed = dispute.withdrawn_minor, True
         if answer.fee_minor > 0 and dispute.fee_minor == 0:
-            lines = postings.dispute_fee(provider, currency, answer.fee_minor)
+            lines = postings.dispute_fee(provider, fee_currency, answer.fee_minor)
             ledger.post(session, "dispute_fee", "dispute", dispute.id, lines)
             dispute.fee_minor, changed = answer.fee_minor, True
         if answer.fee_returned_minor > 0 and dispute.fee_returned_minor == 0 and dispute.fee_minor > 0:
             returned = min(answer.fee_returned_minor, dispute.fee_minor)
-            lines = postings.dispute_fee_returned(provider, currency, returned)
+            lines = postings.dispute_fee_returned(provider, fee_currency, returned)
             ledger.post(session, "dispute_fee_returned", "dispute", dispute.id, lines)
             dispute.fee_returned_minor, changed = returned, True
         if changed:

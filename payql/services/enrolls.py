@@ -23,7 +23,7 @@ from payql.models.enums import EnrollAction, EnrollStatus, PaymentStatus
 from payql.money import Money
 from payql.providers.base import ProviderError
 from payql.services import text
-from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound, PaymentDisputed
 from payql.services.lifecycle import CAPTURED, NOT_YET, sync_ledger
 from payql.services.payments import PaymentService, open_payment
 from payql.services.refunds import RefundService
@@ -208,6 +208,9 @@ class EnrollService:
         except ProviderError as exc:
             if not exc.transient:  # the provider will not void or refund it: the cancellation is off
                 self._forget_intent(enroll_id, EnrollAction.CANCEL)
+            raise
+        except PaymentDisputed:  # refused before the provider was asked: the cancellation is off all the same
+            self._forget_intent(enroll_id, EnrollAction.CANCEL)
             raise
         with self._db.uow() as uow:
             session = uow.session

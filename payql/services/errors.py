@@ -37,6 +37,11 @@ class InvalidState(DomainError):
     code = "INVALID_STATE"
 
 
+class PaymentDisputed(InvalidState):
+    """A refund of a payment with an open chargeback or a lost one: the payer's bank returns (or returned) the money;
+    a refund would pay it twice, and the provider refuses it too (Stripe: `charge_disputed`)."""
+
+
 class Conflict(DomainError):
     code = "CONFLICT"
 

@@ -374,6 +374,16 @@ class PayoutService:
                     withdrawal.amount_minor,
                 )
                 ledger.post(uow.session, "payout_reversed", "withdrawal", withdrawal.id, lines)
+            elif withdrawal.status is WithdrawalStatus.COMPLETED and answer.reversed_minor > 0:
+                # part of a paid payout taken back (a partial Stripe transfer reversal): not booked (README
+                # "Provider truth: what payql books"); the whole reversal, if it comes, is
+                logger.warning(
+                    "withdrawal %s: the provider reversed %s of its %s %s; not booked, left to the operator",
+                    withdrawal.id,
+                    answer.reversed_minor,
+                    withdrawal.amount_minor,
+                    withdrawal.currency,
+                )
             # anything else (FAILED, or a late "pending"/"succeeded" after the end) changes nothing: no regression
             uow.commit()
             return withdrawal.status

@@ -11,12 +11,17 @@ apply, or the call times out and the caller never retries, the intent stays behi
 - a withdrawal PROCESSING: its payout sent again with the same key, or re-fetched;
 - payments waiting on the payer (up to a week old), pending refunds whose webhook never came, and payments with a
   refund that succeeded within `RECONCILE_LOOKBACK_DAYS` (a provider may fail a refund weeks later): re-fetched and
-  applied.
+  applied;
+- every open dispute (`DisputeService.open_ids`: not closed, or won with its funds not yet reinstated): re-read and
+  applied through `DisputeService.receive`, the path webhooks take, so a withdrawal, a close or a reinstatement
+  whose event was lost is booked once; with `full`, also every dispute the providers opened within the lookback
+  window (one paged list per provider), so a dispute none of whose events arrived is found.
 
 `report()` (`payql reconcile --report`) changes nothing: it re-reads every payment and withdrawal of the lookback
-window (and every open one), applies each answer through the same path as `run()` inside a unit of work that is
-rolled back (`Database.dry_run`), and lists what that would have written: every difference between payql's books
-and the provider's records. Intents left unfinished are listed too.
+window (and every open one), every dispute opened in that window and every open one, applies each answer through
+the same path as `run()` inside a unit of work that is rolled back (`Database.dry_run`), and lists what that would
+have written: every difference between payql's books and the provider's records. Intents left unfinished are
+listed too.
 
 Only rows untouched for `RECONCILE_AFTER_SECONDS` (far longer than `PROVIDER_TIMEOUT_MS`) are taken, so reconcile
 never races a request still waiting on its provider; on PostgreSQL an advisory lock lets one replica run it at a
@@ -34,8 +39,9 @@ from sqlalchemy import Select, or_, select
 
 from payql.db import Database
 from payql.models import Enroll, Payment, PayoutAccount, Refund, Withdrawal, utcnow
-from payql.models.enums import PaymentStatus, RefundStatus, WithdrawalStatus
-from payql.providers.base import ProviderError, ProviderPayout
+from payql.models.enums import PaymentStatus, ProviderName, RefundStatus, WithdrawalStatus
+from payql.providers.base import ProviderDispute, ProviderError, ProviderPayout
+from payql.services.disputes import DisputeNotReady, DisputeService
 from payql.services.enrolls import EnrollService
 from payql.services.errors import DomainError
 from payql.services.jobs import exclusive
@@ -67,6 +73,7 @@ class ReconcileRun:
     refunds: int = 0  # refunds resumed
     payouts: int = 0  # withdrawals in flight sent again or re-fetched
     refreshed: int = 0  # open payments re-fetched whose state changed
+    disputes: int = 0  # open disputes re-read whose state or books changed
     failed: int = 0  # items the provider could not answer now: the next run retries them
     skipped: bool = False  # another replica holds the job's lock
     problems: list[str] = field(default_factory=list)
@@ -80,6 +87,7 @@ class Reconciler:
         refunds: RefundService,
         enrolls: EnrollService,
         payouts: PayoutService,
+        disputes: DisputeService,
         older_than: timedelta,
         lookback: timedelta = timedelta(days=120),
     ) -> None:
@@ -88,6 +96,7 @@ class Reconciler:
         self._refunds = refunds
         self._enrolls = enrolls
         self._payouts = payouts
+        self._disputes = disputes
         self._older_than = older_than
         self._lookback = lookback
 
@@ -111,13 +120,22 @@ class Reconciler:
             run.refunds = self._each(run, "refund", self._ids(self._unsent_refunds(cutoff), limit), self._refund)
             run.payouts = self._each(run, "withdrawal", self._ids(self._payouts_in_flight(cutoff), limit), self._payout)
             since = (now or utcnow()) - self._lookback
+            listed: dict[str, tuple[ProviderName, ProviderDispute]] = {}
             if full:  # what `report()` compares: every payment and payout of the window
                 waiting = self._ids(self._payments_in_window(cutoff, since), limit)
                 settled = self._ids(self._payouts_in_window(cutoff, since), limit)
                 run.payouts += self._each(run, "withdrawal", settled, self._refresh_payout)
+                found = self._listed(run.problems, since, limit)
+                run.failed += found is None
+                listed = found or {}
             else:
                 waiting = self._ids(self._waiting_payments(cutoff, since), limit)
             run.refreshed = self._each(run, "payment", waiting, self._refresh)
+            # Last: a dispute on a payment whose capture was only now learned books against that capture. A dispute
+            # the list brought is applied from it (one provider call per object and run); the others are re-read.
+            run.disputes = self._each(run, "dispute", listed, lambda label: self._receive(*listed[label]))
+            reread = [dispute_id for dispute_id in self._disputes.open_ids(limit) if dispute_id not in listed]
+            run.disputes += self._each(run, "dispute", reread, self._disputes.refresh)
             return run
 
     def report(
@@ -140,6 +158,14 @@ class Reconciler:
             self._compare(report, "payment", payment_id, self._compare_payment)
         for withdrawal_id in self._ids(self._payouts_in_window(cutoff, since), limit):
             self._compare(report, "withdrawal", withdrawal_id, self._compare_payout)
+        found = self._listed(report.problems, since, limit)
+        report.failed += found is None
+        listed = found or {}
+        for label in listed:
+            self._compare(report, "dispute", label, lambda key: self._dry_receive(*listed[key]))
+        for dispute_id in self._disputes.open_ids(limit):
+            if dispute_id not in listed:
+                self._compare(report, "dispute", dispute_id, self._compare_dispute)
         return report
 
     # -- what is left behind ---------------------------------------------------------------------------------
@@ -314,6 +340,36 @@ class Reconciler:
             self._payouts.settle(withdrawal_id, read[1])
         return changes
 
+    def _compare_dispute(self, dispute_id: str) -> list[str]:
+        read = self._disputes.reread(dispute_id)
+        if read is None:  # pragma: no cover - disputes are never deleted
+            return []
+        return self._dry_receive(*read)
+
+    def _receive(self, provider: ProviderName, answer: ProviderDispute) -> bool:
+        return bool(self._disputes.receive(provider, answer))
+
+    def _dry_receive(self, provider: ProviderName, answer: ProviderDispute) -> list[str]:
+        with self._db.dry_run() as changes:
+            self._disputes.receive(provider, answer)
+        return changes
+
+    def _listed(
+        self, problems: list[str], since: datetime, limit: int
+    ) -> dict[str, tuple[ProviderName, ProviderDispute]] | None:
+        """The disputes the providers opened in the window, by payql's id (the provider's for one payql has not
+        heard of); None, with a problem noted, when a provider could not list them now."""
+        try:
+            found = self._disputes.listed(since, limit)
+        except ProviderError as exc:
+            problems.append(f"disputes: the provider could not list them ({exc.code})")
+            logger.warning("reconcile: the disputes could not be listed: %s", exc)
+            return None
+        return {
+            self._disputes.id_of(provider, answer.provider_dispute_id) or answer.provider_dispute_id: (provider, answer)
+            for provider, answer in found
+        }
+
     @staticmethod
     def _compare(report: ReconcileReport, kind: str, object_id: str, compare: Callable[[str], list[str]]) -> None:
         report.checked += 1
@@ -322,6 +378,10 @@ class Reconciler:
         except ProviderError as exc:
             report.failed += 1
             report.problems.append(f"{kind} {object_id}: the provider did not answer ({exc.code})")
+            return
+        except DisputeNotReady as exc:
+            report.failed += 1
+            report.problems.append(f"{kind} {object_id}: {exc}")
             return
         except Exception:  # one broken row must not hide the others
             report.failed += 1
@@ -336,7 +396,7 @@ class Reconciler:
         for object_id in ids:
             try:
                 done += finish(object_id)
-            except (ProviderError, DomainError) as exc:
+            except (ProviderError, DomainError, DisputeNotReady) as exc:
                 # a provider outage, or a refusal: logged and counted; the next run tries again
                 run.failed += 1
                 run.problems.append(f"{kind} {object_id}: {exc}")

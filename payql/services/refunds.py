@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 from payql.auth import Principal
 from payql.db import ROW_LOCK, Database
 from payql.faults import crash_point
-from payql.models import Payment, Refund
+from payql.models import Dispute, Payment, Refund
 from payql.models.enums import PaymentPurpose, RefundReason, RefundStatus
 from payql.money import Money
 from payql.providers.base import ProviderError
 from payql.services import credits, text
-from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound
+from payql.services.disputes import BLOCKS_REFUND
+from payql.services.errors import Forbidden, InvalidInput, InvalidState, NotFound, PaymentDisputed
 from payql.services.idempotency import IdempotencyService, derived_id
 from payql.services.lifecycle import REFUNDABLE, REFUSED
 from payql.services.payments import PaymentService
@@ -83,6 +84,8 @@ class RefundService:
                 "enroll cancelled",
                 check_actor=False,
             )
+        except PaymentDisputed:
+            raise  # the chargeback decides where the money goes: the cancellation is refused, as Stripe would
         except (InvalidInput, InvalidState):
             return None  # nothing left to refund (refunded already, by this cancellation or otherwise)
 
@@ -126,6 +129,7 @@ class RefundService:
                     self._check_actor(principal, payment)
                 if payment.status not in REFUNDABLE:
                     raise InvalidState(f"the payment is {payment.status.value}: there is nothing to refund")
+                self._not_disputed(session, payment)
                 value = self._amount(session, payment, amount)
                 refund = Refund(
                     id=refund_id,
@@ -148,6 +152,21 @@ class RefundService:
         if refund.status is not RefundStatus.PENDING:
             return RefundResult(refund=refund, payment=payment)
         return self._send(refund, payment)
+
+    @staticmethod
+    def _not_disputed(session: Session, payment: Payment) -> None:
+        """Refuse, before anything is written or sent, a refund of a payment whose chargeback is open or lost."""
+        status = session.scalars(
+            select(Dispute.status)
+            .where(Dispute.payment_id == payment.id, Dispute.status.in_(BLOCKS_REFUND))
+            .order_by(Dispute.created_at.desc())
+            .limit(1)
+        ).first()
+        if status is not None:
+            raise PaymentDisputed(
+                f"the payment is disputed ({status.value}): it cannot be refunded while the chargeback is open or "
+                "after it was lost"
+            )
 
     @staticmethod
     def _amount(session: Session, payment: Payment, amount: Money | None) -> int:

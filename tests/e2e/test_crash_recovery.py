@@ -335,9 +335,10 @@ def test_reconcile_leaves_what_the_provider_cannot_answer_now_for_its_next_run(
     assert one(db, Refund).status is RefundStatus.PENDING
     assert fake.refunds == {}
 
-    assert "1 refund(s) sent, 0 payout(s) settled or sent, 0 payment(s) updated from the provider, 0 to retry" in (
-        reconcile("--older-than", "0")
-    )
+    assert (
+        "1 refund(s) sent, 0 payout(s) settled or sent, 0 payment(s) updated from the provider, "
+        "0 dispute(s) updated from the provider, 0 to retry"
+    ) in reconcile("--older-than", "0")
     assert one(db, Refund).status is RefundStatus.SUCCEEDED
     assert len(fake.refunds) == 1
 

@@ -309,6 +309,29 @@ def test_a_reversal_whose_event_was_lost_is_reported_then_applied_by_reconcile_f
     assert cli("ledger", "check") == "ledger check: ok"
 
 
+def test_a_partial_reversal_is_logged_and_left_to_the_operator(
+    configure: Configure, stripe_fake: FakeStripe, caplog: pytest.LogCaptureFixture
+) -> None:
+    # README "Provider truth: what payql leaves to the operator": a part of a transfer reversed is not booked
+    api = configure()
+    client, mentor, admin = api.user("client"), api.user("mentor", "provider"), api.user("admin", "admin")
+    earn(client, mentor)
+    verified(mentor, admin)
+    withdrawal_id = approved(mentor, admin, usd("60.00"))
+    assert cli("payouts", "run") == "payouts run: 0 created, 1 completed, 0 failed, 0 pending"
+    (transfer_id,) = stripe_fake.transfers
+    stripe_fake.reverse_transfer(transfer_id, 1000)
+
+    assert stripe_hook(api, stripe_fake, stripe_fake.events_of("transfer.reversed")[-1]) == "processed"
+    cli("reconcile", "--older-than", "0", "--full")
+    assert withdrawal_of(mentor)["status"] == "COMPLETED"
+    assert account(mentor) == {"available": "35.00", "paidOut": "60.00"}  # the 10.00 is not booked
+    warned = [r.getMessage() for r in caplog.records if r.name == "payql.payouts" and r.levelname == "WARNING"]
+    assert f"withdrawal {withdrawal_id}: the provider reversed 1000 of its 6000 USD; not booked" in warned[-1]
+    assert "0 difference(s)" in cli("reconcile", "--older-than", "0", "--report")  # the report does not list it
+    assert cli("ledger", "check") == "ledger check: ok"
+
+
 # ----------------------------------------------------------------------------------------------- YooKassa
 
 

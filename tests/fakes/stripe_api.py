@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
 from functools import cache, partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import parse_qsl
@@ -468,6 +469,9 @@ class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
         self.unpayable_accounts: set[str] = set()
         self.payment_methods: dict[str, Obj] = {}
         self.disputes: dict[str, Obj] = {}
+        # The platform's balance currency and the rate from a charge's currency, when it is kept in another currency
+        # than the charges (`balance_in`): a dispute's balance transactions are then converted, as Stripe does.
+        self.balance: tuple[str, Decimal] | None = None
         self._stored: dict[tuple[str, str], _Stored] = {}
         self._card_numbers: dict[str, str] = {}  # payment method id → test card number
         self._return_urls: dict[str, str] = {}  # payment intent id → return_url given at create or confirm
@@ -1178,6 +1182,15 @@ class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
 
     def _create_refund(self, ctx: _Ctx, params: Obj) -> Obj:
         charge = self._refundable_charge(params)
+        # A charge with a chargeback open or lost cannot be refunded: the bank returns the money (error code
+        # `charge_disputed`, https://docs.stripe.com/error-codes#charge-disputed). An inquiry still can be
+        # (`is_charge_refundable`), and so can a charge whose dispute was won.
+        if any(
+            dispute["charge"] == charge["id"] and dispute["status"] in {"needs_response", "under_review", "lost"}
+            for dispute in self.disputes.values()
+        ):
+            message = f"Charge {charge['id']} has been charged back; cannot issue a refund."
+            raise _error(400, message, code="charge_disputed", stored=True)
         reason = _enum(params, "reason", ("duplicate", "fraudulent", "requested_by_customer"))
         metadata = _metadata(params)
         amount = _int(params, "amount", minimum=1)
@@ -1556,14 +1569,23 @@ class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
             self._balance_transaction(dispute, dispute["amount"], 0, "dispute_reversal", "Chargeback reversal")
             self._emit(_NO_REQUEST, "charge.dispute.funds_reinstated", dispute)
 
+    def balance_in(self, currency: str, rate: str) -> None:
+        """Keep the platform's balance in `currency` from now on: a dispute's funds are converted at `rate` (one unit
+        of the charge's currency in `currency`) and its fee (`fee`, in `currency`'s units) charged in it."""
+        self.balance = (currency.lower(), Decimal(rate))
+
     def _withdraw_disputed(self, dispute: Obj, fee: int) -> None:
         self._balance_transaction(dispute, -dispute["amount"], fee, "dispute", "Chargeback withdrawal")
         self._emit(_NO_REQUEST, "charge.dispute.funds_withdrawn", dispute)
 
     def _balance_transaction(self, dispute: Obj, amount: int, fee: int, category: str, description: str) -> None:
         details = []
+        currency: str = dispute["currency"]
+        rate: Decimal | None = None
+        if self.balance is not None and self.balance[0] != currency:  # converted into the balance's currency
+            currency, rate = self.balance
+            amount = int((amount * rate).to_integral_value(ROUND_HALF_EVEN))
         if fee:
-            currency = dispute["currency"]
             details = [
                 {
                     "amount": fee,
@@ -1579,9 +1601,9 @@ class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
             amount=amount,
             available_on=_now(),
             balance_type="payments",
-            currency=dispute["currency"],
+            currency=currency,
             description=f"{description} for {dispute['charge']}",
-            exchange_rate=None,
+            exchange_rate=None if rate is None else float(rate),
             fee=fee,
             fee_details=details,
             net=amount - fee,
@@ -1602,10 +1624,18 @@ class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
     def _list_disputes(self, ctx: _Ctx, params: Obj) -> Obj:
         intent_id = _str(params, "payment_intent")
         charge_id = _str(params, "charge")
+        created = params.get("created")  # a timestamp, or a range: `created[gte]=…` (gt, gte, lt, lte)
+        bounds = created if isinstance(created, dict) else {} if created is None else {"eq": created}
+        tests = {"gt": int.__gt__, "gte": int.__ge__, "lt": int.__lt__, "lte": int.__le__, "eq": int.__eq__}
+        for name in bounds:
+            if name not in tests:
+                raise _invalid(f"Received unknown parameter: created[{name}]", f"created[{name}]", "parameter_unknown")
         found = [
             dispute
             for dispute in reversed(self.disputes.values())
-            if intent_id in {None, dispute["payment_intent"]} and charge_id in {None, dispute["charge"]}
+            if intent_id in {None, dispute["payment_intent"]}
+            and charge_id in {None, dispute["charge"]}
+            and all(tests[name](dispute["created"], int(value)) for name, value in bounds.items())
         ]
         return self._page(found, params, "/v1/disputes")
 

@@ -734,6 +734,26 @@ def test_an_inquiry_moves_no_money_until_it_escalates_and_an_accepted_dispute_is
     assert [item.id for item in listed.data] == [inquiry["id"]]
 
 
+def test_a_charge_charged_back_cannot_be_refunded_but_an_inquiry_can(
+    client: stripe.StripeClient, fake: FakeStripe
+) -> None:
+    # Stripe's error code `charge_disputed`: the bank returns the money of a chargeback, open or lost
+    intent = paid_intent(client, 5000)
+    inquiry = fake.open_dispute(intent.id, inquiry=True)
+    partial = client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 1000})
+    assert partial.status == "succeeded"  # an inquiry can still be refunded (`is_charge_refundable`)
+
+    fake.escalate_dispute(inquiry["id"])
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.refunds.create(params={"payment_intent": intent.id})
+    assert (raised.value.http_status, raised.value.code) == (400, "charge_disputed")
+    fake.close_dispute(inquiry["id"], won=False)
+    with pytest.raises(stripe.InvalidRequestError) as raised:
+        client.v1.refunds.create(params={"payment_intent": intent.id})
+    assert raised.value.code == "charge_disputed"
+    assert [refund["id"] for refund in fake.refunds.values() if refund["payment_intent"] == intent.id] == [partial.id]
+
+
 def test_disputes_are_opened_and_closed_over_http_too(fake: FakeStripe) -> None:
     with stripe_client(fake) as sdk:
         intent = paid_intent(sdk)

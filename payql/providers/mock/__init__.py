@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from payql.db import ROW_LOCK, Database
@@ -350,3 +351,6 @@ class MockProvider:
     def retrieve_dispute(self, provider_dispute_id: str) -> ProviderDispute:
         """The mock opens no disputes: there is none to read."""
         raise ProviderError(f"MOCK MODE has no dispute {provider_dispute_id}", provider_code="resource_missing")
+
+    def list_disputes(self, since: datetime, limit: int) -> list[ProviderDispute]:  # none to list
+        return []

@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import stripe
@@ -31,6 +32,7 @@ from payql.providers.base import (
     ProviderError,
     ProviderEvent,
     ProviderInvalidRequest,
+    ProviderInvalidState,
     ProviderPayment,
     ProviderPayout,
     ProviderRefund,
@@ -47,6 +49,7 @@ T = TypeVar("T")
 # timestamp in the future would make a captured delivery replayable until then.
 SIGNATURE_TOLERANCE_SECONDS = 300
 REFUND_PAGE = 100  # refunds read per request (Stripe's largest page)
+DISPUTE_PAGE = 100  # disputes read per request (Stripe's largest page)
 
 # Event types we act on; anything else is recorded and acknowledged.
 # Stripe's object types as the webhook service's kinds: a charge's events are about its payment.
@@ -109,7 +112,8 @@ def _translated() -> Iterator[None]:
             raise ProviderUnavailable(messages.UNAVAILABLE, provider_code=exc.code or "api_error") from exc
         raise ProviderError(messages.message(exc.code, messages.FAILED), provider_code=exc.code) from exc
     except stripe.InvalidRequestError as exc:
-        raise ProviderInvalidRequest(messages.message(exc.code, messages.REFUSED), provider_code=exc.code) from exc
+        refusal = ProviderInvalidState if exc.code in mapping.STATE_CODES else ProviderInvalidRequest
+        raise refusal(messages.message(exc.code, messages.REFUSED), provider_code=exc.code) from exc
     except (stripe.AuthenticationError, stripe.PermissionError) as exc:
         raise ProviderError(messages.CREDENTIALS, provider_code=exc.code or "unauthorized") from exc
     except stripe.StripeError as exc:
@@ -317,6 +321,22 @@ class StripeProvider:
             self._call(lambda: self._client.v1.disputes.retrieve(provider_dispute_id, params={"expand": ["charge"]}))
         )
 
+    def list_disputes(self, since: datetime, limit: int) -> list[ProviderDispute]:
+        """Disputes created since `since`, newest first, page by page, each with its charge (whose metadata names our
+        payment): one paged list for all, not a read per payment."""
+        found: list[ProviderDispute] = []
+        params: Any = {"created": {"gte": int(since.timestamp())}, "limit": DISPUTE_PAGE, "expand": ["data.charge"]}
+        while len(found) < limit:
+            listed = self._list_disputes(params)
+            found.extend(mapping.dispute(dispute) for dispute in listed.data)
+            if not listed.has_more or not listed.data:
+                break
+            params = {**params, "starting_after": str(listed.data[-1]["id"])}
+        return found[:limit]
+
+    def _list_disputes(self, params: Any) -> Any:
+        return self._call(lambda: self._client.v1.disputes.list(params=params))
+
     # -- webhooks ----------------------------------------------------------------------------------------
 
     def parse_webhook(self, headers: dict[str, str], body: bytes, client_ip: str | None) -> ProviderEvent:
@@ -398,6 +418,7 @@ def _transfer(transfer: Any) -> ProviderPayout:
         currency=str(transfer["currency"]).upper(),
         status="failed" if transfer["reversed"] else "succeeded",
         failure_code="transfer_reversed" if transfer["reversed"] else None,
+        reversed_minor=units.from_stripe(int(transfer["amount_reversed"]), str(transfer["currency"])),
     )
 
 

@@ -47,6 +47,9 @@ def _get(obj: Any, key: str, default: Any = None) -> Any:
 
 
 DECLINE_CODES = frozenset({"card_declined", "insufficient_funds", "expired_card", "incorrect_cvc", "processing_error"})
+# Refusals because of the object's state, which payql refuses itself as INVALID_STATE when it knows the state first:
+# a refund of a charge that has been charged back (an open or lost chargeback; an inquiry can still be refunded).
+STATE_CODES = frozenset({"charge_disputed"})
 
 
 def decline_code(error: Any) -> str | None:
@@ -154,13 +157,27 @@ def _id_of(value: Any) -> str | None:
 def dispute(obj: Any) -> ProviderDispute:
     """A Stripe Dispute. Its money is its balance transactions (none for an inquiry; one when the funds are withdrawn,
     a second when they are reinstated): negative amounts are funds withdrawn, positive ones reinstated; a positive
-    fee is charged, a negative one given back."""
-    # In Stripe's units of the dispute's currency (the fake settles in it; a platform settling in another currency
-    # would see its balance transactions converted, which payql does not book: see README "Disputes").
-    stripe_currency = str(obj["currency"])
-    transactions = _get(obj, "balance_transactions", [])
-    amounts = [units.from_stripe(int(_get(txn, "amount", 0)), stripe_currency) for txn in transactions]
-    fees = [units.from_stripe(int(_get(txn, "fee", 0)), stripe_currency) for txn in transactions]
+    fee is charged, a negative one given back.
+
+    A balance transaction is in the currency of the platform's Stripe balance. When that is another currency than
+    the disputed charge's (Stripe converted it, `exchange_rate`), the funds withdrawn or reinstated count as the
+    disputed `amount` in the charge's currency, as payql booked the capture (README "Provider truth: what payql books"),
+    and the fees stay in the balance's currency (`fee_currency`)."""
+    stripe_currency = str(obj["currency"]).lower()
+    transactions = _get(obj, "balance_transactions", []) or []
+    settled = sorted({str(_get(txn, "currency", stripe_currency)).lower() for txn in transactions} - {stripe_currency})
+    fee_currency = settled[0] if settled else stripe_currency
+    if settled:  # converted: each movement is the disputed amount, taken (negative) or given back (positive)
+        disputed = units.from_stripe(int(obj["amount"]), stripe_currency)
+        moved = [int(_get(txn, "amount", 0)) for txn in transactions]
+        amounts = [disputed if amount > 0 else -disputed if amount < 0 else 0 for amount in moved]
+    else:
+        amounts = [units.from_stripe(int(_get(txn, "amount", 0)), stripe_currency) for txn in transactions]
+    fees = [
+        units.from_stripe(int(_get(txn, "fee", 0)), fee_currency)
+        for txn in transactions
+        if str(_get(txn, "currency", stripe_currency)).lower() == fee_currency
+    ]
     charge = _get(obj, "charge")
     due = _get(_get(obj, "evidence_details", {}), "due_by")
     created = _get(obj, "created")
@@ -176,6 +193,7 @@ def dispute(obj: Any) -> ProviderDispute:
         reinstated_minor=sum(amount for amount in amounts if amount > 0),
         fee_minor=sum(fee for fee in fees if fee > 0),
         fee_returned_minor=-sum(fee for fee in fees if fee < 0),
+        fee_currency=fee_currency.upper() if settled else None,
         payment_id=None if charge is None or isinstance(charge, str) else metadata_payment_id(charge),
         payment_ref=_id_of(_get(obj, "payment_intent")),
     )

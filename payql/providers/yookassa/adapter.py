@@ -454,6 +454,9 @@ class YooKassaProvider:
         """YooKassa has no disputes API: a chargeback there reaches the shop outside the API, never as an object."""
         raise ProviderError(f"YooKassa has no disputes API ({provider_dispute_id})", provider_code="not_supported")
 
+    def list_disputes(self, since: datetime, limit: int) -> list[ProviderDispute]:  # none to list
+        return []
+
 
 def _refused(exc: ApiError) -> PayoutRefused:
     """A payout YooKassa refused (400, 401, 403, 404), with its short error code (never its description)."""
