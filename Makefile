@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench clean
+.PHONY: serve test lint format demo migrate bench bench-webhooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ clean:
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Webhook ingestion on PostgreSQL, 2 workers, 32 concurrent deliveries (BENCH_DATABASE_URL: a database it wipes).
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks_pg.py $(BENCH_ARGS)

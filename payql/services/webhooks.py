@@ -27,11 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from payql.db import ROW_LOCK, Database
-from payql.models import Payment, WebhookEvent, Withdrawal, new_id, utcnow
+from payql.models import Enroll, Payment, WebhookEvent, Withdrawal, new_id, utcnow
 from payql.models.enums import PaymentPurpose, PaymentStatus, ProviderName, WebhookStatus
 from payql.providers.base import ObjectKind, ProviderError, ProviderEvent, ProviderPayment
 from payql.services.disputes import DisputeNotReady, DisputeService
-from payql.services.enrolls import EnrollService
+from payql.services.enrolls import EnrollService, owed_back
 from payql.services.errors import DomainError
 from payql.services.payments import PaymentService
 from payql.services.payouts import PayoutService
@@ -279,12 +279,17 @@ class WebhookService:
             if locked is None:  # pragma: no cover - payments are never deleted
                 raise RetryLater(f"payment {payment.id} vanished")
             self._payments.lifecycle.apply(uow.session, locked, answer)
+            # Whether the payer paid for an enroll cancelled meanwhile, read under the payment's lock (the enroll is
+            # the one `apply` has just read): only then does giving it back need a transaction of its own.
+            paid = answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED} and locked.enroll_id is not None
+            enroll = uow.session.get(Enroll, locked.enroll_id) if paid else None
+            owed = enroll is not None and owed_back(locked, enroll)
             store(uow.session, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED)
             try:
                 uow.commit()
             except IntegrityError as exc:
                 raise _Duplicate from exc
-        if answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED} and payment.enroll_id is not None:
+        if owed:
             self._give_back(payment.id)
         if not confirmed:
             logger.warning(
