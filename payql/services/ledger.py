@@ -84,10 +84,14 @@ def shard_of(kind: AccountKind, cause_id: str) -> int:
 AccountKey = tuple[str, AccountKind, str, int]  # owner, kind, currency, shard
 
 
-def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Iterable[Line]) -> bool:
+def post(
+    session: Session, kind: str, cause_type: str, cause_id: str, lines: Iterable[Line], *, unposted: bool = False
+) -> bool:
     """Write one balanced transaction and move the materialised balances with it.
 
     Returns False (and writes nothing) when this cause already posted this kind. Zero lines are dropped.
+    `unposted`: the caller has just read, in this transaction and under its cause's lock, that this cause has not
+    posted this kind: the same read is not made again (the unique constraint still refuses a second one).
 
     Locks: a balance that is checked against a limit (a payee's payable before a withdrawal, a user's credits) is
     one row, which the caller that checks it locks first (`balance_of(..., lock=True)`); here every row this
@@ -100,7 +104,7 @@ def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Ite
         raise UnbalancedPosting(f"{kind} for {cause_type} {cause_id} does not balance: {totals}")
     connection = session.connection()
     cause = {"cause_type": cause_type, "cause_id": cause_id, "kind": kind}
-    if not lines or connection.execute(_POSTED, cause).first() is not None:
+    if not lines or (not unposted and connection.execute(_POSTED, cause).first() is not None):
         return False
     keyed = [((line.owner_id, line.kind, line.currency, shard_of(line.kind, cause_id)), line) for line in lines]
     accounts = _account_ids(connection, {key for key, _ in keyed})
