@@ -40,7 +40,7 @@ SHARDED_KINDS = frozenset(
         AccountKind.PROVIDER_FEES,
     }
 )
-LEDGER_SHARDS = 16
+LEDGER_SHARDS = 64
 
 
 class LedgerAccount(Base):
