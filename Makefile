@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench bench-replicas clean
+.PHONY: serve test lint format demo migrate bench bench-replicas bench-webhooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,3 +50,7 @@ bench-replicas: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))
 	@command -v haproxy >/dev/null || (apt-get install -y -q haproxy >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q haproxy >/dev/null))
 	$(BIN)/python bench/replicas.py $(BENCH_ARGS)
+
+# Webhook ingestion on PostgreSQL, 2 workers, 32 concurrent deliveries (BENCH_DATABASE_URL: a database it wipes).
+bench-webhooks: $(STAMP)
+	$(BIN)/python bench/webhooks_pg.py $(BENCH_ARGS)

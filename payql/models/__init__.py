@@ -5,7 +5,15 @@ from payql.models.credits import CreditLot, CreditTransaction, ProviderCustomer
 from payql.models.dispute import Dispute
 from payql.models.enroll import Enroll
 from payql.models.idempotency import IdempotencyRecord
-from payql.models.ledger import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
+from payql.models.ledger import (
+    LEDGER_SHARDS,
+    PLATFORM,
+    SHARDED_KINDS,
+    AccountKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+)
 from payql.models.mock import MockObject
 from payql.models.package import CreditPackage
 from payql.models.payment import Payment, Refund
@@ -14,7 +22,9 @@ from payql.models.user import User
 from payql.models.webhook import WebhookEvent
 
 __all__ = [
+    "LEDGER_SHARDS",
     "PLATFORM",
+    "SHARDED_KINDS",
     "AccountKind",
     "Base",
     "CreditLot",

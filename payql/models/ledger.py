@@ -25,11 +25,30 @@ class AccountKind(StrEnum):
     PROVIDER_FEES = "provider_fees"  # owner: platform: what a provider kept as its commission (an expense)
 
 
+# The platform-wide accounts: every capture, refund and payout moves some of them, and nothing ever checks their
+# balance against a limit. Each is kept as LEDGER_SHARDS sub-accounts (rows) so that concurrent postings do not
+# queue on one row; a posting moves the shard its cause picks (`services/ledger.py`), the balance is their sum.
+# The others (payable, payouts_in_flight, credits: one user's) stay one row, the row a withdrawal or a spend locks
+# to check it.
+SHARDED_KINDS = frozenset(
+    {
+        AccountKind.PROVIDER_CASH,
+        AccountKind.ESCROW,
+        AccountKind.REVENUE,
+        AccountKind.TAX,
+        AccountKind.CREDITS_ISSUED,
+        AccountKind.PROVIDER_FEES,
+    }
+)
+LEDGER_SHARDS = 64
+
+
 class LedgerAccount(Base):
-    """One account with its materialised balance, written in the same transaction as its entries."""
+    """One account (or one shard of a platform-wide account) with its materialised balance, written in the same
+    transaction as its entries. `shard` is 0 for accounts that are not sharded (see SHARDED_KINDS)."""
 
     __tablename__ = "ledger_accounts"
-    __table_args__ = (UniqueConstraint("owner_id", "kind", "currency"),)
+    __table_args__ = (UniqueConstraint("owner_id", "kind", "currency", "shard"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     owner_id: Mapped[str] = mapped_column(String(128))
@@ -37,6 +56,7 @@ class LedgerAccount(Base):
         Enum(AccountKind, native_enum=False, length=24, values_callable=lambda kinds: [kind.value for kind in kinds])
     )
     currency: Mapped[str] = mapped_column(String(8))
+    shard: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     balance_minor: Mapped[int] = mapped_column(BigInteger, default=0)
 
 

@@ -43,6 +43,16 @@ class EnrollResult:
     payment: Payment | None
 
 
+def owed_back(payment: Payment, enroll: Enroll) -> bool:
+    """Whether the payer paid (a hold or a capture) for an enroll cancelled while its payment was unpaid, with the
+    cancellation still pending: what `give_back` voids or refunds."""
+    return (
+        enroll.status is EnrollStatus.CANCELLED
+        and enroll.pending_action is EnrollAction.CANCEL
+        and payment.status in {PaymentStatus.AUTHORIZED, *CAPTURED}
+    )
+
+
 class EnrollService:
     def __init__(self, db: Database, payments: PaymentService, refunds: RefundService) -> None:
         self._db = db
@@ -232,13 +242,7 @@ class EnrollService:
         with self._db.read() as session:
             payment = session.get(Payment, payment_id)
             enroll = session.get(Enroll, payment.enroll_id) if payment and payment.enroll_id else None
-            if (
-                payment is None
-                or enroll is None
-                or enroll.status is not EnrollStatus.CANCELLED
-                or enroll.pending_action is not EnrollAction.CANCEL
-                or payment.status not in {PaymentStatus.AUTHORIZED, *CAPTURED}
-            ):
+            if payment is None or enroll is None or not owed_back(payment, enroll):
                 return False
         self.finish_cancellation(RECONCILER, enroll.id, payment.id)
         return True

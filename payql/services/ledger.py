@@ -8,16 +8,20 @@ constraint: the same cause never posts twice, so applying the same provider stat
 
 from __future__ import annotations
 
+import zlib
+from collections import defaultdict
 from collections.abc import Iterable
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from payql.db import dry_running, note_change
 from payql.models import (
+    LEDGER_SHARDS,
+    SHARDED_KINDS,
     AccountKind,
     LedgerAccount,
     LedgerEntry,
@@ -27,7 +31,16 @@ from payql.models import (
 )
 from payql.services.postings import Line, UnbalancedPosting, imbalance
 
-__all__ = ["Line", "UnbalancedPosting", "balance_of", "balances", "post", "posted_lines", "totals_by_kind"]
+__all__ = [
+    "Line",
+    "UnbalancedPosting",
+    "balance_of",
+    "balances",
+    "post",
+    "posted_lines",
+    "shard_of",
+    "totals_by_kind",
+]
 
 
 _TRANSACTIONS = cast("Table", LedgerTransaction.__table__)
@@ -40,14 +53,12 @@ _POSTED = select(_TRANSACTIONS.c.id).where(
     _TRANSACTIONS.c.cause_id == bindparam("cause_id"),
     _TRANSACTIONS.c.kind == bindparam("kind"),
 )
-_LOCK_ACCOUNTS = (
-    select(_ACCOUNTS.c.id, _ACCOUNTS.c.owner_id, _ACCOUNTS.c.kind, _ACCOUNTS.c.currency)
-    .where(
-        _ACCOUNTS.c.owner_id.in_(bindparam("owners", expanding=True)),
-        _ACCOUNTS.c.currency.in_(bindparam("currencies", expanding=True)),
+_ACCOUNT_IDS = select(
+    _ACCOUNTS.c.id, _ACCOUNTS.c.owner_id, _ACCOUNTS.c.kind, _ACCOUNTS.c.currency, _ACCOUNTS.c.shard
+).where(
+    tuple_(_ACCOUNTS.c.owner_id, _ACCOUNTS.c.kind, _ACCOUNTS.c.currency, _ACCOUNTS.c.shard).in_(
+        bindparam("keys", expanding=True)
     )
-    .order_by(_ACCOUNTS.c.id)
-    .with_for_update(key_share=True)
 )
 _INSERT_TRANSACTION = insert(_TRANSACTIONS)
 _INSERT_ENTRY = insert(_ENTRIES)
@@ -62,33 +73,41 @@ _NEW_ACCOUNT = {
 }
 
 
-def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Iterable[Line]) -> bool:
+def shard_of(kind: AccountKind, cause_id: str) -> int:
+    """The row of an account a posting moves: for a platform-wide account (SHARDED_KINDS) one of its LEDGER_SHARDS
+    shards, picked by a stable hash of the posting's cause (the same cause, the same shard); 0 for the others."""
+    if kind not in SHARDED_KINDS:
+        return 0
+    return zlib.crc32(cause_id.encode()) % LEDGER_SHARDS
+
+
+AccountKey = tuple[str, AccountKind, str, int]  # owner, kind, currency, shard
+
+
+def post(
+    session: Session, kind: str, cause_type: str, cause_id: str, lines: Iterable[Line], *, unposted: bool = False
+) -> bool:
     """Write one balanced transaction and move the materialised balances with it.
 
     Returns False (and writes nothing) when this cause already posted this kind. Zero lines are dropped.
+    `unposted`: the caller has just read, in this transaction and under its cause's lock, that this cause has not
+    posted this kind: the same read is not made again (the unique constraint still refuses a second one).
+
+    Locks: a balance that is checked against a limit (a payee's payable before a withdrawal, a user's credits) is
+    one row, which the caller that checks it locks first (`balance_of(..., lock=True)`); here every row this
+    posting moves is updated in one order, by account id, as the last statements, so that the rows stay locked for
+    as short a time as the transaction allows and two postings never wait on each other crosswise. The
+    platform-wide accounts are sharded: concurrent postings with different causes move different rows.
     """
     lines = [line for line in lines if line.amount_minor != 0]
     if totals := imbalance(lines):
         raise UnbalancedPosting(f"{kind} for {cause_type} {cause_id} does not balance: {totals}")
     connection = session.connection()
     cause = {"cause_type": cause_type, "cause_id": cause_id, "kind": kind}
-    if not lines or connection.execute(_POSTED, cause).first() is not None:
+    if not lines or (not unposted and connection.execute(_POSTED, cause).first() is not None):
         return False
-    keys = sorted({(line.owner_id, line.kind, line.currency) for line in lines})
-    connection.execute(
-        _NEW_ACCOUNT[connection.dialect.name],
-        [
-            {"owner_id": owner, "kind": kind_, "currency": currency, "balance_minor": 0}
-            for owner, kind_, currency in keys
-        ],
-    )
-    accounts = {
-        (row.owner_id, row.kind, row.currency): row.id
-        for row in connection.execute(
-            _LOCK_ACCOUNTS,
-            {"owners": sorted({key[0] for key in keys}), "currencies": sorted({key[2] for key in keys})},
-        )
-    }
+    keyed = [((line.owner_id, line.kind, line.currency, shard_of(line.kind, cause_id)), line) for line in lines]
+    accounts = _account_ids(connection, {key for key, _ in keyed})
     transaction_id = new_id("ltx")
     if dry_running():  # `payql reconcile --report`: say what would be posted
         note_change(
@@ -96,21 +115,48 @@ def post(session: Session, kind: str, cause_type: str, cause_id: str, lines: Ite
             + " ".join(f"{line.kind.value}:{line.owner_id}{line.amount_minor:+d}" for line in lines)
         )
     connection.execute(_INSERT_TRANSACTION, {"id": transaction_id, "created_at": utcnow(), **cause})
-    moves = [(accounts[(line.owner_id, line.kind, line.currency)], line) for line in lines]
     connection.execute(
         _INSERT_ENTRY,
         [
             {
                 "transaction_id": transaction_id,
-                "account_id": account,
+                "account_id": accounts[key],
                 "amount_minor": line.amount_minor,
                 "currency": line.currency,
             }
-            for account, line in moves
+            for key, line in keyed
         ],
     )
-    connection.execute(_MOVE_BALANCE, [{"account": account, "delta": line.amount_minor} for account, line in moves])
+    deltas: dict[int, int] = defaultdict(int)
+    for key, line in keyed:
+        deltas[accounts[key]] += line.amount_minor
+    connection.execute(
+        _MOVE_BALANCE, [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]
+    )
     return True
+
+
+def _account_ids(connection: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
+    """The ids of these accounts, creating the ones that never moved (no lock: ids never change)."""
+    ordered = sorted(keys)
+    found = _read_ids(connection, ordered)
+    if missing := [key for key in ordered if key not in found]:
+        connection.execute(
+            _NEW_ACCOUNT[connection.dialect.name],
+            [
+                {"owner_id": owner, "kind": kind, "currency": currency, "shard": shard, "balance_minor": 0}
+                for owner, kind, currency, shard in missing
+            ],
+        )
+        found.update(_read_ids(connection, missing))
+    return found
+
+
+def _read_ids(connection: Connection, keys: list[AccountKey]) -> dict[AccountKey, int]:
+    return {
+        (row.owner_id, AccountKind(row.kind), row.currency, row.shard): row.id
+        for row in connection.execute(_ACCOUNT_IDS, {"keys": keys})
+    }
 
 
 def posted_lines(session: Session, cause_type: str, cause_ids: Iterable[str], kinds: Iterable[str]) -> list[Line]:
@@ -133,21 +179,25 @@ def posted_lines(session: Session, cause_type: str, cause_ids: Iterable[str], ki
 
 
 def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str, *, lock: bool = False) -> int:
-    """One account's materialised balance (0 when it has never moved); `lock` holds its row until commit."""
+    """One account's materialised balance (0 when it has never moved; the sum of its shards for a platform-wide
+    account); `lock` holds its row until commit, for a balance that is checked (never a sharded one)."""
+    if lock and kind in SHARDED_KINDS:
+        raise ValueError(f"{kind.value} is sharded and never checked against a limit: it is not locked")
     query = select(_ACCOUNTS.c.balance_minor).where(
         _ACCOUNTS.c.owner_id == owner_id, _ACCOUNTS.c.kind == kind, _ACCOUNTS.c.currency == currency
     )
-    value = session.connection().execute(query.with_for_update(key_share=True) if lock else query).scalar()
-    return int(value or 0)
+    rows = session.connection().execute(query.with_for_update(key_share=True) if lock else query)
+    return sum(int(balance) for (balance,) in rows)
 
 
 def balances(session: Session, owner_id: str) -> dict[tuple[AccountKind, str], int]:
+    """Every account of this owner (the shards of a platform-wide account summed), including those at zero."""
     rows = session.execute(
-        select(LedgerAccount.kind, LedgerAccount.currency, LedgerAccount.balance_minor).where(
-            LedgerAccount.owner_id == owner_id
-        )
+        select(LedgerAccount.kind, LedgerAccount.currency, func.sum(LedgerAccount.balance_minor))
+        .where(LedgerAccount.owner_id == owner_id)
+        .group_by(LedgerAccount.kind, LedgerAccount.currency)
     )
-    return {(kind, currency): balance for kind, currency, balance in rows}
+    return {(kind, currency): int(balance) for kind, currency, balance in rows}
 
 
 def totals_by_kind(session: Session) -> dict[tuple[AccountKind, str], int]:

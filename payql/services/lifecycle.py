@@ -341,20 +341,21 @@ def sync_ledger(session: Session, payment: Payment, *, enroll_completed: bool) -
 
 
 def _post_captured(session: Session, payment: Payment, *, enroll_completed: bool) -> None:
-    """The payment's money was captured: sale (package), split (enroll completed) or escrow (not yet)."""
+    """The payment's money was captured: sale (package), split (enroll completed) or escrow (not yet). The caller
+    has just read that none of the three has posted (`_CAPTURE_POSTED`), under the payment's lock."""
     provider, currency, amount = payment.provider.value, payment.currency, payment.captured_minor
     if payment.purpose is PaymentPurpose.PACKAGE:
-        ledger.post(session, "sale", "payment", payment.id, postings.sale(provider, currency, amount))
+        ledger.post(session, "sale", "payment", payment.id, postings.sale(provider, currency, amount), unposted=True)
         return
     if enroll_completed:
         shares = postings.split(amount, payment.platform_bps, payment.tax_bps)
         _show_split(payment, shares)
         payment.split_base_minor = shares.base
-        ledger.post(
-            session, "capture", "payment", payment.id, postings.capture(provider, currency, payment.payee_id, shares)
-        )
+        lines = postings.capture(provider, currency, payment.payee_id, shares)
+        ledger.post(session, "capture", "payment", payment.id, lines, unposted=True)
         return
-    if ledger.post(session, "escrow", "payment", payment.id, postings.escrow(provider, currency, amount)):
+    lines = postings.escrow(provider, currency, amount)
+    if ledger.post(session, "escrow", "payment", payment.id, lines, unposted=True):
         payment.escrow_minor = amount
 
 

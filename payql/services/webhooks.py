@@ -28,12 +28,11 @@ from sqlalchemy.orm import Session
 
 from payql.db import ROW_LOCK, Database
 from payql.models import Enroll, Payment, WebhookEvent, Withdrawal, new_id, utcnow
-from payql.models.enums import EnrollAction, EnrollStatus, PaymentPurpose, PaymentStatus, ProviderName, WebhookStatus
+from payql.models.enums import PaymentPurpose, PaymentStatus, ProviderName, WebhookStatus
 from payql.providers.base import ObjectKind, ProviderError, ProviderEvent, ProviderPayment
 from payql.services.disputes import DisputeNotReady, DisputeService
-from payql.services.enrolls import EnrollService
+from payql.services.enrolls import EnrollService, owed_back
 from payql.services.errors import DomainError
-from payql.services.lifecycle import CAPTURED
 from payql.services.payments import PaymentService
 from payql.services.payouts import PayoutService
 
@@ -280,7 +279,11 @@ class WebhookService:
             if locked is None:  # pragma: no cover - payments are never deleted
                 raise RetryLater(f"payment {payment.id} vanished")
             self._payments.lifecycle.apply(uow.session, locked, answer)
-            owed = _owed_back(uow.session, locked)
+            # Whether the payer paid for an enroll cancelled meanwhile, read under the payment's lock (the enroll is
+            # the one `apply` has just read): only then does giving it back need a transaction of its own.
+            paid = answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED} and locked.enroll_id is not None
+            enroll = uow.session.get(Enroll, locked.enroll_id) if paid else None
+            owed = enroll is not None and owed_back(locked, enroll)
             store(uow.session, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED)
             try:
                 uow.commit()
@@ -310,17 +313,6 @@ class WebhookService:
                 logger.info("payment %s was paid after its enroll was cancelled: given back", payment_id)
         except (ProviderError, DomainError) as exc:
             logger.warning("payment %s paid after its enroll was cancelled, not given back yet: %s", payment_id, exc)
-
-
-def _owed_back(session: Session, payment: Payment) -> bool:
-    """Whether the payer paid for an enroll cancelled while its payment was unpaid (read in the delivery's own
-    transaction, so that the common case costs no second one)."""
-    if payment.enroll_id is None or payment.status not in {PaymentStatus.AUTHORIZED, *CAPTURED}:
-        return False
-    enroll = session.get(Enroll, payment.enroll_id)
-    return (
-        enroll is not None and enroll.status is EnrollStatus.CANCELLED and enroll.pending_action is EnrollAction.CANCEL
-    )
 
 
 def _confirms(event: ProviderEvent, answer: ProviderPayment) -> bool:

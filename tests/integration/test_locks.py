@@ -78,3 +78,38 @@ def test_two_processes_syncing_the_catalogue_at_once_both_start(db: Database) ->
     with db.read() as session:
         rows = {row.code: row.price_minor for row in session.scalars(select(CreditPackage))}
     assert rows == {p.code: int(p.price.replace(".", "")) for p in DEFAULT_PACKAGES}  # ours won the update
+
+
+def test_captures_of_different_payments_do_not_wait_on_the_platform_accounts(db: Database) -> None:
+    """Every capture moves the platform's provider_cash and revenue: with one row each, a second capture waited for
+    the first one's commit (the hot rows of issue 14). Two causes on different shards now pass each other."""
+    from payql.models import AccountKind  # noqa: PLC0415
+    from payql.services import ledger, postings  # noqa: PLC0415
+
+    first, second = (
+        "pay_a",
+        next(
+            f"pay_{n}"
+            for n in range(100)
+            if ledger.shard_of(AccountKind.REVENUE, f"pay_{n}") != ledger.shard_of(AccountKind.REVENUE, "pay_a")
+        ),
+    )
+    shares = postings.split(1000, 1000, 500)
+    for cause in (first, second):  # both shards exist, as they do after the first postings of a platform
+        with db.uow() as uow:
+            ledger.post(uow.session, "sale", "payment", cause, postings.sale("STRIPE", "USD", 1))
+            uow.commit()
+
+    with db.uow() as holder:  # the first capture, not committed yet: its rows stay locked
+        assert ledger.post(holder.session, "capture", "payment", first, postings.capture("STRIPE", "USD", "p1", shares))
+        other = Database(db.url)
+        try:
+            with other.uow() as uow:
+                uow.session.execute(text("SET LOCAL lock_timeout = '2s'"))
+                assert ledger.post(
+                    uow.session, "capture", "payment", second, postings.capture("STRIPE", "USD", "p2", shares)
+                )
+                uow.commit()
+        finally:
+            other.dispose()
+        holder.commit()

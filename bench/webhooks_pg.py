@@ -1,0 +1,288 @@
+"""Webhook ingestion on PostgreSQL: `make bench-webhooks` (needs BENCH_DATABASE_URL; the database is wiped).
+
+Migrates a fresh schema, seeds PaymentIntents paid at the Stripe fake (its own process) with their payments in
+payql (enroll payments, automatic capture: each `payment_intent.succeeded` posts the escrow capture, which moves the
+platform-wide `provider_cash` and `escrow` accounts: the rows every capture used to queue on), then serves the bench
+app (payql's `create_app` as `payql serve` builds it, plus the minimal `POST /raw/webhook` of `bench_app.py`) with
+`uvicorn --workers 2` and sends every signed delivery once, `--connections` at a time, in interleaved chunks:
+a chunk through `/webhooks/stripe` (verification, the webhook log, the re-fetch from the fake, `PaymentService.apply`
+with its ledger posting), then distinct events for the same payments through the minimal route (HMAC check, one
+insert, one update of that payment). Prints events/s for both, their ratio, `payql ledger check`'s verdict, and
+one JSON object as the last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Self
+
+from run import (
+    SECRET,
+    STRIPE_KEY,
+    WEBHOOK_SECRET,
+    StripeFakeProcess,
+    free_port,
+    post_all,
+    seed_webhook_payments,
+    signed,
+)
+from sqlalchemy import create_engine, text
+
+from payql.db import normalise_url
+from payql.migrate import upgrade
+
+HERE = Path(__file__).resolve().parent
+
+
+def reset(url: str) -> None:
+    engine = create_engine(normalise_url(url))
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    upgrade(url)
+
+
+def minimal_for(deliveries: list[tuple[bytes, dict[str, str]]]) -> list[tuple[bytes, dict[str, str]]]:
+    """For each delivery, a distinct event (its own id) naming the same PaymentIntent: the minimal route's update
+    then touches one payment per event, as the real route does, not one row for all."""
+    out = []
+    for body, _ in deliveries:
+        event = json.loads(body)
+        out.append(signed({**event, "id": event["id"].replace("evt_hook_", "evt_minimal_")}))
+    return out
+
+
+def serve(env: dict[str, str], workers: int, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """`payql serve`'s uvicorn (factory, `--workers`, no proxy headers), on the bench app."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "bench_app:create_with_webhooks",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-proxy-headers",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=HERE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 - loopback
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        server.terminate()
+        raise SystemExit("the server did not start")
+    time.sleep(1)  # the second worker
+    return server, base
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (the uvicorn workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    pids = [pid]
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        pids += [int(child) for child in children.read_text().split()]
+    for one in pids:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+class WaitSampler:
+    """Samples what PostgreSQL's client backends of this database wait on, every 50 ms, while a chunk runs."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = create_engine(normalise_url(url))
+        self.samples: dict[str, int] = {}
+        self.lock_statements: dict[str, int] = {}  # what the backends waiting on a lock were running
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Self:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        query = text(
+            "SELECT coalesce(wait_event_type || '/' || wait_event, 'running'),"
+            " CASE WHEN wait_event_type = 'Lock' THEN left(regexp_replace(query, '\\s+', ' ', 'g'), 70) END"
+            " FROM pg_stat_activity"
+            " WHERE datname = current_database() AND backend_type = 'client backend'"
+            " AND state = 'active' AND pid <> pg_backend_pid()"
+        )
+        with self._engine.connect() as connection:
+            while not self._stop.wait(0.05):
+                for what, statement in connection.execute(query):
+                    self.samples[what] = self.samples.get(what, 0) + 1
+                    if statement:
+                        self.lock_statements[statement] = self.lock_statements.get(statement, 0) + 1
+                connection.rollback()
+
+    def share(self, prefix: str) -> float:
+        total = sum(self.samples.values())
+        return sum(n for what, n in self.samples.items() if what.startswith(prefix)) / total if total else 0.0
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+
+def ledger_check(env: dict[str, str]) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "payql.cli", "ledger", "check"], env=env, capture_output=True, text=True, check=False
+    )
+    verdict = [line for line in done.stdout.splitlines() if line.startswith("ledger check")]
+    return done.returncode, (verdict or [done.stderr.strip()[-200:]])[-1]
+
+
+def counts(url: str) -> dict[str, int]:
+    engine = create_engine(normalise_url(url))
+    with engine.connect() as connection:
+        row = connection.execute(
+            text(
+                "SELECT (SELECT count(*) FROM webhook_events WHERE status = 'PROCESSED' AND dedupe_key LIKE 'evt_hook_%'),"
+                " (SELECT count(*) FROM ledger_transactions WHERE kind = 'escrow'),"
+                " (SELECT count(*) FROM payments WHERE status = 'SUCCEEDED')"
+            )
+        ).one()
+    engine.dispose()
+    return {"processed": row[0], "escrow_postings": row[1], "succeeded": row[2]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=2000, help="deliveries through each route")
+    parser.add_argument("--chunks", type=int, default=4, help="interleaved chunks per route")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    url = os.environ.get("BENCH_DATABASE_URL")
+    if not url or not url.startswith("postgresql"):
+        raise SystemExit("set BENCH_DATABASE_URL to a PostgreSQL database (it is wiped)")
+
+    started = time.perf_counter()
+    reset(url)
+    fake = StripeFakeProcess()
+    warm = 64
+    hooks = seed_webhook_payments(url, fake, args.events + warm)
+    minimal = minimal_for(hooks)
+    print(f"seeded {len(hooks)} paid intents in {time.perf_counter() - started:.1f}s", file=sys.stderr)
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "JWT_SECRET": SECRET,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT": "100000000/minute",
+        "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(HERE)])),
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "STRIPE_API_BASE": fake.url,
+    }
+    server, base = serve(env, args.workers, free_port())
+    real_url, minimal_url = f"{base}/webhooks/stripe", f"{base}/raw/webhook"
+    sampler = WaitSampler(url)
+    try:
+        post_all(real_url, hooks[:warm], args.connections)  # warm up both workers' pools and caches
+        post_all(minimal_url, minimal[:warm], args.connections)
+        size = args.events // args.chunks
+        real_eps: list[float] = []
+        minimal_eps: list[float] = []
+        real_cpu = minimal_cpu = 0.0
+        for chunk in range(args.chunks):
+            part = slice(warm + chunk * size, warm + (chunk + 1) * size)
+            before = cpu_seconds(server.pid)
+            with sampler:
+                real_eps.append(post_all(real_url, hooks[part], args.connections))
+            middle = cpu_seconds(server.pid)
+            minimal_eps.append(post_all(minimal_url, minimal[part], args.connections))
+            real_cpu += middle - before
+            minimal_cpu += cpu_seconds(server.pid) - middle
+    finally:
+        sampler.close()
+        server.terminate()
+        server.wait(timeout=20)
+        fake.close()
+    check_rc, check_out = ledger_check(env)
+    events = size * args.chunks
+    report(
+        args,
+        {"real": real_eps, "minimal": minimal_eps},
+        {"real": 1000 * real_cpu / events, "minimal": 1000 * minimal_cpu / events},
+        sampler,
+        (check_rc, check_out),
+        counts(url),
+    )
+    return 0 if check_rc == 0 else 1
+
+
+def report(
+    args: argparse.Namespace,
+    rates: dict[str, list[float]],
+    cpu_ms: dict[str, float],
+    sampler: WaitSampler,
+    check: tuple[int, str],
+    seen: dict[str, int],
+) -> None:
+    real_eps, minimal_eps = rates["real"], rates["minimal"]
+    real_ms, minimal_ms = cpu_ms["real"], cpu_ms["minimal"]
+    check_rc, check_out = check
+    real, least = statistics.median(real_eps), statistics.median(minimal_eps)
+    print(f"chunks: real {[round(x) for x in real_eps]}, minimal {[round(x) for x in minimal_eps]} events/s")
+    print(f"webhooks on PostgreSQL, {args.workers} workers, {args.connections} concurrent deliveries:")
+    print(f"  /webhooks/stripe {real:.0f} events/s, minimal route {least:.0f} events/s, ratio {real / least:.2f}")
+    print(f"  app CPU per event (both workers): real {real_ms:.1f} ms, minimal {minimal_ms:.1f} ms")
+    waits = ", ".join(f"{what} {n}" for what, n in sorted(sampler.samples.items(), key=lambda item: -item[1])[:6])
+    print(f"  active backends during the real route: {100 * sampler.share('Lock/'):.0f}% waiting on a lock ({waits})")
+    for statement, n in sorted(sampler.lock_statements.items(), key=lambda item: -item[1])[:4]:
+        print(f"    waiting on a lock {n}x: {statement}")
+    print(f"  payql ledger check: {'ok' if check_rc == 0 else 'FAILED'} ({check_out})")
+    print(f"  {seen}")
+    summary: dict[str, Any] = {
+        "webhook_pg_eps": round(real, 1),
+        "minimal_pg_eps": round(least, 1),
+        "webhook_pg_vs_minimal": round(real / least, 3),
+        "app_cpu_ms_per_event": round(real_ms, 2),
+        "minimal_cpu_ms_per_event": round(minimal_ms, 2),
+        "lock_wait_share": round(sampler.share("Lock/"), 3),
+        "workers": args.workers,
+        "connections": args.connections,
+        "ledger_check_ok": check_rc == 0,
+        **seen,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
