@@ -51,6 +51,9 @@ class Payment(Timestamped, Base):
         UniqueConstraint("provider", "provider_payment_id"),
         Index("ix_payments_payer_id", "payer_id", "id"),
         Index("ix_payments_payee_id", "payee_id", "id"),
+        # a list filtered by status: a status the user has few of must not scan their whole history
+        Index("ix_payments_payer_status", "payer_id", "status", "id"),
+        Index("ix_payments_payee_status", "payee_id", "status", "id"),
         Index("ix_payments_status_updated", "status", "updated_at"),  # payql reconcile's scan
         # a few rows each, however long the history: the open ones only
         Index(

@@ -33,6 +33,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "status", "purpose", "shard", name=op.f("pk_payment_counts")),
     )
     rebuild(op.get_bind())
+    op.create_index("ix_payments_payer_status", "payments", ["payer_id", "status", "id"])
+    op.create_index("ix_payments_payee_status", "payments", ["payee_id", "status", "id"])
     op.create_index(
         "ix_payments_pending_payee",
         "payments",
@@ -50,4 +52,6 @@ def downgrade() -> None:
     op.drop_index("ix_withdrawals_status_updated", table_name="withdrawals")
     op.drop_index("ix_payments_unsent", table_name="payments")
     op.drop_index("ix_payments_pending_payee", table_name="payments")
+    op.drop_index("ix_payments_payee_status", table_name="payments")
+    op.drop_index("ix_payments_payer_status", table_name="payments")
     op.drop_table("payment_counts")
