@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench bench-replicas bench-webhooks clean
+.PHONY: serve test lint format demo migrate bench bench-replicas bench-scale bench-webhooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,6 @@ bench-replicas: $(STAMP)
 # Webhook ingestion on PostgreSQL, 2 workers, 32 concurrent deliveries (BENCH_DATABASE_URL: a database it wipes).
 bench-webhooks: $(STAMP)
 	$(BIN)/python bench/webhooks_pg.py $(BENCH_ARGS)
+
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py $(BENCH_ARGS)

@@ -34,7 +34,7 @@ from sqlalchemy import event, insert
 from payql.auth import issue_token
 from payql.db import Database
 from payql.migrate import upgrade
-from payql.models import Enroll, Payment, Refund, User
+from payql.models import Enroll, Payment, Refund, User, counts
 from payql.models.enums import (
     CaptureMethod,
     EnrollStatus,
@@ -143,6 +143,7 @@ def seed(url: str, rng: random.Random) -> None:
         session.execute(insert(Enroll), enrolls)
         session.execute(insert(Payment), payments)
         session.execute(insert(Refund), refunds)
+        counts.rebuild(session.connection())  # bulk inserts skip the ORM flush that keeps the counters
         uow.commit()
     db.dispose()
 
@@ -269,6 +270,7 @@ def seed_webhook_payments(url: str, fake: StripeFakeProcess, count: int) -> list
         uow.session.execute(insert(User), users)
         uow.session.execute(insert(Enroll), enrolls)
         uow.session.execute(insert(Payment), payments)
+        counts.rebuild(uow.session.connection())  # bulk inserts skip the ORM flush that keeps the counters
         uow.commit()
     db.dispose()
     return deliveries

@@ -19,7 +19,7 @@ from support import Api
 from payql.app import create_app
 from payql.db import Database, normalise_url
 from payql.migrate import upgrade
-from payql.models import Base
+from payql.models import Base, counts
 from payql.services.checks import ledger_problems
 from payql.settings import Settings
 
@@ -146,11 +146,12 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def db(settings: Settings) -> Iterator[Database]:
-    """The test's database. After the test, the ledger's invariants must hold (`payql ledger check`)."""
+    """The test's database. After the test, the ledger's invariants must hold (`payql ledger check`), and every
+    user's payment counters must equal a count of their payments."""
     database = Database(settings.database_url)
     yield database
     with database.read() as session:
-        problems = ledger_problems(session)
+        problems = ledger_problems(session) + counts.differences(session.connection())
     database.dispose()
     assert problems == [], "ledger check failed:\n" + "\n".join(problems)
 

@@ -1,6 +1,7 @@
 """SQLAlchemy tables, one module per aggregate."""
 
 from payql.models.base import Base, new_id, utcnow
+from payql.models.counts import PaymentCount
 from payql.models.credits import CreditLot, CreditTransaction, ProviderCustomer
 from payql.models.dispute import Dispute
 from payql.models.enroll import Enroll
@@ -38,6 +39,7 @@ __all__ = [
     "LedgerTransaction",
     "MockObject",
     "Payment",
+    "PaymentCount",
     "PayoutAccount",
     "ProviderCustomer",
     "Refund",

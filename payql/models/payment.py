@@ -26,6 +26,11 @@ OPEN_STATUSES = (
     PaymentStatus.PARTIALLY_REFUNDED,
 )
 _OPEN_SQL = text("status IN (" + ", ".join(f"'{status.value}'" for status in OPEN_STATUSES) + ")")
+# What a payee's `pending` balance reads (services/balances.py): enroll payments held, or captured and still in
+# escrow. The index and the query share this text, so that PostgreSQL proves the query is within the index.
+PENDING_FOR_PAYEE = "purpose = 'ENROLL' AND (status = 'AUTHORIZED' OR escrow_minor > 0)"
+# A creation whose provider call was never confirmed (payql reconcile resumes it): the index and the query share it.
+UNSENT = "status = 'PENDING' AND provider_payment_id IS NULL"
 
 
 def _enum(cls: type[StrEnum]) -> Enum:
@@ -46,7 +51,18 @@ class Payment(Timestamped, Base):
         UniqueConstraint("provider", "provider_payment_id"),
         Index("ix_payments_payer_id", "payer_id", "id"),
         Index("ix_payments_payee_id", "payee_id", "id"),
+        # a list filtered by status: a status the user has few of must not scan their whole history
+        Index("ix_payments_payer_status", "payer_id", "status", "id"),
+        Index("ix_payments_payee_status", "payee_id", "status", "id"),
         Index("ix_payments_status_updated", "status", "updated_at"),  # payql reconcile's scan
+        # a few rows each, however long the history: the open ones only
+        Index(
+            "ix_payments_pending_payee",
+            "payee_id",
+            sqlite_where=text(PENDING_FOR_PAYEE),
+            postgresql_where=text(PENDING_FOR_PAYEE),
+        ),
+        Index("ix_payments_unsent", "updated_at", sqlite_where=text(UNSENT), postgresql_where=text(UNSENT)),
         Index(
             "uq_payments_open_enroll",
             "enroll_id",
@@ -61,7 +77,10 @@ class Payment(Timestamped, Base):
     provider: Mapped[ProviderName] = mapped_column(_enum(ProviderName))
     mock: Mapped[bool] = mapped_column(Boolean, default=False)
     capture_method: Mapped[CaptureMethod] = mapped_column(_enum(CaptureMethod))
-    status: Mapped[PaymentStatus] = mapped_column(_enum(PaymentStatus), default=PaymentStatus.PENDING)
+    # active_history: a change of status knows the old one (models/counts.py moves the counters with it)
+    status: Mapped[PaymentStatus] = mapped_column(
+        _enum(PaymentStatus), default=PaymentStatus.PENDING, active_history=True
+    )
 
     currency: Mapped[str] = mapped_column(String(3))
     amount_minor: Mapped[int] = mapped_column(BigInteger)

@@ -35,6 +35,7 @@ class Withdrawal(Timestamped, Base):
     __tablename__ = "withdrawals"
     __table_args__ = (
         Index("ix_withdrawals_user_id", "user_id", "id"),
+        Index("ix_withdrawals_status_updated", "status", "updated_at"),  # the payout run's and reconcile's scans
         # the weekly automatic payout: one per provider, currency and period
         UniqueConstraint("user_id", "currency", "period"),
     )

@@ -12,11 +12,12 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from payql.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction, Payment
-from payql.models.enums import PaymentPurpose, PaymentStatus
+from payql.models.enums import PaymentStatus
+from payql.models.payment import PENDING_FOR_PAYEE
 from payql.services import ledger, postings
 
 CREDIT = "CREDIT"
@@ -54,11 +55,7 @@ def user_accounts(session: Session, user_id: str) -> list[AccountBalance]:
             Payment.escrow_minor,
             Payment.platform_bps,
             Payment.tax_bps,
-        ).where(
-            Payment.payee_id == user_id,
-            Payment.purpose == PaymentPurpose.ENROLL,
-            or_(Payment.status == PaymentStatus.AUTHORIZED, Payment.escrow_minor > 0),
-        )
+        ).where(Payment.payee_id == user_id, text(PENDING_FOR_PAYEE))  # ix_payments_pending_payee: the open ones
     )
     for currency, status, amount, authorized, escrow, platform_bps, tax_bps in held:
         base = (authorized or amount) if status is PaymentStatus.AUTHORIZED else escrow

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Integer, Select, Table, bindparam, func, or_, select
+from sqlalchemy import Connection, Integer, Select, Table, bindparam, func, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from payql.auth import Principal
 from payql.models import CreditTransaction, Dispute, Enroll, Payment, PayoutAccount, Refund, Withdrawal
+from payql.models.counts import count_for
 from payql.models.enums import DisputeStatus, EnrollStatus, PaymentPurpose, PaymentStatus, WithdrawalStatus
 from payql.models.payment import OPEN_STATUSES
 from payql.money import EXPONENTS
@@ -82,15 +83,34 @@ def _list_statements(
     table: Table, owners: tuple[str, str] | None, filters: tuple[str, ...], after: bool
 ) -> tuple[Select[Any], Select[Any]]:
     """The page and count statements of one list shape, built once: building and hashing a statement on every
-    request cost more than running it. `owners` are the two columns that make a row the caller's (None: admin)."""
-    conditions: list[Any] = []
-    if owners is not None:
-        conditions.append(or_(table.c[owners[0]] == bindparam("user"), table.c[owners[1]] == bindparam("user")))
-    conditions.extend(table.c[name] == bindparam(name) for name in filters)
-    count = select(func.count()).select_from(table).where(*conditions)
-    if after:
-        conditions.append(table.c.id < bindparam("after"))
-    page = select(*table.c).where(*conditions).order_by(table.c.id.desc()).limit(bindparam("limit", type_=Integer))
+    request cost more than running it. `owners` are the two columns that make a row the caller's (None: admin).
+
+    With two owner columns the page is the newest of two keyset scans, one per owner's `(owner, id)` index (the
+    second skips the rows the first has): `owner1 = :user OR owner2 = :user ORDER BY id DESC` would walk the primary
+    key back through everyone's rows until it found the caller's, which for a user whose rows are all old is the
+    whole table."""
+    filtered = [table.c[name] == bindparam(name) for name in filters]
+    conditions = [*filtered, table.c.id < bindparam("after")] if after else filtered
+    limit = bindparam("limit", type_=Integer)
+    if owners is None:
+        page = select(*table.c).where(*conditions).order_by(table.c.id.desc()).limit(limit)
+        return page, select(func.count()).select_from(table).where(*filtered)
+    first, second = (table.c[name] for name in owners)
+    user: Any = bindparam("user")
+    count = select(func.count()).select_from(table).where(or_(first == user, second == user), *filtered)
+    if owners[0] == owners[1]:
+        page = select(*table.c).where(first == user, *conditions).order_by(table.c.id.desc()).limit(limit)
+        return page, count
+    scans = [
+        select(*table.c).where(first == user, *conditions).order_by(table.c.id.desc()).limit(limit).subquery(),
+        select(*table.c)
+        .where(second == user, or_(first != user, first.is_(None)), *conditions)
+        .order_by(table.c.id.desc())
+        .limit(limit)
+        .subquery(),
+    ]
+    both = union_all(*(select(*scan.c) for scan in scans)).subquery()
+    page = select(*both.c).order_by(both.c.id.desc()).limit(limit)
     return page, count
 
 
@@ -102,6 +122,7 @@ def _page(
     first: int | None,
     after: str | None,
     filters: dict[str, Any],
+    count: Callable[[Connection, dict[str, Any]], int] | None = None,
 ) -> Page[Record]:
     size = list_size(first, MAX_PAGE, DEFAULT_PAGE)
     params: dict[str, Any] = {name: value for name, value in filters.items() if value is not None}
@@ -118,10 +139,17 @@ def _page(
     connection = session.connection()  # Core rows: no ORM compile step or instances for rows that are only read
     rows = list(connection.execute(page, {**params, "limit": size + 1}))
 
-    def count() -> int:
+    def total() -> int:
+        if count is not None and not principal.is_admin:
+            return count(connection, params)
         return int(connection.scalar(counted, params) or 0)
 
-    return Page(items=rows[:size], has_next=len(rows) > size, count=count)
+    return Page(items=rows[:size], has_next=len(rows) > size, count=total)
+
+
+def _payment_count(connection: Connection, params: dict[str, Any]) -> int:
+    """A user's payments counted from the counters kept with them (models/counts.py), not from their history."""
+    return count_for(connection, params["user"], params.get("status"), params.get("purpose"))
 
 
 def list_payments(
@@ -133,7 +161,7 @@ def list_payments(
     purpose: PaymentPurpose | None,
 ) -> Page[Record]:
     filters = {"status": status, "purpose": purpose}
-    return _page(session, PAYMENTS, ("payer_id", "payee_id"), principal, first, after, filters)
+    return _page(session, PAYMENTS, ("payer_id", "payee_id"), principal, first, after, filters, _payment_count)
 
 
 def list_enrolls(

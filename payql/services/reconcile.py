@@ -35,11 +35,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, select, text, union
 
 from payql.db import Database
 from payql.models import Enroll, Payment, PayoutAccount, Refund, Withdrawal, utcnow
 from payql.models.enums import PaymentStatus, ProviderName, RefundStatus, WithdrawalStatus
+from payql.models.payment import UNSENT
 from payql.providers.base import ProviderDispute, ProviderError, ProviderPayout
 from payql.services.disputes import DisputeNotReady, DisputeService
 from payql.services.enrolls import EnrollService
@@ -182,11 +183,7 @@ class Reconciler:
     def _unsent_payments(cutoff: datetime) -> Select[str]:
         return (
             select(Payment.id)
-            .where(
-                Payment.status == PaymentStatus.PENDING,
-                Payment.provider_payment_id.is_(None),
-                Payment.updated_at < cutoff,
-            )
+            .where(text(UNSENT), Payment.updated_at < cutoff)  # ix_payments_unsent: only those
             .order_by(Payment.updated_at)
         )
 
@@ -222,19 +219,18 @@ class Reconciler:
             )
             .scalar_subquery()
         )
-        return (
-            select(Payment.id)
-            .where(
-                Payment.provider_payment_id.is_not(None),
-                or_(
-                    Payment.status.in_(WAITING)
-                    & (Payment.updated_at < cutoff)
-                    & (Payment.updated_at > cutoff - RESYNC_WINDOW),
-                    Payment.id.in_(refund_to_check),
-                ),
-            )
-            .order_by(Payment.updated_at.desc())
+        # Two scans, each on its index ((status, updated_at) and the refunds'), not one OR that no index serves.
+        waiting = select(Payment.id, Payment.updated_at).where(
+            Payment.provider_payment_id.is_not(None),
+            Payment.status.in_(WAITING),
+            Payment.updated_at < cutoff,
+            Payment.updated_at > cutoff - RESYNC_WINDOW,
         )
+        refunded = select(Payment.id, Payment.updated_at).where(
+            Payment.provider_payment_id.is_not(None), Payment.id.in_(refund_to_check)
+        )
+        both = union(waiting, refunded).subquery()
+        return select(both.c.id).order_by(both.c.updated_at.desc())
 
     @staticmethod
     def _payments_in_window(cutoff: datetime, since: datetime) -> Select[str]:
