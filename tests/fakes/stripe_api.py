@@ -461,8 +461,17 @@ class FakeStripe:
     (`payment_intents`, `charges`, `refunds`, `checkout_sessions`, `customers`, `transfers`, `payment_methods`) and
     `events` / `requests` are there for assertions."""
 
-    def __init__(self, secret_key: str = DEFAULT_SECRET_KEY, *, api_version: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        *,
+        api_version: str | None = None,
+        port: int = 0,
+        latency_ms: int = 0,
+    ) -> None:
         self.secret_key = secret_key
+        self.latency_ms = latency_ms  # added to every API request, outside the lock: a Stripe far away
+        self.in_flight = self.max_in_flight = 0  # requests being served now, and the most ever at once
         self.api_version = api_version or stripe.api_version  # the account's default version, rendered in events
         self.refunds_pending = False  # new refunds start `pending` until `settle_refund`
         self.requests: list[RecordedRequest] = []
@@ -489,6 +498,7 @@ class FakeStripe:
         self._session_of: dict[str, str] = {}  # payment intent id → the checkout session that created it
         self._routes = self._build_routes()
         self._server = FakeServer(self, port)
+        self._server.socket.listen(128)  # socketserver's queue of 5 drops connections when many clients call at once
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="FakeStripe", daemon=True
@@ -734,6 +744,19 @@ class FakeStripe:
     # ------------------------------------------------------------------------------------------ serving
 
     def _serve(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply | None:
+        """Every request, after `latency_ms` (counted in `in_flight` while it is served)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency_ms and self._closing.wait(self.latency_ms / 1000):
+                return None  # closing: dropped, as a hung request is
+            return self._answer(method, target, headers, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _answer(self, method: str, target: str, headers: dict[str, str], body: bytes) -> _Reply | None:
         incoming = self._receive(method, target, headers, body)
         if method == "POST" and incoming.path.startswith("/_fake/"):
             return self._customer_action(incoming.path)
@@ -1723,8 +1746,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret-key", default="sk_test_local")
     parser.add_argument("--forward-to", default=None, help="e.g. http://127.0.0.1:8000/webhooks/stripe")
     parser.add_argument("--webhook-secret", default="whsec_local")
+    parser.add_argument("--latency-ms", type=int, default=0, help="added to every API request (e.g. 50)")
     args = parser.parse_args(argv)
-    with FakeStripe(secret_key=args.secret_key, port=args.port) as fake:
+    with FakeStripe(secret_key=args.secret_key, port=args.port, latency_ms=args.latency_ms) as fake:
         print(f"fake Stripe API on {fake.url} (secret key {args.secret_key})", flush=True)  # noqa: T201
         sent = 0
         try:
