@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench clean
+.PHONY: serve test lint format demo migrate bench bench-payouts clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,7 @@ clean:
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# the weekly payout run at scale against the Stripe fake with 50 ms per request (BENCH_DATABASE_URL for PostgreSQL)
+bench-payouts: $(STAMP)
+	$(BIN)/python bench/payouts.py $(BENCH_PAYOUTS_ARGS)
