@@ -9,8 +9,9 @@ at any concurrency. At concurrency 1 the work runs inline on the calling thread,
 `DEFAULT_CONCURRENCY` is 16: 10,000 payouts at 50 ms a call take 31 s of waiting (8 would take 62 s); it stays
 under Stripe's default limit of 100 live requests per second at real latencies (a transfer takes 200-500 ms), within
 the YooKassa adapter's pool of 16 threads, and well within the database pool (24 connections on SQLite, 30 on
-PostgreSQL; one job thread holds at most one at a time). `MAX_CONCURRENCY` keeps the database pool from being the
-thing a job waits on.
+PostgreSQL; one job thread holds at most one at a time). It is also `MAX_CONCURRENCY`: the YooKassa adapter runs
+its calls on 16 threads and times each out from the moment it is queued, so a 17th call in flight could time out
+before it was sent (safe, as every call is keyed, but a spurious "try again later"). `--concurrency` lowers it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Final, TypeVar
 
 DEFAULT_CONCURRENCY: Final = 16
-MAX_CONCURRENCY: Final = 20
+MAX_CONCURRENCY: Final = 16
 
 T = TypeVar("T")
 R = TypeVar("R")
