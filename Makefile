@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench bench-replicas bench-scale bench-webhooks clean
+.PHONY: serve test lint format demo migrate bench bench-replicas bench-payouts bench-scale bench-webhooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,3 +57,7 @@ bench-webhooks: $(STAMP)
 
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py $(BENCH_ARGS)
+
+# the weekly payout run at scale against the Stripe fake with 50 ms per request (BENCH_DATABASE_URL for PostgreSQL)
+bench-payouts: $(STAMP)
+	$(BIN)/python bench/payouts.py $(BENCH_PAYOUTS_ARGS)

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from payql.batches import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, check_concurrency
 from payql.settings import ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def cmd_holds_expire(_args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_payouts_run(args: argparse.Namespace, settings: Settings) -> int:
     with _services(settings) as services:
-        run = services.payouts.run(auto_approve=args.auto_approve)
+        run = services.payouts.run(auto_approve=args.auto_approve, concurrency=args.concurrency)
     if run.skipped:
         print("payouts run: another replica is running it")
         return 0
@@ -141,7 +142,7 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
     older_than = None if args.older_than is None else timedelta(seconds=args.older_than)
     if args.report:
         with _services(settings) as services:
-            report = services.reconciler.report(older_than=older_than, limit=args.limit)
+            report = services.reconciler.report(older_than=older_than, limit=args.limit, concurrency=args.concurrency)
         for difference in report.differences:
             print(f"  differs: {difference}")
         for problem in report.problems:
@@ -152,7 +153,9 @@ def cmd_reconcile(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1 if report.differences or report.failed else 0
     with _services(settings) as services:
-        run = services.reconciler.run(older_than=older_than, limit=args.limit, full=args.full)
+        run = services.reconciler.run(
+            older_than=older_than, limit=args.limit, full=args.full, concurrency=args.concurrency
+        )
     if run.skipped:
         print("reconcile: another replica is running it")
         return 0
@@ -174,6 +177,24 @@ def cmd_idempotency_purge(args: argparse.Namespace, settings: Settings) -> int:
         purged = services.idempotency.purge(timedelta(hours=args.older_than_hours))
     print(f"idempotency purge: {purged} key(s) forgotten")
     return 0
+
+
+def _concurrency(text: str) -> int:
+    try:
+        return check_concurrency(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _concurrency_option(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--concurrency",
+        type=_concurrency,
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"at most N {what} in flight with the provider at once, 1 to {MAX_CONCURRENCY} "
+        f"(default {DEFAULT_CONCURRENCY}; 1 is one after another)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument(
         "--auto-approve", action="store_true", help="the weekly run: first pay out every verified provider's balance"
     )
+    _concurrency_option(batch, "withdrawals")
     batch.set_defaults(run=cmd_payouts_run)
 
     reconcile = commands.add_parser(
@@ -250,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="change nothing: list every difference with the providers in RECONCILE_LOOKBACK_DAYS (exit 1 if any)",
     )
+    _concurrency_option(reconcile, "objects")
     reconcile.set_defaults(run=cmd_reconcile)
 
     idempotency = commands.add_parser("idempotency", help="idempotency keys")

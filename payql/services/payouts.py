@@ -8,7 +8,10 @@
 - `payql payouts run` sends every approved withdrawal through its provider with a stable key per withdrawal
   (PROCESSING), and settles it when the provider confirms: COMPLETED (`payouts_in_flight → provider_cash`), or FAILED
   (the money goes back to `payable`). `--auto-approve` (the weekly run) first makes one approved withdrawal per
-  verified provider whose available balance reaches the minimum, once per ISO week (a unique constraint).
+  verified provider whose available balance reaches the minimum, once per ISO week (a unique constraint). A run keeps
+  at most `--concurrency` provider calls in flight (payql/batches.py) and writes `GROUP` withdrawals per transaction;
+  each withdrawal is still one intent committed before its call, one key and one call, and two runs that overlap
+  send the same key (the provider answers the second with the first's payout).
 - A payout the provider refuses definitively (`PayoutRefused`: a 4xx other than a rate limit) fails at once with
   `failure_reason`; a transient failure leaves it PROCESSING and the next run sends the same key again. A COMPLETED
   payout the provider reverses or cancels later becomes FAILED and `payout_reversed` undoes its settlement.
@@ -17,14 +20,20 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from payql import batches
 from payql.auth import Principal
+from payql.batches import DEFAULT_CONCURRENCY
 from payql.db import ROW_LOCK, Database
 from payql.faults import crash_point
 from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_id, utcnow
@@ -45,6 +54,10 @@ REFUSED = "the provider refused the payout"
 CANCELED = "the provider canceled the payout"
 REVERSED = "the provider reversed the payout"
 FAILURE_REASON_LENGTH = 200  # withdrawals.failure_reason
+# Withdrawals written per transaction by the payout run: one commit (one fsync on SQLite) for each group of intents,
+# approvals or answers, where one per withdrawal made the database, not the provider, the limit of a run.
+GROUP = 32
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,9 +212,13 @@ class PayoutService:
         period: str | None,
         status: WithdrawalStatus,
         withdrawal_id: str | None = None,
+        *,
+        left: int | None = None,
     ) -> Withdrawal:
-        """Take `amount` out of the payable (locked) into payouts in flight, with its withdrawal."""
-        left = available(session, account.user_id, account.currency, lock=True)
+        """Take `amount` out of the payable (locked) into payouts in flight, with its withdrawal. `left` is what is
+        available, when the caller read it under the lock already."""
+        if left is None:
+            left = available(session, account.user_id, account.currency, lock=True)
         if left <= 0 or amount > left:
             shown = Money(max(left, 0), account.currency).format()
             raise InsufficientFunds(f"{shown} {account.currency} available to withdraw", field="amount")
@@ -243,37 +260,53 @@ class PayoutService:
 
     # -- the batch -----------------------------------------------------------------------------------------
 
-    def run(self, *, auto_approve: bool = False, now: datetime | None = None) -> PayoutRun:
+    def run(
+        self, *, auto_approve: bool = False, now: datetime | None = None, concurrency: int = DEFAULT_CONCURRENCY
+    ) -> PayoutRun:
+        """The batch: at most `concurrency` provider calls at once (payql/batches.py), each with its own key.
+
+        The database work runs on this thread, `GROUP` withdrawals per transaction: a transaction marks a group
+        PROCESSING (the intents) before any of its calls is made, the calls go out on the pool, and their answers
+        are applied a group at a time while the next calls are in flight. A crash anywhere leaves withdrawals
+        PROCESSING, which the next run (or `payql reconcile`) sends again with the same key: the provider pays once.
+        """
+        batches.check_concurrency(concurrency)
         now = now or utcnow()
         with exclusive(self._db, "payouts-run") as mine:
             if not mine:
                 return PayoutRun(skipped=True)
-            created = self._auto_approve(now) if auto_approve else 0
-            completed = failed = pending = 0
+            created = self._auto_approve(now, concurrency) if auto_approve else 0
             with self._db.read() as session:
                 due = list(
                     session.scalars(
-                        select(Withdrawal)
+                        select(Withdrawal.id)
                         .where(Withdrawal.status.in_([WithdrawalStatus.APPROVED, WithdrawalStatus.PROCESSING]))
                         .order_by(Withdrawal.id)
                     )
                 )
-            for withdrawal in due:
+            statuses: list[WithdrawalStatus] = []
+            answered: list[tuple[_Intent, _Answer]] = []
+            for intent, outcome in batches.each(self._intents(due, statuses), self._call, concurrency):
                 try:
-                    status = self.send(withdrawal)
+                    answered.append((intent, outcome.result()))
                 except ProviderError as exc:
-                    logger.warning("payout of %s not sent: %s (next run retries)", withdrawal.id, exc.message)
-                    pending += 1
-                    continue
-                completed += status is WithdrawalStatus.COMPLETED
-                failed += status is WithdrawalStatus.FAILED
-                pending += status is WithdrawalStatus.PROCESSING
-            return PayoutRun(created, completed, failed, pending)
+                    logger.warning("payout of %s not sent: %s (next run retries)", intent.withdrawal_id, exc.message)
+                    statuses.append(WithdrawalStatus.PROCESSING)
+                if len(answered) >= GROUP:
+                    statuses += self._apply(answered)
+                    answered = []
+            statuses += self._apply(answered)
+            count = Counter(statuses)
+            return PayoutRun(
+                created,
+                count[WithdrawalStatus.COMPLETED],
+                count[WithdrawalStatus.FAILED],
+                count[WithdrawalStatus.PROCESSING],
+            )
 
-    def _auto_approve(self, now: datetime) -> int:
+    def _auto_approve(self, now: datetime, concurrency: int) -> int:
         year, week, _ = now.isocalendar()
         period = f"{year}-W{week:02d}"
-        created = 0
         with self._db.read() as session:
             accounts = list(
                 session.scalars(
@@ -282,54 +315,123 @@ class PayoutService:
                     .order_by(PayoutAccount.verified_at)
                 )
             )
-        seen: set[tuple[str, str]] = set()
-        for account in accounts:
-            if (account.user_id, account.currency) in seen:
-                continue  # the first verified account per provider and currency is paid
-            seen.add((account.user_id, account.currency))
-            with self._db.uow() as uow:
+        first: dict[tuple[str, str], PayoutAccount] = {}
+        for account in accounts:  # the first verified account per provider and currency is paid
+            first.setdefault((account.user_id, account.currency), account)
+        # one item per provider and currency: no two transactions lock the same payable
+        groups = list(_chunks(list(first.values()), GROUP))
+        return sum(outcome.result() for _, outcome in batches.each(groups, partial(self._approve, period), concurrency))
+
+    def _approve(self, period: str, accounts: list[PayoutAccount]) -> int:
+        """This week's automatic withdrawal of each account's whole available balance where it reaches the minimum,
+        in one transaction (a savepoint each); returns how many were made."""
+        created = 0
+        with self._db.uow() as uow:
+            for account in accounts:
                 left = available(uow.session, account.user_id, account.currency, lock=True)
                 if left < self.minimum(account.currency).minor:
                     continue
                 try:
-                    self._open(uow.session, account, left, period, WithdrawalStatus.APPROVED)
-                    uow.commit()
+                    with uow.session.begin_nested():
+                        self._open(uow.session, account, left, period, WithdrawalStatus.APPROVED, left=left)
                 except IntegrityError:
                     continue  # this week's automatic payout was made already
                 created += 1
+            uow.commit()
         return created
 
     def send(self, withdrawal: Withdrawal) -> WithdrawalStatus:
         """Pay an approved withdrawal, or finish one in flight: the same key again, or a re-fetch of the payout."""
-        with self._db.uow() as uow:
-            locked = uow.session.get(Withdrawal, withdrawal.id, with_for_update=ROW_LOCK)
-            account = uow.session.get(PayoutAccount, withdrawal.payout_account_id)
-            if (
-                locked is None
-                or account is None
-                or locked.status
-                not in {
-                    WithdrawalStatus.APPROVED,
-                    WithdrawalStatus.PROCESSING,
+        statuses: list[WithdrawalStatus] = []
+        for intent in self._intents([withdrawal.id], statuses):
+            statuses += self._apply([(intent, self._call(intent))])
+        return statuses[0]
+
+    def _intents(self, withdrawal_ids: list[str], skipped: list[WithdrawalStatus]) -> Iterator[_Intent]:
+        """Mark the withdrawals still to pay PROCESSING, `GROUP` per transaction, and yield what to send for each
+        once its group is committed (a crash after the call resends the same key); the status of each one that is
+        no longer to pay goes to `skipped`."""
+        for group in _chunks(withdrawal_ids, GROUP):
+            intents: list[_Intent] = []
+            with self._db.uow() as uow:
+                rows = uow.session.execute(
+                    select(Withdrawal, PayoutAccount)
+                    .join(PayoutAccount, PayoutAccount.id == Withdrawal.payout_account_id)
+                    .where(Withdrawal.id.in_(group))
+                    .order_by(Withdrawal.id)
+                    .with_for_update(of=Withdrawal, **ROW_LOCK)
+                ).all()
+                for withdrawal, account in rows:
+                    if withdrawal.status not in {WithdrawalStatus.APPROVED, WithdrawalStatus.PROCESSING}:
+                        skipped.append(withdrawal.status)
+                        continue
+                    withdrawal.status = WithdrawalStatus.PROCESSING  # the intent
+                    intents.append(
+                        _Intent(
+                            withdrawal.id,
+                            account.provider,
+                            account.external_account_id,
+                            withdrawal.amount_minor,
+                            withdrawal.currency,
+                            withdrawal.provider_key,
+                            withdrawal.provider_payout_id,
+                        )
+                    )
+                if len(rows) < len(group):  # pragma: no cover - withdrawals and accounts are never deleted
+                    skipped.extend(WithdrawalStatus.FAILED for _ in range(len(group) - len(rows)))
+                uow.commit()
+            yield from intents
+
+    def _call(self, intent: _Intent) -> _Answer:
+        """The provider call of one intent (no database work: it runs on the job's pool)."""
+        provider = self._providers[intent.provider]
+        if intent.provider_payout_id is not None:
+            return provider.retrieve_payout(intent.provider_payout_id)
+        try:
+            answer = provider.payout(intent.destination, intent.amount_minor, intent.currency, intent.key)
+        except PayoutRefused as exc:  # definitive: nothing was paid, the money goes back at once
+            logger.warning(
+                "payout of %s refused by %s (%s)", intent.withdrawal_id, intent.provider.value, exc.provider_code
+            )
+            crash_point("payout")  # killed here: the next run asks again with the same key, and is refused again
+            return exc
+        crash_point("payout")
+        return answer
+
+    def _apply(self, answered: list[tuple[_Intent, _Answer]]) -> list[WithdrawalStatus]:
+        """Apply answers in one transaction. Should it fail on a lock (PostgreSQL breaks a deadlock with a concurrent
+        transaction that locks the same accounts in another order), each answer is applied in its own."""
+        if not answered:
+            return []
+        try:
+            with self._db.uow() as uow:
+                ids = [intent.withdrawal_id for intent, _ in answered]
+                locked = {
+                    withdrawal.id: withdrawal
+                    for withdrawal in uow.session.scalars(
+                        select(Withdrawal)
+                        .where(Withdrawal.id.in_(ids))
+                        .order_by(Withdrawal.id)
+                        .with_for_update(**ROW_LOCK)
+                    )
                 }
-            ):
-                return locked.status if locked is not None else WithdrawalStatus.FAILED
-            locked.status = WithdrawalStatus.PROCESSING  # the intent: a crash after the call resends the same key
-            uow.commit()
-        provider = self._providers[account.provider]
-        if locked.provider_payout_id is None:
-            try:
-                answer = provider.payout(
-                    account.external_account_id, locked.amount_minor, locked.currency, locked.provider_key
-                )
-            except PayoutRefused as exc:  # definitive: nothing was paid, the money goes back at once
-                logger.warning("payout of %s refused by %s (%s)", locked.id, account.provider.value, exc.provider_code)
-                crash_point("payout")  # killed here: the next run asks again with the same key, and is refused again
-                return self.refused(locked.id, exc.provider_code or REFUSED)
-            crash_point("payout")
-        else:
-            answer = provider.retrieve_payout(locked.provider_payout_id)
-        return self.settle(locked.id, answer)
+                statuses = [
+                    self._apply_in(uow.session, locked[intent.withdrawal_id], intent.provider.value, answer)
+                    for intent, answer in answered
+                ]
+                uow.commit()
+                return statuses
+        except OperationalError:
+            if len(answered) == 1:
+                raise
+            logger.warning("payouts: a group of %d answers is applied one by one after a lock conflict", len(answered))
+            return [status for pair in answered for status in self._apply([pair])]
+
+    @staticmethod
+    def _apply_in(session: Session, withdrawal: Withdrawal, cash_owner: str, answer: _Answer) -> WithdrawalStatus:
+        if isinstance(answer, PayoutRefused):
+            return _refused_in(session, withdrawal, answer.provider_code or REFUSED)
+        return _settle_in(session, withdrawal, cash_owner, answer)
 
     def refused(self, withdrawal_id: str, failure_reason: str) -> WithdrawalStatus:
         """The provider refused to create the payout: a withdrawal still in flight fails, its money is available."""
@@ -337,10 +439,9 @@ class PayoutService:
             withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
             if withdrawal is None:  # pragma: no cover - never deleted
                 return WithdrawalStatus.FAILED
-            if withdrawal.status is WithdrawalStatus.PROCESSING and withdrawal.provider_payout_id is None:
-                _give_back(uow.session, withdrawal, WithdrawalStatus.FAILED, failure=failure_reason)
+            status = _refused_in(uow.session, withdrawal, failure_reason)
             uow.commit()
-            return withdrawal.status
+            return status
 
     def settle(self, withdrawal_id: str, answer: ProviderPayout) -> WithdrawalStatus:
         """Apply a provider's view of a payout: COMPLETED, FAILED (money back to payable) or still pending; a
@@ -349,44 +450,69 @@ class PayoutService:
             withdrawal = uow.session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
             if withdrawal is None:  # pragma: no cover - never deleted
                 return WithdrawalStatus.FAILED
-            withdrawal.provider_payout_id = withdrawal.provider_payout_id or answer.provider_payout_id
-            if withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "succeeded":
-                withdrawal.status = WithdrawalStatus.COMPLETED
-                withdrawal.processed_at = utcnow()
-                lines = postings.payout_settled(
-                    withdrawal.user_id,
-                    _cash_owner(uow.session, withdrawal),
-                    withdrawal.currency,
-                    withdrawal.amount_minor,
-                )
-                ledger.post(uow.session, "payout_settled", "withdrawal", withdrawal.id, lines)
-            elif withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "failed":
-                _give_back(uow.session, withdrawal, WithdrawalStatus.FAILED, failure=answer.failure_code or CANCELED)
-            elif withdrawal.status is WithdrawalStatus.COMPLETED and answer.status == "failed":
-                # paid, then reversed or canceled by the provider: the settlement and the request are undone exactly
-                withdrawal.status = WithdrawalStatus.FAILED
-                withdrawal.failure_reason = (answer.failure_code or REVERSED)[:FAILURE_REASON_LENGTH]
-                withdrawal.processed_at = utcnow()
-                lines = postings.payout_reversed(
-                    withdrawal.user_id,
-                    _cash_owner(uow.session, withdrawal),
-                    withdrawal.currency,
-                    withdrawal.amount_minor,
-                )
-                ledger.post(uow.session, "payout_reversed", "withdrawal", withdrawal.id, lines)
-            elif withdrawal.status is WithdrawalStatus.COMPLETED and answer.reversed_minor > 0:
-                # part of a paid payout taken back (a partial Stripe transfer reversal): not booked (README
-                # "Provider truth: what payql books"); the whole reversal, if it comes, is
-                logger.warning(
-                    "withdrawal %s: the provider reversed %s of its %s %s; not booked, left to the operator",
-                    withdrawal.id,
-                    answer.reversed_minor,
-                    withdrawal.amount_minor,
-                    withdrawal.currency,
-                )
-            # anything else (FAILED, or a late "pending"/"succeeded" after the end) changes nothing: no regression
+            status = _settle_in(uow.session, withdrawal, _cash_owner(uow.session, withdrawal), answer)
             uow.commit()
-            return withdrawal.status
+            return status
+
+
+def _refused_in(session: Session, withdrawal: Withdrawal, failure_reason: str) -> WithdrawalStatus:
+    """A refusal, applied to a withdrawal locked in `session`."""
+    if withdrawal.status is WithdrawalStatus.PROCESSING and withdrawal.provider_payout_id is None:
+        _give_back(session, withdrawal, WithdrawalStatus.FAILED, failure=failure_reason)
+    return withdrawal.status
+
+
+def _settle_in(session: Session, withdrawal: Withdrawal, cash_owner: str, answer: ProviderPayout) -> WithdrawalStatus:
+    """A provider's view of the payout, applied to a withdrawal locked in `session`; `cash_owner` is the provider
+    whose cash the payout left."""
+    withdrawal.provider_payout_id = withdrawal.provider_payout_id or answer.provider_payout_id
+    if withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "succeeded":
+        withdrawal.status = WithdrawalStatus.COMPLETED
+        withdrawal.processed_at = utcnow()
+        lines = postings.payout_settled(withdrawal.user_id, cash_owner, withdrawal.currency, withdrawal.amount_minor)
+        ledger.post(session, "payout_settled", "withdrawal", withdrawal.id, lines)
+    elif withdrawal.status is WithdrawalStatus.PROCESSING and answer.status == "failed":
+        _give_back(session, withdrawal, WithdrawalStatus.FAILED, failure=answer.failure_code or CANCELED)
+    elif withdrawal.status is WithdrawalStatus.COMPLETED and answer.status == "failed":
+        # paid, then reversed or canceled by the provider: the settlement and the request are undone exactly
+        withdrawal.status = WithdrawalStatus.FAILED
+        withdrawal.failure_reason = (answer.failure_code or REVERSED)[:FAILURE_REASON_LENGTH]
+        withdrawal.processed_at = utcnow()
+        lines = postings.payout_reversed(withdrawal.user_id, cash_owner, withdrawal.currency, withdrawal.amount_minor)
+        ledger.post(session, "payout_reversed", "withdrawal", withdrawal.id, lines)
+    elif withdrawal.status is WithdrawalStatus.COMPLETED and answer.reversed_minor > 0:
+        # part of a paid payout taken back (a partial Stripe transfer reversal): not booked (README "Provider truth:
+        # what payql books"); the whole reversal, if it comes, is
+        logger.warning(
+            "withdrawal %s: the provider reversed %s of its %s %s; not booked, left to the operator",
+            withdrawal.id,
+            answer.reversed_minor,
+            withdrawal.amount_minor,
+            withdrawal.currency,
+        )
+    # anything else (FAILED, or a late "pending"/"succeeded" after the end) changes nothing: no regression
+    return withdrawal.status
+
+
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    """What one payout call sends, read under the withdrawal's lock when it was marked PROCESSING."""
+
+    withdrawal_id: str
+    provider: ProviderName
+    destination: str
+    amount_minor: int
+    currency: str
+    key: str
+    provider_payout_id: str | None
+
+
+_Answer = ProviderPayout | PayoutRefused
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _give_back(

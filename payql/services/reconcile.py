@@ -37,6 +37,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, select, text, union
 
+from payql import batches
+from payql.batches import DEFAULT_CONCURRENCY
 from payql.db import Database
 from payql.models import Enroll, Payment, PayoutAccount, Refund, Withdrawal, utcnow
 from payql.models.enums import PaymentStatus, ProviderName, RefundStatus, WithdrawalStatus
@@ -78,6 +80,7 @@ class ReconcileRun:
     failed: int = 0  # items the provider could not answer now: the next run retries them
     skipped: bool = False  # another replica holds the job's lock
     problems: list[str] = field(default_factory=list)
+    concurrency: int = 1  # objects finished at once within a step (`--concurrency`)
 
 
 class Reconciler:
@@ -108,13 +111,18 @@ class Reconciler:
         now: datetime | None = None,
         limit: int = 1000,
         full: bool = False,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> ReconcileRun:
-        """Finish what was left and re-read what is open; `full` also re-reads everything `report()` compares."""
+        """Finish what was left and re-read what is open; `full` also re-reads everything `report()` compares.
+
+        The steps run one after the other, in this order; within a step at most `concurrency` objects are finished
+        at once (payql/batches.py), each by the same code as at concurrency 1."""
+        batches.check_concurrency(concurrency)
         cutoff = (now or utcnow()) - (self._older_than if older_than is None else older_than)
         with exclusive(self._db, "reconcile") as mine:
             if not mine:
                 return ReconcileRun(skipped=True)
-            run = ReconcileRun()
+            run = ReconcileRun(concurrency=concurrency)
             # Enroll intents first: finishing them captures, voids or refunds, which later steps would only re-read.
             run.enrolls = self._each(run, "enroll", self._ids(self._pending_enrolls(cutoff), limit), self._enroll)
             run.created = self._each(run, "payment", self._ids(self._unsent_payments(cutoff), limit), self._create)
@@ -140,9 +148,16 @@ class Reconciler:
             return run
 
     def report(
-        self, *, older_than: timedelta | None = None, now: datetime | None = None, limit: int = 1000
+        self,
+        *,
+        older_than: timedelta | None = None,
+        now: datetime | None = None,
+        limit: int = 1000,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> ReconcileReport:
-        """Every difference between payql and its providers in the lookback window; changes nothing."""
+        """Every difference between payql and its providers in the lookback window; changes nothing. At most
+        `concurrency` objects are compared at once; the differences are listed in the same order at any."""
+        batches.check_concurrency(concurrency)
         moment = now or utcnow()
         cutoff = moment - (self._older_than if older_than is None else older_than)
         since = moment - self._lookback
@@ -155,18 +170,16 @@ class Reconciler:
         )
         for kind, query, what in unfinished:
             report.differences.extend(f"{kind} {object_id}: {what}" for object_id in self._ids(query, limit))
-        for payment_id in self._ids(self._payments_in_window(cutoff, since), limit):
-            self._compare(report, "payment", payment_id, self._compare_payment)
-        for withdrawal_id in self._ids(self._payouts_in_window(cutoff, since), limit):
-            self._compare(report, "withdrawal", withdrawal_id, self._compare_payout)
+        payments = self._ids(self._payments_in_window(cutoff, since), limit)
+        self._compare(report, "payment", payments, self._compare_payment, concurrency)
+        withdrawals = self._ids(self._payouts_in_window(cutoff, since), limit)
+        self._compare(report, "withdrawal", withdrawals, self._compare_payout, concurrency)
         found = self._listed(report.problems, since, limit)
         report.failed += found is None
         listed = found or {}
-        for label in listed:
-            self._compare(report, "dispute", label, lambda key: self._dry_receive(*listed[key]))
-        for dispute_id in self._disputes.open_ids(limit):
-            if dispute_id not in listed:
-                self._compare(report, "dispute", dispute_id, self._compare_dispute)
+        self._compare(report, "dispute", list(listed), lambda key: self._dry_receive(*listed[key]), concurrency)
+        reread = [dispute_id for dispute_id in self._disputes.open_ids(limit) if dispute_id not in listed]
+        self._compare(report, "dispute", reread, self._compare_dispute, concurrency)
         return report
 
     # -- what is left behind ---------------------------------------------------------------------------------
@@ -367,31 +380,41 @@ class Reconciler:
         }
 
     @staticmethod
-    def _compare(report: ReconcileReport, kind: str, object_id: str, compare: Callable[[str], list[str]]) -> None:
-        report.checked += 1
-        try:
-            changes = compare(object_id)
-        except ProviderError as exc:
-            report.failed += 1
-            report.problems.append(f"{kind} {object_id}: the provider did not answer ({exc.code})")
-            return
-        except DisputeNotReady as exc:
-            report.failed += 1
-            report.problems.append(f"{kind} {object_id}: {exc}")
-            return
-        except Exception:  # one broken row must not hide the others
-            report.failed += 1
-            report.problems.append(f"{kind} {object_id}: unexpected error (logged)")
-            logger.exception("reconcile --report: %s %s failed", kind, object_id)
-            return
-        report.differences.extend(f"{kind} {object_id}: {change}" for change in changes)
+    def _compare(
+        report: ReconcileReport,
+        kind: str,
+        ids: Iterable[str],
+        compare: Callable[[str], list[str]],
+        concurrency: int,
+    ) -> None:
+        """Compare each object (on up to `concurrency` threads); the report is written here, in the order of `ids`."""
+        for object_id, outcome in batches.each(ids, compare, concurrency):
+            report.checked += 1
+            try:
+                changes = outcome.result()
+            except ProviderError as exc:
+                report.failed += 1
+                report.problems.append(f"{kind} {object_id}: the provider did not answer ({exc.code})")
+                continue
+            except DisputeNotReady as exc:
+                report.failed += 1
+                report.problems.append(f"{kind} {object_id}: {exc}")
+                continue
+            except Exception:  # one broken row must not hide the others
+                report.failed += 1
+                report.problems.append(f"{kind} {object_id}: unexpected error (logged)")
+                logger.exception("reconcile --report: %s %s failed", kind, object_id)
+                continue
+            report.differences.extend(f"{kind} {object_id}: {change}" for change in changes)
 
     @staticmethod
     def _each(run: ReconcileRun, kind: str, ids: Iterable[str], finish: Callable[[str], bool]) -> int:
+        """One step: `finish` each object, `run.concurrency` at a time; counted here (one thread), in order of
+        `ids`. Returns how many `finish` reported done; failures go to `run.failed` and `run.problems`."""
         done = 0
-        for object_id in ids:
+        for object_id, outcome in batches.each(ids, finish, run.concurrency):
             try:
-                done += finish(object_id)
+                done += outcome.result()
             except (ProviderError, DomainError, DisputeNotReady) as exc:
                 # a provider outage, or a refusal: logged and counted; the next run tries again
                 run.failed += 1

@@ -252,6 +252,7 @@ class Sent(NamedTuple):
 
 class FakeServer(ThreadingHTTPServer):
     daemon_threads = False  # server_close() joins every handler thread
+    request_queue_size = 128  # socketserver's 5 drops connections when many clients call at once (concurrent runs)
     live: weakref.WeakSet[FakeServer] = weakref.WeakSet()  # servers not yet collected, for the shape checks
 
     def __init__(self, fake: FakeProvider[Any, Any, Any], port: int = 0) -> None:

@@ -43,9 +43,9 @@ _NAME = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _INDEX = re.compile(r"\[([^\[\]]*)\]")
 
 if TYPE_CHECKING or __package__:  # imported by the tests (`fakes.…`), or run as a script from this folder
-    from ._http import FakeProvider, ProviderError, Received
+    from ._http import FakeProvider, ProviderError, Received, Reply
 else:
-    from _http import FakeProvider, ProviderError, Received
+    from _http import FakeProvider, ProviderError, Received, Reply
 
 
 class FormError(ValueError):
@@ -454,8 +454,17 @@ class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
 
     _key_header = "idempotency-key"
 
-    def __init__(self, secret_key: str = DEFAULT_SECRET_KEY, *, api_version: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        *,
+        api_version: str | None = None,
+        port: int = 0,
+        latency_ms: int = 0,
+    ) -> None:
         self.secret_key = secret_key
+        self.latency_ms = latency_ms  # added to every API request, outside the lock: a Stripe far away
+        self.in_flight = self.max_in_flight = 0  # requests being served now, and the most ever at once
         self.api_version = api_version or stripe.api_version  # the account's default version, rendered in events
         self.refunds_pending = False  # new refunds start `pending` until `settle_refund`
         self.customers: dict[str, Obj] = {}
@@ -680,6 +689,19 @@ class FakeStripe(FakeProvider[_Incoming, RecordedRequest, Obj]):
         self.events.append(event)
 
     # ------------------------------------------------------------------------------------------ serving
+
+    def _serve(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Reply | None:
+        """Every request, after `latency_ms` (counted in `in_flight` while it is served)."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.latency_ms and self._closing.wait(self.latency_ms / 1000):
+                return None  # closing: dropped, as a hung request is
+            return super()._serve(method, target, headers, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
     def _receive(self, received: Received) -> tuple[_Incoming, RecordedRequest]:
         method, path, key = received.method, received.path, received.key
@@ -1663,8 +1685,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--secret-key", default="sk_test_local")
     parser.add_argument("--forward-to", default=None, help="e.g. http://127.0.0.1:8000/webhooks/stripe")
     parser.add_argument("--webhook-secret", default="whsec_local")
+    parser.add_argument("--latency-ms", type=int, default=0, help="added to every API request (e.g. 50)")
     args = parser.parse_args(argv)
-    with FakeStripe(secret_key=args.secret_key, port=args.port) as fake:
+    with FakeStripe(secret_key=args.secret_key, port=args.port, latency_ms=args.latency_ms) as fake:
         print(f"fake Stripe API on {fake.url} (secret key {args.secret_key})", flush=True)  # noqa: T201
 
         def delivery(event: Obj) -> tuple[str, bytes, dict[str, str]]:
