@@ -185,3 +185,28 @@ def stripe_api(request: pytest.FixtureRequest, database_url: str, db: Database, 
     )
     with Api(create_app(settings, db=db), settings) as client:
         yield client
+
+
+@pytest.fixture
+def stripe_cli(
+    request: pytest.FixtureRequest,
+    database_url: str,
+    fake: FakeStripe,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The operator's environment for `payql …` commands run in this process, configured like `stripe_api`'s app
+    (a module takes it as `cli = stripe_cli`)."""
+    monkeypatch.chdir(tmp_path)
+    values = {
+        "DATABASE_URL": database_url,
+        "PAYQL_ENV": "test",
+        "JWT_SECRET": TEST_SECRET,
+        "STRIPE_SECRET_KEY": STRIPE_SECRET_KEY,
+        "STRIPE_WEBHOOK_SECRET": STRIPE_WEBHOOK_SECRET,
+        "STRIPE_API_BASE": fake.url,
+        "PROVIDER_TIMEOUT_MS": str(getattr(request.module, "PROVIDER_TIMEOUT_MS", 1500)),
+        "LOG_LEVEL": "WARNING",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)

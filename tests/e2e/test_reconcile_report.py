@@ -7,67 +7,25 @@ it was; after `payql reconcile` has applied it, the report is clean and exits 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import documents as doc
 import httpx
 import pytest
-from conftest import make_settings
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, stripe_api, stripe_cli, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from sqlalchemy import func, select
 from support import Api
 
-from payql.app import create_app
 from payql.cli import main
 from payql.db import Database
 from payql.models import LedgerTransaction, Payment, Refund
 from payql.models.enums import PaymentStatus, RefundStatus
-from payql.settings import Settings
 
-SECRET_KEY = "sk_test_payql_report"
-WEBHOOK_SECRET = "whsec_payql_report"
+SECRET_KEY, WEBHOOK_SECRET = STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeStripe]:
-    with FakeStripe(secret_key=SECRET_KEY) as server:
-        yield server
-
-
-@pytest.fixture
-def settings(database_url: str, fake: FakeStripe) -> Settings:
-    return make_settings(
-        database_url,
-        stripe_secret_key=SECRET_KEY,
-        stripe_webhook_secret=WEBHOOK_SECRET,
-        stripe_api_base=fake.url,
-        provider_timeout_ms=1000,
-    )
-
-
-@pytest.fixture
-def api(settings: Settings, db: Database) -> Iterator[Api]:
-    with Api(create_app(settings, db=db), settings) as running:
-        yield running
-
-
-@pytest.fixture
-def cli(settings: Settings, fake: FakeStripe, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    values = {
-        "DATABASE_URL": settings.database_url,
-        "PAYQL_ENV": "test",
-        "JWT_SECRET": settings.jwt_secret.get_secret_value(),
-        "STRIPE_SECRET_KEY": SECRET_KEY,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_BASE": fake.url,
-        "PROVIDER_TIMEOUT_MS": "1000",
-        "LOG_LEVEL": "WARNING",
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
+PROVIDER_TIMEOUT_MS = 1000
+fake, api, cli = stripe_fake, stripe_api, stripe_cli  # the conftest fixtures, under this module's names
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
