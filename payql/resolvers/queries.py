@@ -83,7 +83,7 @@ def enrolls(
     principal = caller(info)
     page = queries.list_enrolls(info.context.session, principal, first, after, status)
     loaders = info.context.loaders
-    loaders.enroll_payment.want(item.id for item in page.items)
+    loaders.enroll_payment.want([item.id for item in page.items])
     return _connection(page, lambda row: enroll_node(loaders, row))
 
 
