@@ -43,6 +43,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
 from payql.schema.limits import CAP, SLICE
+from payql.schema.memo import Memo
 
 # How to read a field, decided once per field of the schema: (attribute, leaf type or None, object type or None, the
 # cap of a sliced list or None, whether the value is a list). None: graphql-core's full path.
@@ -179,6 +180,23 @@ def _leaf_kind(leaf: GraphQLLeafType) -> int:
     return _LEAF
 
 
+def _real(path: Any) -> Any:
+    """A response path as graphql-core's `Path`: planned objects and items pass theirs on as plain (previous, key,
+    type name) tuples, made into `Path`s only when something needs one (an error, a field graphql-core executes)."""
+    if path.__class__ is tuple:
+        previous, key, typename = path
+        return Path(_real(previous), key, typename)
+    return path
+
+
+# The plans of selection sets whose collection depends on nothing but the document (the operation declares no
+# variable, so `@include`/`@skip` are constants), kept on their object type (they live and die with the schema) by the
+# ids of their field nodes: the parsed document is cached by its text, so the same query meets the same nodes again.
+# Each entry holds its nodes, so that their ids cannot be reused while it is kept; the least recently used go first.
+_SHARED = "_payql_shared_plans"
+SHARED_PLANS = 256
+
+
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
     def execute_collected_subfields(
         self,
@@ -190,7 +208,8 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         plan = None
-        if position_context is None and not new_defer_usages:
+        middleware = self.middleware_manager
+        if position_context is None and not new_defer_usages and not (middleware and middleware.middlewares):
             plan = self._compiled(parent_type, grouped_field_set)
         if plan is None:
             return super().execute_collected_subfields(
@@ -200,25 +219,38 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
 
     # compiling
 
-    def _compiled(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[_Field] | None:
-        """The plan of an object type's collected fields, once per execution (graphql-core memoizes the collected
-        fields per execution too: the same dict comes back for every object of a list). The dict is kept alive
-        with its plan, so that its id cannot be reused while the plan is cached."""
-        plans: dict[tuple[GraphQLObjectType, int], tuple[Any, list[_Field] | None]] | None
+    def _compiled(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[_Field]:
+        """The plan of an object type's collected fields: shared across executions when the collection depends on
+        the document alone, else once per execution (graphql-core memoizes the collected fields per execution: the
+        same dict comes back for every object of a list; the dict is kept alive with its plan, so that its id
+        cannot be reused while the plan is cached)."""
+        details = [detail for group in grouped_field_set.values() for detail in group]
+        if not self.operation.variable_definitions and all(
+            detail.defer_usage is None and detail.fragment_variable_values is None for detail in details
+        ):
+            nodes = tuple(detail.node for detail in details)
+            key = tuple(map(id, nodes))
+            shared: Memo[tuple[Any, list[_Field]]] | None = vars(parent_type).get(_SHARED)
+            if shared is None:
+                shared = vars(parent_type).setdefault(_SHARED, Memo(SHARED_PLANS))
+            known = shared.get(key)
+            if known is None:
+                known = (nodes, self._compile(parent_type, grouped_field_set))
+                shared.put(key, known)
+            return known[1]
+        plans: dict[tuple[GraphQLObjectType, int], tuple[Any, list[_Field]]] | None
         plans = self.__dict__.get("_payql_plans")
         if plans is None:
             plans = self.__dict__["_payql_plans"] = {}
         memo = (parent_type, id(grouped_field_set))
         cached = plans.get(memo)
-        if cached is not None:
-            return cached[1]
-        middleware = self.middleware_manager
-        plan = None
-        if not (middleware is not None and middleware.middlewares):
-            compiled = [self._compile_field(parent_type, key, details) for key, details in grouped_field_set.items()]
-            plan = [field for field in compiled if field is not None]
-        plans[memo] = (grouped_field_set, plan)
-        return plan
+        if cached is None:
+            cached = plans[memo] = (grouped_field_set, self._compile(parent_type, grouped_field_set))
+        return cached[1]
+
+    def _compile(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[_Field]:
+        compiled = [self._compile_field(parent_type, key, details) for key, details in grouped_field_set.items()]
+        return [field for field in compiled if field is not None]
 
     def _compile_field(self, parent_type: GraphQLObjectType, key: str, details: Any) -> _Field | None:
         node = details[0].node
@@ -251,21 +283,22 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
         return compiled
 
     def _sub_plan(self, compiled: _Field) -> list[_Field] | bool:
-        sub = compiled.sub
-        if sub is None:
-            collected = self.collect_subfields(compiled.object_type, compiled.details)  # type: ignore[arg-type]
-            plan = None
-            if not collected.new_defer_usages:
-                plan = self._compiled(compiled.object_type, collected.grouped_field_set)  # type: ignore[arg-type]
-            sub = compiled.sub = False if plan is None else plan
+        """The plan of an object field's (or a list's items') selection set, compiled on first use. A plan shared
+        across executions keeps its sub-plans too (they depend on the document alone as well)."""
+        collected = self.collect_subfields(compiled.object_type, compiled.details)  # type: ignore[arg-type]
+        sub: list[_Field] | bool = False  # `@defer` below: graphql-core's path
+        if not collected.new_defer_usages:
+            sub = self._compiled(compiled.object_type, collected.grouped_field_set)  # type: ignore[arg-type]
+        compiled.sub = sub
         return sub
 
     # executing
 
     def _execute_plan(  # noqa: C901, PLR0912, PLR0915 - one loop per object: a call per field is what it saves
-        self, parent_type: GraphQLObjectType, source: Any, path: Path | None, plan: list[_Field]
+        self, parent_type: GraphQLObjectType, source: Any, path: Any, plan: list[_Field]
     ) -> Any:
-        """What `execute_fields` returns for these fields: their results by response key, or an awaitable of them."""
+        """What `execute_fields` returns for these fields: their results by response key, or an awaitable of them.
+        `path` is the object's: a `Path`, or a tuple `_real` makes one of."""
         results: dict[str, Any] = {}
         awaitable_keys: list[str] | None = None
         typename = parent_type.name
@@ -273,11 +306,11 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             for compiled in plan:
                 kind = compiled.kind
                 key = compiled.key
-                if kind == _FULL:
-                    value = _SURPRISE
-                elif kind == _TYPENAME:
+                if kind == _TYPENAME:
                     results[key] = typename
                     continue
+                if kind == _FULL:
+                    value = _SURPRISE
                 else:
                     try:
                         value = getattr(source, compiled.attr)
@@ -302,12 +335,32 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
                                     results[key] = name
                                     continue
                             value = self._leaf(compiled, value)
-                        elif kind in {_OBJECT, _LIST}:
-                            value = self._composite(compiled, value, Path(path, key, typename))
+                        elif kind == _OBJECT:
+                            sub = compiled.sub
+                            if sub is None:
+                                sub = self._sub_plan(compiled)
+                            if sub is False or isinstance(value, Exception):
+                                value = _SURPRISE
+                            else:  # graphql-core's complete_object_value, errors handled as execute_field does
+                                field_path = (path, key, typename)
+                                try:
+                                    value = self._execute_plan(compiled.object_type, value, field_path, sub)  # type: ignore[arg-type]
+                                except Exception as raw_error:  # noqa: BLE001
+                                    self.handle_field_error(
+                                        raw_error, compiled.field.type, compiled.details, _real(field_path)
+                                    )
+                                    value = None
+                                else:
+                                    if value.__class__ is not dict:
+                                        value = _Pending(self._await_field(value, compiled, _real(field_path)))
+                        elif kind == _LIST:
+                            value = self._list(compiled, value, (path, key, typename))
                         else:
                             value = self._leaf(compiled, value)
                 if value is _SURPRISE:
-                    value = self.execute_field(parent_type, source, compiled.details, Path(path, key, typename), None)
+                    value = self.execute_field(
+                        parent_type, source, compiled.details, Path(_real(path), key, typename), None
+                    )
                     if value is Undefined:
                         continue
                     if self.is_awaitable(value):
@@ -340,58 +393,47 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return _SURPRISE
         return _SURPRISE if coerced is None or coerced is Undefined else coerced
 
-    def _composite(self, compiled: _Field, value: Any, path: Path) -> Any:  # noqa: C901, PLR0911, PLR0912
-        """An object or a list of objects, completed as `execute_field` would complete it (errors below it are
-        handled at its path), or _SURPRISE before anything ran."""
-        if isinstance(value, Exception):
-            return _SURPRISE
+    def _list(self, compiled: _Field, value: Any, path: Any) -> Any:  # noqa: C901 - one loop per list
+        """A list of objects, completed as `execute_field` and graphql-core's list completion would complete it
+        (errors below it handled at its path and its items'), or _SURPRISE before anything ran."""
+        if value.__class__ is not list and value.__class__ is not tuple:
+            return _SURPRISE  # graphql-core's list completion says what it is
         sub = compiled.sub
         if sub is None:
             sub = self._sub_plan(compiled)
         if sub is False:
             return _SURPRISE
-        object_type: GraphQLObjectType = compiled.object_type  # type: ignore[assignment]
-        if compiled.kind == _OBJECT:
-            try:
-                completed = self._execute_plan(object_type, value, path, sub)  # type: ignore[arg-type]
-            except Exception as raw_error:  # noqa: BLE001 - handled exactly as graphql-core's execute_field does
-                self.handle_field_error(raw_error, compiled.field.type, compiled.details, path)
-                return None
-            if completed.__class__ is dict:
-                return completed
-            return _Pending(self._await_field(completed, compiled, path))
-        if value.__class__ is not list and value.__class__ is not tuple:
-            return _SURPRISE  # graphql-core's list completion says what it is
         items = value if compiled.cap is None else value[: compiled.cap]
         for item in items:
             if (item is None and compiled.item_non_null) or isinstance(item, Exception):
                 return _SURPRISE  # a null item the schema forbids, an error as an item: graphql-core reports it
-        field_type, item_type = compiled.field.type, compiled.item_type
+        object_type: GraphQLObjectType = compiled.object_type  # type: ignore[assignment]
         completed_items: list[Any] = []
         awaitable_indices: list[int] = []
         try:
             for index, item in enumerate(items):
-                item_path = Path(path, index, None)
                 if item is None:
                     completed_items.append(None)
                     continue
+                item_path = (path, index, None)
                 try:
                     completed = self._execute_plan(object_type, item, item_path, sub)  # type: ignore[arg-type]
                 except Exception as raw_error:  # noqa: BLE001 - as graphql-core's complete_list_item_value
-                    self.handle_field_error(raw_error, item_type, compiled.details, item_path)
+                    self.handle_field_error(raw_error, compiled.item_type, compiled.details, _real(item_path))
                     completed = None
                 if completed is not None and completed.__class__ is not dict:
-                    completed = self._await_item(completed, item_type, compiled, item_path)
+                    completed = self._await_item(completed, compiled, _real(item_path))
                     awaitable_indices.append(index)
                 completed_items.append(completed)
         except Exception as raw_error:  # noqa: BLE001 - handled exactly as graphql-core's execute_field does
             if awaitable_indices:
                 self.settle_in_background([completed_items[index] for index in awaitable_indices])
-            self.handle_field_error(raw_error, field_type, compiled.details, path)
+            self.handle_field_error(raw_error, compiled.field.type, compiled.details, _real(path))
             return None
         if not awaitable_indices:
             return completed_items
-        return _Pending(self._await_field(self._gather_items(completed_items, awaitable_indices), compiled, path))
+        gathered = self._gather_items(completed_items, awaitable_indices)
+        return _Pending(self._await_field(gathered, compiled, _real(path)))
 
     # awaitables: only when a field graphql-core executed returned one (never with payql's synchronous resolvers)
 
@@ -411,11 +453,11 @@ class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
             self.handle_field_error(raw_error, compiled.field.type, compiled.details, path)
             return None
 
-    async def _await_item(self, completed: Awaitable[Any], item_type: Any, compiled: _Field, path: Path) -> Any:
+    async def _await_item(self, completed: Awaitable[Any], compiled: _Field, path: Path) -> Any:
         try:
             return await completed
         except Exception as raw_error:  # noqa: BLE001 - as graphql-core's complete_list_item_value
-            self.handle_field_error(raw_error, item_type, compiled.details, path)
+            self.handle_field_error(raw_error, compiled.item_type, compiled.details, path)
             return None
 
 

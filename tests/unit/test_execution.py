@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import GraphQLArgument, GraphQLField, GraphQLString
+from strawberry.extensions import ParserCache
 from strawberry.permission import BasePermission
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -286,6 +287,8 @@ QUERIES = [
     # a resolver, arguments, a generator as a list, a permission on a plain attribute
     '{ branches { generated { name } shout(word: "x") leaf { secret name } } }',
     "{ first { leaf { name secret } leaves { secret } } }",
+    # directives with constant conditions
+    "{ branches { id @include(if: true) leaf @skip(if: false) { name @include(if: false) color } leaves @skip(if: true) { name } } }",
     # typename alone, and aliased
     "{ branches { __typename t: __typename leaf { __typename } } }",
 ]
@@ -300,6 +303,11 @@ VARIABLE_QUERIES = [
         [{"yes": True}, {"yes": False}],
     ),
     ("query($n: Int!) { branches { cappedLeaves(first: $n) { name } } }", [{"n": 1}, {"n": 2}]),
+    # a variable that decides only below the first level: the levels above collect the same fields either way
+    (
+        "query($c: Boolean!) { branches { id leaf { name child { name color @include(if: $c) } } } }",
+        [{"c": True}, {"c": False}, {"c": True}],
+    ),
 ]
 
 CASES = [(query, None) for query in QUERIES] + [
@@ -307,6 +315,13 @@ CASES = [(query, None) for query in QUERIES] + [
 ]
 
 FAST = strawberry.Schema(query=Query, mutation=Mutation, execution_context_class=FastExecutionContext)
+# the same document (the same nodes) for the same text: plans of documents without variables are shared
+CACHED = strawberry.Schema(
+    query=Query,
+    mutation=Mutation,
+    execution_context_class=FastExecutionContext,
+    extensions=[lambda: ParserCache(maxsize=64)],
+)
 PLAIN = strawberry.Schema(query=Query, mutation=Mutation, execution_context_class=StrawberryGraphQLCoreExecutionContext)
 
 
@@ -319,6 +334,17 @@ def _same(got: Any, expected: Any) -> None:
 @pytest.mark.parametrize(("query", "variables"), CASES)
 def test_fast_context_matches_graphql_core(query: str, variables: dict[str, Any] | None) -> None:
     _same(FAST.execute_sync(query, variable_values=variables), PLAIN.execute_sync(query, variable_values=variables))
+
+
+def test_plans_kept_across_executions_answer_like_graphql_core() -> None:
+    # every case twice, in two orders, through one parser cache: documents without variables reuse their plans,
+    # those with variables (`@include`/`@skip` may differ) never do
+    for case in [*CASES, *reversed(CASES)]:
+        query, variables = case
+        _same(
+            CACHED.execute_sync(query, variable_values=variables),
+            PLAIN.execute_sync(query, variable_values=variables),
+        )
 
 
 @pytest.mark.parametrize(
