@@ -11,6 +11,11 @@ Time claims are checked here, not by PyJWT, which coerces them with `int()` and 
 finite floats; never strings or booleans. A token lives at most JWT_MAX_LIFETIME seconds, counted from `iat`, or
 from now when it has no `iat` (so `exp` in the year 9999 is refused either way).
 
+A verified token is remembered (a bounded cache keyed by the token string, never a refusal) when the key is fixed
+(HS256, or an RSA public key from the settings; never with a JWKS, whose keys may be withdrawn): what PyJWT checks
+(signature, algorithm, issuer, audience, required claims) depends on the token alone then, and the time rules
+(`exp`, `nbf`, `iat`, the maximum lifetime) are checked again on every use, from the claims kept with it.
+
 `JWTAuthBackend` plugs the verifier into Starlette's `AuthenticationMiddleware`. A bad token does not end the
 request: public GraphQL fields must still answer, so the error is left in the scope under
 `AUTH_ERROR_SCOPE_KEY` for the GraphQL layer to report as UNAUTHENTICATED on protected fields
@@ -21,8 +26,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -136,13 +143,21 @@ def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
     return value
 
 
-def _check_times(claims: Mapping[str, Any], max_lifetime: int) -> None:
-    now = time.time()
+# A token's time claims: `exp`, `iat`, `nbf` (None when absent), read and checked to be numbers.
+Times = tuple[float, float | None, float | None]
+
+
+def _times(claims: Mapping[str, Any]) -> Times:
     expires = _numeric_date(claims, "exp")
     issued = _numeric_date(claims, "iat")
     not_before = _numeric_date(claims, "nbf")
     if expires is None:  # `require` has PyJWT refuse a missing one first
         raise AuthError("token is missing the 'exp' claim")
+    return expires, issued, not_before
+
+
+def _check_times(times: Times, max_lifetime: int, now: float) -> None:
+    expires, issued, not_before = times
     if expires <= now:
         raise AuthError("token expired")
     if (not_before is not None and not_before > now) or (issued is not None and issued > now):
@@ -183,10 +198,18 @@ def _rsa_public_key(settings: Settings) -> RSAPublicKey:
     return key
 
 
-class TokenVerifier:
-    """Verifies bearer tokens against the configured key; build once at startup and share."""
+# Verified tokens remembered per verifier: enough for every caller active at once on a replica.
+VERIFIED_CACHE_SIZE = 4096
 
-    def __init__(self, settings: Settings) -> None:
+
+class TokenVerifier:
+    """Verifies bearer tokens against the configured key; build once at startup and share. `clock` gives the time
+    the time claims are checked against (seconds since the epoch)."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[Principal, Times]] = OrderedDict()
+        self._lock = threading.Lock()
         self._algorithms = [settings.jwt_algorithm]
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -205,6 +228,8 @@ class TokenVerifier:
                 raise ValueError(f"JWT_JWKS_URL is not usable: {exc}") from exc
         else:
             self._keys = _rsa_public_key(settings)
+        # a JWKS key may be withdrawn: its tokens are checked against it every time
+        self._remembers = not isinstance(self._keys, jwt.PyJWKClient)
         self._options: Options = {
             "require": ["exp", "sub"],
             # `_check_times` does these: PyJWT would coerce strings.
@@ -223,6 +248,29 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("malformed token")
+        with self._lock:
+            known = self._verified.get(token)
+            if known is not None:
+                self._verified.move_to_end(token)
+        if known is not None:
+            principal, times = known
+            try:
+                _check_times(times, self._max_lifetime, self._clock())
+            except AuthError:
+                with self._lock:
+                    self._verified.pop(token, None)
+                raise
+            return principal
+        principal, times = self._decode(token)
+        if self._remembers:
+            with self._lock:
+                self._verified[token] = (principal, times)
+                if len(self._verified) > VERIFIED_CACHE_SIZE:
+                    self._verified.popitem(last=False)
+        return principal
+
+    def _decode(self, token: str) -> tuple[Principal, Times]:
+        """Every check, in order; all but the time rules depend on the token alone (with a fixed key)."""
         try:
             claims = jwt.decode(
                 token,
@@ -234,10 +282,11 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise _auth_error(exc) from exc
-        _check_times(claims, self._max_lifetime)
+        times = _times(claims)
+        _check_times(times, self._max_lifetime, self._clock())
         if self._audience is None and "aud" in claims:
             raise AuthError("invalid token audience")
-        return Principal(user_id=_check_subject(claims.get("sub")), roles=_roles(claims))
+        return Principal(user_id=_check_subject(claims.get("sub")), roles=_roles(claims)), times
 
     def _signing_key(self, token: str) -> str | RSAPublicKey | jwt.PyJWK:
         if not isinstance(self._keys, jwt.PyJWKClient):

@@ -12,6 +12,7 @@ from payql.models.enums import DisputeStatus, EnrollStatus, PaymentPurpose, Paym
 from payql.resolvers.common import GQLInfo, caller
 from payql.schema.enums import WithdrawalStatus as WithdrawalStatusEnum
 from payql.schema.nodes import (
+    EdgeNode,
     dispute_node,
     enroll_node,
     package_type,
@@ -24,7 +25,6 @@ from payql.schema.types import (
     CreditPackage,
     CreditTransaction,
     Dispute,
-    Edge,
     Enroll,
     PageInfo,
     Payment,
@@ -37,7 +37,7 @@ from payql.services.errors import NotFound
 
 
 def _connection(page: queries.Page[Any], wrap: Callable[[Any], Any]) -> Connection[Any]:
-    edges = [Edge(cursor=queries.encode_cursor(item.id), node=wrap(item)) for item in page.items]
+    edges: list[Any] = [EdgeNode(item.id, wrap(item)) for item in page.items]  # standing in for `Edge`s
     return Connection(
         edges=edges,
         page_info=PageInfo(has_next_page=page.has_next, end_cursor=edges[-1].cursor if edges else None),
@@ -83,7 +83,7 @@ def enrolls(
     principal = caller(info)
     page = queries.list_enrolls(info.context.session, principal, first, after, status)
     loaders = info.context.loaders
-    loaders.enroll_payment.want(item.id for item in page.items)
+    loaders.enroll_payment.want([item.id for item in page.items])
     return _connection(page, lambda row: enroll_node(loaders, row))
 
 

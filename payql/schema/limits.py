@@ -43,6 +43,7 @@ from graphql.language import BREAK, Visitor
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
+from payql.schema.memo import Memo
 from payql.services.queries import MAX_PAGE
 
 # Keys of a field's Strawberry metadata: the most items a plain list returns, or that a list is a connection's page
@@ -156,6 +157,12 @@ def operation_cost(
     return total
 
 
+# The costs of operations whose text has no `$` (so no variable, whose value a cost could depend on), by schema, text
+# and operation name: the document parsed from a text is the same every time, and walking it was most of this
+# extension's work on every request.
+_COSTS: Memo[int] = Memo(512)
+
+
 class CostLimit(SchemaExtension):
     def __init__(self, max_cost: int) -> None:
         self.max_cost = max_cost
@@ -165,7 +172,13 @@ class CostLimit(SchemaExtension):
         document: DocumentNode | None = context.graphql_document
         if document is not None and context.result is None:
             schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema, with the fields' metadata
-            cost = operation_cost(schema, document, context.operation_name, context.variables)
+            text = context.query
+            key = (schema, text, context.operation_name) if text is not None and "$" not in text else None
+            cost = None if key is None else _COSTS.get(key)
+            if cost is None:
+                cost = operation_cost(schema, document, context.operation_name, context.variables)
+                if key is not None:
+                    _COSTS.put(key, cost)
             if cost > self.max_cost:
                 error = GraphQLError(
                     f"The query cost {cost} exceeds the maximum of {self.max_cost} (a list's fields count once per "

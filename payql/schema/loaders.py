@@ -29,7 +29,8 @@ class BatchLoader(Generic[K, T]):
         self._wanted: set[K] = set()
 
     def want(self, keys: Iterable[K | None]) -> None:
-        self._wanted.update(key for key in keys if key is not None and key not in self._cache)
+        cache = self._cache
+        self._wanted.update({key for key in keys if key is not None and key not in cache})
 
     def load(self, key: K) -> T:
         if key not in self._cache:
@@ -54,9 +55,10 @@ class Loaders:
         self.disputes: BatchLoader[str, list[Record]] = BatchLoader(self._disputes, list)
 
     def want_payments(self, payments: Sequence[Any]) -> None:
-        self.enroll.want(payment.enroll_id for payment in payments)
-        self.refunds.want(payment.id for payment in payments)
-        self.disputes.want(payment.id for payment in payments)
+        ids = [payment.id for payment in payments]  # lists, not generators: a page is read once per loader
+        self.enroll.want([payment.enroll_id for payment in payments])
+        self.refunds.want(ids)
+        self.disputes.want(ids)
 
     def _enrolls(self, ids: list[str]) -> dict[str, Record | None]:
         return dict(queries.enrolls_by_id(self.session, ids))

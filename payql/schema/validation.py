@@ -16,6 +16,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
+from payql.schema.memo import Memo
+
 
 @functools.lru_cache(maxsize=512)
 def _validate(
@@ -29,6 +31,11 @@ def _validate(
     return validate(schema, document, everything, hide_suggestions=hide_suggestions)
 
 
+# By the query's text: the document parsed from it is the same every time (the parse options are fixed), and hashing
+# a text is free where hashing a document walks all of its nodes.
+_BY_TEXT: Memo[list[GraphQLError]] = Memo(512)
+
+
 class CachedValidation(SchemaExtension):
     """Strawberry's `ValidationCache`, with graphql-core's `hide_suggestions` (the cache is keyed by it too)."""
 
@@ -37,11 +44,17 @@ class CachedValidation(SchemaExtension):
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        if context.graphql_document is not None:  # always parsed by now; None leaves it to Strawberry
-            context.pre_execution_errors = _validate(
-                context.schema._schema,  # noqa: SLF001 - the graphql-core schema, as ValidationCache reads it
-                context.graphql_document,
-                context.validation_rules,
-                self.hide_suggestions,
-            )
+        document = context.graphql_document
+        if document is not None:  # always parsed by now; None leaves it to Strawberry
+            schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema, as ValidationCache reads it
+            rules = context.validation_rules
+            if context.query is None:
+                context.pre_execution_errors = _validate(schema, document, rules, self.hide_suggestions)
+            else:
+                key = (schema, context.query, rules, self.hide_suggestions)
+                errors = _BY_TEXT.get(key)
+                if errors is None:
+                    errors = _validate.__wrapped__(schema, document, rules, self.hide_suggestions)
+                    _BY_TEXT.put(key, errors)
+                context.pre_execution_errors = errors
         yield

@@ -409,6 +409,100 @@ def test_rs256_development_tokens_round_trip_with_only_the_private_key(rsa_key):
     assert principal == Principal(user_id="user-9", roles=frozenset({"provider"}))
 
 
+# --- verified tokens remembered ------------------------------------------------------------------------------
+
+
+class Clock:
+    """The verifier's time, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def counting_decode(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Counts the tokens PyJWT decodes (the verifier's own entry point into PyJWT, not PyJWT itself)."""
+    decoded: list[str] = []
+    original = TokenVerifier._decode
+
+    def decode(self: TokenVerifier, token: str) -> Any:
+        decoded.append(token)
+        return original(self, token)
+
+    monkeypatch.setattr(TokenVerifier, "_decode", decode)
+    return decoded
+
+
+def test_a_verified_token_is_decoded_once(monkeypatch):
+    decoded = counting_decode(monkeypatch)
+    verifier = TokenVerifier(make_settings())
+    token = hs256(claims(roles=["admin"]))
+
+    principals = [verifier.verify(token) for _ in range(3)]
+
+    assert principals == [Principal("user-1", frozenset({"admin"}))] * 3
+    assert decoded == [token]
+
+
+def test_a_remembered_token_expires_on_time():
+    clock = Clock()
+    verifier = TokenVerifier(make_settings(), clock=clock)
+    token = hs256(claims(exp=int(clock.now) + 60, iat=int(clock.now)))
+    assert verifier.verify(token).user_id == "user-1"
+
+    clock.now += 59
+    assert verifier.verify(token).user_id == "user-1"
+    clock.now += 1
+    assert refused(verifier, token) == "token expired"
+    assert refused(verifier, token) == "token expired"
+
+
+def test_a_remembered_token_is_checked_against_the_clock_every_time():
+    # a clock moved back: before `iat`, and (without `iat`) further from `exp` than the longest lifetime
+    clock = Clock()
+    verifier = TokenVerifier(make_settings(jwt_max_lifetime=300), clock=clock)
+    issued = hs256(claims(iat=int(clock.now), exp=int(clock.now) + 300))
+    undated = hs256(claims(iat=..., exp=int(clock.now) + 300))
+    assert verifier.verify(issued).user_id == verifier.verify(undated).user_id == "user-1"
+
+    clock.now -= 10
+    assert refused(verifier, issued) == "token not yet valid"
+    assert refused(verifier, undated) == "token lifetime too long"
+    clock.now += 10
+    assert verifier.verify(issued).user_id == verifier.verify(undated).user_id == "user-1"
+
+
+def test_a_refused_token_is_never_remembered(monkeypatch):
+    decoded = counting_decode(monkeypatch)
+    clock = Clock()
+    verifier = TokenVerifier(make_settings(), clock=clock)
+    early = hs256(claims(nbf=int(clock.now) + 30))
+    forged = hs256(claims(roles=["admin"]), secret=OTHER_SECRET)
+
+    assert refused(verifier, early) == "token not yet valid"
+    assert refused(verifier, forged) == "invalid token signature"
+    assert refused(verifier, forged) == "invalid token signature"
+    clock.now += 30
+    assert verifier.verify(early).user_id == "user-1"
+
+    assert decoded == [early, forged, forged, early]
+
+
+def test_the_remembered_tokens_are_bounded(monkeypatch):
+    monkeypatch.setattr("payql.auth.VERIFIED_CACHE_SIZE", 2)
+    decoded = counting_decode(monkeypatch)
+    verifier = TokenVerifier(make_settings())
+    first, second, third = (hs256(claims(sub=f"user-{n}")) for n in range(3))
+
+    for token in (first, second, first, third, first, second):
+        verifier.verify(token)
+
+    # the least recently used goes: `second` when `third` came, then `third` when `second` came back
+    assert decoded == [first, second, third, second]
+
+
 # --- JWKS --------------------------------------------------------------------------------------------------
 
 
@@ -472,6 +566,18 @@ def test_jwks_tokens_signed_by_either_rotated_key_verify(jwks_settings, jwks_ser
     assert (old.user_id, new.user_id, again.user_id) == ("old-user", "new-user", "old-user")
     assert new.is_admin
     assert jwks_server.hits == 1  # the key set is cached, not fetched per request
+
+
+def test_jwks_tokens_are_checked_against_the_key_set_every_time(jwks_settings, rsa_key, monkeypatch):
+    # a key may be withdrawn from the set: its tokens are not remembered as verified
+    decoded = counting_decode(monkeypatch)
+    verifier = TokenVerifier(jwks_settings)
+    token = rs256(claims(), rsa_key, kid="2024-old")
+
+    verifier.verify(token)
+    verifier.verify(token)
+
+    assert decoded == [token, token]
 
 
 def test_jwks_refuses_an_unknown_kid_without_hammering_the_endpoint(jwks_settings, jwks_server):

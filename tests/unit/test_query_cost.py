@@ -92,3 +92,21 @@ def test_the_readme_walkthrough_costs_less_than_the_default_limit() -> None:
     for document in documents:
         cost = operation_cost(SCHEMA, graphql.parse(document), None, {})
         assert 0 < cost <= SETTINGS.graphql_max_cost, (cost, document)
+
+
+def _refused_as_too_costly(schema: strawberry.Schema, query: str, variables: dict[str, int] | None = None) -> bool:
+    result = schema.execute_sync(query, variable_values=variables)
+    return any((error.extensions or {}).get("code") == "QUERY_TOO_COSTLY" for error in result.errors or [])
+
+
+def test_a_cost_kept_for_a_text_is_the_cost_of_that_text_and_never_of_other_variables() -> None:
+    # The cost of a text without variables is kept and refused on every request; a text with variables is weighed
+    # at each request's values.
+    schema = build_schema(SETTINGS.model_copy(update={"graphql_max_cost": 100}))
+    costly = "{ payments(first: 60) { edges { node { id status } } } }"
+    cheap = "{ payments(first: 5) { edges { node { id status } } } }"
+    variable = "query($n: Int!) { payments(first: $n) { edges { node { id status } } } }"
+
+    assert [_refused_as_too_costly(schema, costly) for _ in range(3)] == [True] * 3
+    assert [_refused_as_too_costly(schema, cheap) for _ in range(3)] == [False] * 3
+    assert [_refused_as_too_costly(schema, variable, {"n": n}) for n in (5, 60, 5, 60)] == [False, True, False, True]
