@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,6 +41,7 @@ from jwt.types import Options
 from starlette.authentication import AuthCredentials, AuthenticationBackend, BaseUser
 from starlette.requests import HTTPConnection
 
+from payql.memo import Memo
 from payql.settings import Settings
 
 __all__ = [
@@ -208,8 +207,7 @@ class TokenVerifier:
 
     def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._verified: OrderedDict[str, tuple[Principal, Times]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._verified: Memo[tuple[Principal, Times]] = Memo(VERIFIED_CACHE_SIZE)
         self._algorithms = [settings.jwt_algorithm]
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
@@ -248,25 +246,18 @@ class TokenVerifier:
     def verify(self, token: str) -> Principal:
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("malformed token")
-        with self._lock:
-            known = self._verified.get(token)
-            if known is not None:
-                self._verified.move_to_end(token)
+        known = self._verified.get(token)
         if known is not None:
             principal, times = known
             try:
                 _check_times(times, self._max_lifetime, self._clock())
             except AuthError:
-                with self._lock:
-                    self._verified.pop(token, None)
+                self._verified.discard(token)
                 raise
             return principal
         principal, times = self._decode(token)
         if self._remembers:
-            with self._lock:
-                self._verified[token] = (principal, times)
-                if len(self._verified) > VERIFIED_CACHE_SIZE:
-                    self._verified.popitem(last=False)
+            self._verified.put(token, (principal, times))
         return principal
 
     def _decode(self, token: str) -> tuple[Principal, Times]:

@@ -210,3 +210,12 @@ def stripe_cli(
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
+
+
+def stripe_deliver(api: Api, fake: FakeStripe, event: dict[str, object]) -> str:
+    """Deliver `event` as Stripe signs it to `stripe_api`'s webhook route; the status payql answered 200 with."""
+    body, headers = fake.signed_delivery(event, STRIPE_WEBHOOK_SECRET)
+    answer = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    status: str = answer.json()["status"]
+    return status

@@ -42,8 +42,8 @@ from graphql.pyutils import Path, gather_with_cancel
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
+from payql.memo import Memo
 from payql.schema.limits import CAP, SLICE
-from payql.schema.memo import Memo
 
 # How to read a field, decided once per field of the schema: (attribute, leaf type or None, object type or None, the
 # cap of a sliced list or None, whether the value is a list). None: graphql-core's full path.

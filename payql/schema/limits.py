@@ -43,7 +43,7 @@ from graphql.language import BREAK, Visitor
 from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionResult
 
-from payql.schema.memo import Memo
+from payql.memo import Memo
 from payql.services.queries import MAX_PAGE
 
 # Keys of a field's Strawberry metadata: the most items a plain list returns, or that a list is a connection's page

@@ -16,7 +16,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 
-from payql.schema.memo import Memo
+from payql.memo import Memo
 
 
 @functools.lru_cache(maxsize=512)

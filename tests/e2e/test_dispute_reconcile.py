@@ -14,7 +14,7 @@ from typing import Any
 
 import documents as doc
 import pytest
-from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, stripe_api, stripe_cli, stripe_fake
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, stripe_api, stripe_cli, stripe_deliver, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from sqlalchemy import func, select
@@ -52,12 +52,7 @@ def reconcile(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]
     return code, capsys.readouterr().out
 
 
-def deliver(api: Api, fake: FakeStripe, event: dict[str, Any]) -> str:
-    body, headers = fake.signed_delivery(event, WEBHOOK_SECRET)
-    answer = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
-    assert answer.status_code == 200, answer.text
-    status: str = answer.json()["status"]
-    return status
+deliver = stripe_deliver
 
 
 def deliver_all(api: Api, fake: FakeStripe) -> None:

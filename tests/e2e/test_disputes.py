@@ -10,7 +10,7 @@ from typing import Any
 import documents as doc
 import httpx
 import pytest
-from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, stripe_api, stripe_fake
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, stripe_api, stripe_deliver, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from servers import payql
@@ -45,12 +45,7 @@ DISPUTE_EVENTS = (
 fake, api = stripe_fake, stripe_api  # the conftest fixtures, under this module's names
 
 
-def deliver(api: Api, fake: FakeStripe, event: dict[str, Any]) -> str:
-    body, headers = fake.signed_delivery(event, WEBHOOK_SECRET)
-    answer = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
-    assert answer.status_code == 200, answer.text
-    status: str = answer.json()["status"]
-    return status
+deliver = stripe_deliver
 
 
 def dispute_events(fake: FakeStripe) -> list[dict[str, Any]]:

@@ -15,7 +15,14 @@ from typing import Any
 import documents as doc
 import httpx
 import pytest
-from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, stripe_api, stripe_fake
+from conftest import (
+    STRIPE_SECRET_KEY,
+    STRIPE_WEBHOOK_SECRET,
+    stripe_api,
+    stripe_cli,
+    stripe_deliver,
+    stripe_fake,
+)
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from sqlalchemy import select
@@ -42,25 +49,12 @@ Reconcile = Callable[[], str]
 
 
 PROVIDER_TIMEOUT_MS = 3000
-fake, api = stripe_fake, stripe_api  # the conftest fixtures, under this module's names
+fake, api, cli = stripe_fake, stripe_api, stripe_cli  # the conftest fixtures, under this module's names
 
 
 @pytest.fixture
-def reconcile(
-    database_url: str, fake: FakeStripe, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Reconcile:
+def reconcile(cli: None, capsys: pytest.CaptureFixture[str]) -> Reconcile:
     """`payql reconcile --older-than 0`, as an operator runs it."""
-    env = {
-        "DATABASE_URL": database_url,
-        "PAYQL_ENV": "test",
-        "JWT_SECRET": TEST_SECRET,
-        "STRIPE_SECRET_KEY": SECRET_KEY,
-        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "STRIPE_API_BASE": fake.url,
-        "LOG_LEVEL": "WARNING",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
 
     def run() -> str:
         capsys.readouterr()
@@ -70,12 +64,7 @@ def reconcile(
     return run
 
 
-def deliver(api: Api, fake: FakeStripe, event: dict[str, Any]) -> str:
-    body, headers = fake.signed_delivery(event, WEBHOOK_SECRET)
-    answer = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
-    assert answer.status_code == 200, answer.text
-    status: str = answer.json()["status"]
-    return status
+deliver = stripe_deliver
 
 
 def events_of(fake: FakeStripe, event_type: str, refund_id: str) -> list[dict[str, Any]]:

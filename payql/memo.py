@@ -1,4 +1,5 @@
-"""A small bounded cache for what is computed once per document: validation errors, query costs."""
+"""A small bounded cache: what is computed once per document (validation errors, query costs, plans) and the
+verified bearer tokens."""
 
 from __future__ import annotations
 
@@ -31,3 +32,7 @@ class Memo(Generic[V]):
             self._items.move_to_end(key)
             if len(self._items) > self._size:
                 self._items.popitem(last=False)
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._items.pop(key, None)
