@@ -395,7 +395,10 @@ def same_answer(base: str, token: str, user: str) -> None:
         raise SystemExit(f"the minimal route answers other data than GraphQL:\n{graphql}\n{raw}")
 
 
-def start_server(env: dict[str, str], workdir: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    env: dict[str, str], workdir: Path, port: int, workers: int = 1
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The bench app (`bench_app.py`) under uvicorn as `payql serve` runs it (factory, no proxy headers)."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -406,7 +409,8 @@ def start_server(env: dict[str, str], workdir: Path, port: int) -> tuple[subproc
             "--port",
             str(port),
             "--workers",
-            "1",
+            str(workers),
+            "--no-proxy-headers",
             "--no-access-log",
             "--log-level",
             "warning",
@@ -415,12 +419,17 @@ def start_server(env: dict[str, str], workdir: Path, port: int) -> tuple[subproc
         cwd=workdir,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(100):
+    for _ in range(200):
         try:
             urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 - loopback
             break
         except OSError:
             time.sleep(0.1)
+    else:
+        server.terminate()
+        raise SystemExit("the server did not start")
+    if workers > 1:
+        time.sleep(1)  # the other workers
     return server, base
 
 

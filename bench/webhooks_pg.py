@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
@@ -34,6 +33,7 @@ from run import (
     post_all,
     seed_webhook_payments,
     signed,
+    start_server,
 )
 from sqlalchemy import create_engine, text
 
@@ -64,37 +64,7 @@ def minimal_for(deliveries: list[tuple[bytes, dict[str, str]]]) -> list[tuple[by
 
 def serve(env: dict[str, str], workers: int, port: int) -> tuple[subprocess.Popen[bytes], str]:
     """`payql serve`'s uvicorn (factory, `--workers`, no proxy headers), on the bench app."""
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "bench_app:create_with_webhooks",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-proxy-headers",
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        cwd=HERE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 - loopback
-            break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        server.terminate()
-        raise SystemExit("the server did not start")
-    time.sleep(1)  # the second worker
-    return server, base
+    return start_server(env, HERE, port, workers)
 
 
 def cpu_seconds(pid: int) -> float:
