@@ -9,9 +9,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000
 
 WORKDIR /app
+# The locked runtime dependencies first (their own layer, cached until the lock changes), every file checked
+# against its hash; then the project itself, built with the locked build backend and without resolving anything.
+COPY requirements/runtime.txt ./requirements/runtime.txt
+RUN pip install --require-hashes --no-deps -r requirements/runtime.txt
 COPY pyproject.toml README.md ./
 COPY payql ./payql
-RUN pip install . && useradd --create-home --uid 10001 payql && mkdir -p /data && chown payql /data
+RUN pip install --no-deps --no-build-isolation . && pip check \
+    && useradd --create-home --uid 10001 payql && mkdir -p /data && chown payql /data
 
 USER payql
 # Production unless told otherwise: it refuses to start until JWT_SECRET (at least 32 random bytes) or RS256 keys

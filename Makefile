@@ -5,24 +5,44 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench bench-replicas bench-payouts bench-scale bench-webhooks clean
+.PHONY: serve test lock lint format demo migrate bench bench-replicas bench-payouts bench-scale bench-webhooks clean
+
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+# Pinned with hashes (pip-tools): requirements/runtime.txt for `make serve`, requirements/test.txt (the same runtime
+# versions plus the test tools) for `make test`. `make lock` re-resolves both from pyproject.toml.
+PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps
+PIP_PROJECT := $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+LOCK := pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --all-build-deps \
+	--no-emit-index-url --no-emit-find-links
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+$(RUNTIME_STAMP): requirements/runtime.txt pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/runtime.txt
+	$(PIP_PROJECT)
+	touch $(RUNTIME_STAMP)
 
-serve: $(STAMP)
+$(STAMP): requirements/test.txt pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/test.txt
+	$(PIP_PROJECT)
+	touch $(STAMP) $(RUNTIME_STAMP)
+
+serve: $(RUNTIME_STAMP)
 	$(BIN)/payql serve
 
-migrate: $(STAMP)
+migrate: $(RUNTIME_STAMP)
 	$(BIN)/payql migrate
 
-demo: $(STAMP)
+demo: $(RUNTIME_STAMP)
 	$(BIN)/payql demo
+
+# Re-resolve the locks after a change to pyproject.toml's dependencies (or to take updates); commit both files.
+lock: | $(BIN)/python
+	$(BIN)/python -m pip install --quiet pip-tools
+	$(BIN)/$(LOCK) --output-file=requirements/runtime.txt pyproject.toml
+	$(BIN)/$(LOCK) --extra test --output-file=requirements/test.txt pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/ruff check payql tests bench
