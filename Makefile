@@ -24,7 +24,9 @@ migrate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/payql demo
 
+# the GraphiQL browser test needs a headless Chromium (tests/browser.py; CHROMIUM=<path> to use another)
 test: $(STAMP)
+	@command -v chromium >/dev/null || [ -n "$(CHROMIUM)" ] || (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
 	$(BIN)/ruff check payql tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
