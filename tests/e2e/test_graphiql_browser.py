@@ -26,6 +26,8 @@ HEADERS_EDITOR = (
     ".find(cm => cm.getValue().includes('Authorization'))"
 )
 RUN_BUTTON = "document.querySelector('.graphiql-execute-button')"
+DOCS_BUTTON = "document.querySelector('.graphiql-sidebar [aria-label=\"Show Documentation Explorer\"]')"
+DOC_EXPLORER = "document.querySelector('.graphiql-doc-explorer')"
 
 
 def run(page: Page, query: str) -> dict[str, Any]:
@@ -60,6 +62,11 @@ def test_graphiql_runs_a_query_in_a_browser_with_no_network(tmp_path: Path, sqli
         page.call("Page.navigate", url=f"{server.url}/graphql")
         page.wait_for(f"{RUN_BUTTON} && {HEADERS_EDITOR} && true", "GraphiQL to render", timeout=15)
         hint = page.evaluate(f"{HEADERS_EDITOR}.getValue()")
+        page.evaluate(f"{DOCS_BUTTON}.click(); true")
+        docs = page.wait_for(
+            f"{DOC_EXPLORER}?.innerText.includes('CreditPackage') && {DOC_EXPLORER}.innerText",
+            "the docs to list the schema's types (introspection)",
+        )
 
         packages = run(page, packages_query)
         unauthenticated = run(page, balances_query)  # the hint is still in the headers editor
@@ -71,6 +78,7 @@ def test_graphiql_runs_a_query_in_a_browser_with_no_network(tmp_path: Path, sqli
         requests = page.requests()
         errors = page.errors()
 
+    assert "query: Query" in " ".join(docs.split())
     assert packages == expected
     assert packages["data"]["packages"], "the catalogue has packages to show"
     assert json.loads(hint)["Authorization"].startswith("Bearer <")
