@@ -110,14 +110,17 @@ def test_the_page_forbids_other_hosts_points_at_graphql_and_hints_at_a_token(ide
 
 
 @pytest.mark.parametrize("name", sorted(graphiql.ASSETS))
-def test_each_file_is_served_with_its_type_and_a_long_cache(ide: Api, name: str) -> None:
-    got = ide.request("GET", graphiql.asset_url(name))
+@pytest.mark.parametrize("encoding", ["gzip, deflate", "identity"])
+def test_each_file_is_served_with_its_type_and_a_long_cache(ide: Api, name: str, encoding: str) -> None:
+    got = ide.request("GET", graphiql.asset_url(name), headers={"Accept-Encoding": encoding})
 
     assert got.status_code == 200
     assert got.headers["content-type"] == graphiql.ASSETS[name]
     assert got.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert got.headers["x-content-type-options"] == "nosniff"
     assert got.content == (graphiql.STATIC_DIR / name).read_bytes()
+    assert got.headers.get("content-encoding") == ("gzip" if encoding.startswith("gzip") else None)
+    assert got.headers["vary"] == "Accept-Encoding"
     assert graphiql.fingerprint(name) == hashlib.sha256(got.content).hexdigest()[:16]
 
 

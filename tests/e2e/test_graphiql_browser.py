@@ -34,7 +34,7 @@ def run(page: Page, query: str) -> dict[str, Any]:
     """Type the query into GraphiQL, press its run button and read the result pane."""
     page.evaluate(f"{QUERY_EDITOR}.setValue({json.dumps(query)}); {RESULT_PANE}.setValue(''); true")
     page.evaluate(f"{RUN_BUTTON}.click(); true")
-    shown = page.wait_for(f"{RESULT_PANE}.getValue()", "the result pane to show the answer")
+    shown = page.wait_for(f"{RESULT_PANE}.getValue()", "the result pane to show the answer", timeout=20)
     answer: dict[str, Any] = json.loads(shown)
     return answer
 
@@ -60,12 +60,13 @@ def test_graphiql_runs_a_query_in_a_browser_with_no_network(tmp_path: Path, sqli
         anonymous = httpx.post(f"{server.url}/graphql", json={"query": balances_query}, timeout=10).json()
         page = browser.page()
         page.call("Page.navigate", url=f"{server.url}/graphql")
-        page.wait_for(f"{RUN_BUTTON} && {HEADERS_EDITOR} && true", "GraphiQL to render", timeout=15)
+        page.wait_for(f"{RUN_BUTTON} && {HEADERS_EDITOR} && true", "GraphiQL to render", timeout=30)
         hint = page.evaluate(f"{HEADERS_EDITOR}.getValue()")
         page.evaluate(f"{DOCS_BUTTON}.click(); true")
         docs = page.wait_for(
             f"{DOC_EXPLORER}?.innerText.includes('CreditPackage') && {DOC_EXPLORER}.innerText",
             "the docs to list the schema's types (introspection)",
+            timeout=20,
         )
 
         packages = run(page, packages_query)
