@@ -55,7 +55,7 @@ def test_graphiql_runs_a_query_in_a_browser_with_no_network(tmp_path: Path, sqli
     packages_query = "{ packages { code credits price { amount currency } } }"
     balances_query = "{ balances { credits } }"
 
-    with Server(env, tmp_path) as server, Chromium() as browser:
+    with Chromium() as browser, Server(env, tmp_path) as server:  # no chromium: fail before starting payql
         expected = httpx.post(f"{server.url}/graphql", json={"query": packages_query}, timeout=10).json()
         anonymous = httpx.post(f"{server.url}/graphql", json={"query": balances_query}, timeout=10).json()
         page = browser.page()
