@@ -44,7 +44,9 @@ lock: | $(BIN)/python
 	$(BIN)/$(LOCK) --output-file=requirements/runtime.txt pyproject.toml
 	$(BIN)/$(LOCK) --extra test --output-file=requirements/test.txt pyproject.toml
 
+# the GraphiQL browser test needs a headless Chromium (tests/browser.py; CHROMIUM=<path> to use another)
 test: $(STAMP)
+	@command -v chromium >/dev/null || [ -n "$(CHROMIUM)" ] || apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) || echo "make: could not install chromium; the GraphiQL browser test will fail and say so" >&2
 	$(BIN)/ruff check payql tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payql import ratelimit
+from payql import graphiql, ratelimit
 from payql.auth import JWTAuthBackend
 from payql.bootstrap import bootstrap
 from payql.db import Database
@@ -75,6 +75,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
+        *graphiql.routes(settings),  # GraphiQL's own files, outside production
     ]
     app = Starlette(
         routes=routes,

@@ -24,13 +24,13 @@ from typing import Any
 from graphql import GraphQLError, OperationDefinitionNode, parse
 from graphql import OperationType as AstOperationType
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from strawberry import Schema
-from strawberry.http.ides import get_graphql_ide_html
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from payql import graphiql
 from payql.auth import AuthError, Principal, principal_from_scope
 from payql.http_body import BodyRefused, read_body
 from payql.http_edge import request_id_of
@@ -119,7 +119,7 @@ class GraphQLView:
         if request.method == "GET" and self._wants_ide(request):
             if self.settings.production:
                 return JSONResponse(_error_body("GraphiQL is disabled in production", "NOT_FOUND"), status_code=404)
-            return HTMLResponse(get_graphql_ide_html("graphiql"))
+            return graphiql.page()
 
         principal, auth_error = _storable(*principal_from_scope(request.scope))
         caller = f"user:{principal.user_id}" if principal else f"ip:{request.client.host if request.client else '-'}"

@@ -94,7 +94,8 @@ def field_weight(field: GraphQLField, node: FieldNode | None = None, variables: 
 
 
 def _field(parent: GraphQLNamedType | None, name: str) -> GraphQLField | None:
-    if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)):
+    # introspection types (`__Type`, reached through a fragment spread like GraphiQL's `...FullType`) weigh nothing
+    if isinstance(parent, (GraphQLObjectType, GraphQLInterfaceType)) and not parent.name.startswith("__"):
         field: GraphQLField | None = parent.fields.get(name)
         return field
     return None  # `__typename`, and everything under `__schema` and `__type` (introspection: the schema's size)
