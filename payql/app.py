@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payql import ratelimit
+from payql import mockpages, ratelimit
 from payql.auth import JWTAuthBackend
 from payql.bootstrap import bootstrap
 from payql.db import Database
@@ -75,6 +75,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
+        *mockpages.routes(services),  # the mock hosted checkout: mock mode outside production only
     ]
     app = Starlette(
         routes=routes,
