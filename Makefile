@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lint format demo migrate bench bench-replicas bench-payouts bench-scale bench-webhooks clean
+.PHONY: serve test lint format demo migrate apollo-deps bench bench-replicas bench-payouts bench-scale bench-webhooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,15 @@ migrate: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/payql demo
 
-test: $(STAMP)
+# @apollo/client for tests/e2e/test_apollo_cache.py (README's typePolicies run in Node): installed once from the
+# lockfile; without npm the test fails and says why.
+APOLLO := tests/apollo
+apollo-deps:
+	@if [ -d $(APOLLO)/node_modules ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then cd $(APOLLO) && npm ci --no-audit --no-fund; \
+	else echo "npm not found: tests/e2e/test_apollo_cache.py needs Node 20+ and npm" >&2; fi
+
+test: $(STAMP) apollo-deps
 	$(BIN)/ruff check payql tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -39,7 +47,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix payql tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis payql.db payql.db-wal payql.db-shm
+	rm -rf $(VENV) $(APOLLO)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis payql.db payql.db-wal payql.db-shm
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))
