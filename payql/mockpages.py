@@ -158,7 +158,7 @@ def _back(request: Request, payment: Payment, failure: str | None) -> str:
     if failure is not None:
         result.append(("failure_code", failure))
     if payment.return_url is None:
-        return str(request.url.replace(query=urlencode(result)))
+        return f"{request.url.path}?{urlencode(result)}"  # relative: the host the browser used
     parts = urlsplit(payment.return_url)
     query = [*parse_qsl(parts.query, keep_blank_values=True), *result]
     return urlunsplit(parts._replace(query=urlencode(query)))
