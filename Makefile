@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: serve test lock lint format demo migrate bench bench-replicas bench-payouts bench-scale bench-webhooks clean
+.PHONY: serve test lock lint format demo migrate apollo-deps bench bench-replicas bench-payouts bench-scale bench-webhooks clean
 
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 # Pinned with hashes (pip-tools): requirements/runtime.txt for `make serve`, requirements/test.txt (the same runtime
@@ -44,8 +44,16 @@ lock: | $(BIN)/python
 	$(BIN)/$(LOCK) --output-file=requirements/runtime.txt pyproject.toml
 	$(BIN)/$(LOCK) --extra test --output-file=requirements/test.txt pyproject.toml
 
+# @apollo/client for tests/e2e/test_apollo_cache.py (README's typePolicies run in Node): installed once from the
+# lockfile; without npm the test fails and says why.
+APOLLO := tests/apollo
+apollo-deps:
+	@if [ -d $(APOLLO)/node_modules ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then cd $(APOLLO) && npm ci --no-audit --no-fund; \
+	else echo "npm not found: tests/e2e/test_apollo_cache.py needs Node 20+ and npm" >&2; fi
+
 # the GraphiQL browser test needs a headless Chromium (tests/browser.py; CHROMIUM=<path> to use another)
-test: $(STAMP)
+test: $(STAMP) apollo-deps
 	@command -v chromium >/dev/null || [ -n "$(CHROMIUM)" ] || apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null) || echo "make: could not install chromium; the GraphiQL browser test will fail and say so" >&2
 	$(BIN)/ruff check payql tests bench
 	$(BIN)/mypy
@@ -61,7 +69,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix payql tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis payql.db payql.db-wal payql.db-shm
+	rm -rf $(VENV) $(APOLLO)/node_modules .pytest_cache .mypy_cache .ruff_cache .hypothesis payql.db payql.db-wal payql.db-shm
 
 bench: $(STAMP)
 	@command -v wrk >/dev/null || (apt-get install -y -q wrk >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null))

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payql import graphiql, ratelimit
+from payql import graphiql, mockpages, ratelimit
 from payql.auth import JWTAuthBackend
 from payql.bootstrap import bootstrap
 from payql.db import Database
@@ -76,6 +76,7 @@ def create_app(
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
         *graphiql.routes(settings),  # GraphiQL's own files, outside production
+        *mockpages.routes(services),  # the mock hosted checkout: mock mode outside production only
     ]
     app = Starlette(
         routes=routes,

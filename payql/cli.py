@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     if not args.no_migrate:
         upgrade(settings.database_url)
+    # The app (built by the factory, in each worker) reads its settings again: it must know where it listens, for
+    # the links it builds on HOST and PORT when PUBLIC_URL is unset (`Settings.base_url`).
+    if args.host:
+        os.environ["HOST"] = args.host
+    if args.port:
+        os.environ["PORT"] = str(args.port)
     uvicorn.run(
         "payql.cli:app_factory",
         factory=True,

@@ -20,7 +20,9 @@ ADMIN = Principal("demo-admin", frozenset({"admin"}))
 def run_demo(settings: Settings) -> str:
     upgrade(settings.database_url)
     db = Database(settings.database_url)
-    providers: dict[ProviderName, PaymentProvider] = {name: MockProvider(name, db) for name in ProviderName}
+    providers: dict[ProviderName, PaymentProvider] = {
+        name: MockProvider(name, db, checkout_base=settings.base_url) for name in ProviderName
+    }
     services = bootstrap(settings, db=db, providers=providers)  # the demo is mock mode, whatever the keys say
     try:
         services.catalogue.sync(db)

@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     query_threads: int = Field(default=0, ge=0, le=256)
     mutation_threads: int = Field(default=32, ge=1, le=1024)
     default_return_url: str = "http://127.0.0.1:8000/payments/return"
+    # Where browsers reach this payql: the mock hosted checkout's links (`/mock/checkout/{paymentId}`) are built on
+    # it. Unset: http://HOST:PORT (`payql serve --host/--port` count), `localhost` for a wildcard HOST.
+    public_url: str | None = None
     hold_expiry_margin_hours: int = Field(default=24, ge=0)  # release holds this long before they would lapse
     # `payql reconcile` finishes intents (and re-fetches open payments) untouched for this long: well past
     # PROVIDER_TIMEOUT_MS, so that it never races a request still waiting on its provider.
@@ -151,6 +154,15 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"not an address or network: {item!r}") from exc
         return networks
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
 
     @field_validator("payql_faults", mode="before")
     @classmethod
@@ -212,6 +224,16 @@ class Settings(BaseSettings):
         if self.query_threads:
             return self.query_threads
         return 1 if self.database_url.startswith("sqlite") else 4
+
+    @property
+    def base_url(self) -> str:
+        """PUBLIC_URL, or http://HOST:PORT (a wildcard HOST is reached as localhost)."""
+        if self.public_url is not None:
+            return self.public_url
+        host = "localhost" if self.host in {"", "0.0.0.0", "::"} else self.host  # noqa: S104 - compared, not bound
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def production(self) -> bool:

@@ -45,5 +45,5 @@ def build_providers(settings: Settings, db: Database) -> dict[ProviderName, Paym
     for name in ProviderName:
         if name not in providers:
             logger.warning("MOCK MODE: %s has no keys; payments through it are simulated", name.value)
-            providers[name] = MockProvider(name, db)
+            providers[name] = MockProvider(name, db, checkout_base=settings.base_url)
     return providers

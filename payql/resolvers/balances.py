@@ -23,6 +23,7 @@ def balances_of(info: GQLInfo, user_id: str) -> Balances:
     now = utcnow()
     lots = credits.unexpired_lots(session, user_id, LIST_CAP, now)
     return Balances(
+        id=strawberry.ID(f"balances:{user_id}"),
         credits=credits.unexpired(session, user_id, now),
         _credit_lots=[
             CreditLot(
@@ -36,6 +37,7 @@ def balances_of(info: GQLInfo, user_id: str) -> Balances:
         ],
         accounts=[
             AccountBalance(
+                id=strawberry.ID(f"balance:{user_id}:{account.currency}"),
                 currency=account.currency,
                 available=Money.of(account.available, account.currency),
                 pending=Money.of(account.pending, account.currency),

@@ -52,6 +52,7 @@ def _optional_money(minor: str) -> Any:
 @lru_cache(maxsize=256)
 def package_type(package: Package) -> CreditPackage:
     return CreditPackage(
+        id=strawberry.ID(package.code),
         code=package.code,
         name=package.name,
         credits=package.credits,

@@ -39,7 +39,10 @@ def capped(cap: int, description: str, *, sliced: str | None = None, **options: 
     return strawberry.field(description=description.format(cap=cap), metadata=metadata, **options)
 
 
-@strawberry.type(description="An amount of money: a decimal string in major units and an ISO 4217 currency.")
+@strawberry.type(
+    description="An amount of money: a decimal string in major units and an ISO 4217 currency. It has no id: a "
+    "client cache keeps it inside the object that holds it and merges its fields (README, Apollo typePolicies)."
+)
 class Money:
     amount: str = strawberry.field(description='Exactly the currency\'s decimals: "50.00" USD, "1500" JPY.')
     currency: str
@@ -86,6 +89,7 @@ class Connection(Generic[N]):
 
 @strawberry.type
 class CreditPackage:
+    id: strawberry.ID = strawberry.field(description="The package's code: a stable key for client caches.")
     code: str
     name: str
     credits: int
@@ -213,6 +217,10 @@ class CreditTransaction:
 
 @strawberry.type(description="A user's money in one currency; all amounts are the user's, shown positive.")
 class AccountBalance:
+    id: strawberry.ID = strawberry.field(
+        description='"balance:<ownerId>:<currency>": the owner\'s user account in that currency, stable across reads, '
+        "for client caches."
+    )
     currency: str
     available: Money = strawberry.field(
         description="What can be withdrawn now (negative after a refund that followed a payout)."
@@ -228,6 +236,9 @@ def _credit_lots(parent: strawberry.Parent[Any], first: int = LIST_CAP) -> list[
 
 @strawberry.type
 class Balances:
+    id: strawberry.ID = strawberry.field(
+        description='"balances:<ownerId>": whose balances these are, stable across reads, for client caches.'
+    )
     credits: int
     _credit_lots: strawberry.Private[list[CreditLot]]
     credit_lots: list[CreditLot] = capped(

@@ -340,6 +340,9 @@ class PaymentService:
             payment = self.get_visible(session, principal, payment_id)
         if payment_method is not None and principal.user_id != payment.payer_id:
             raise Forbidden("only the payer can pay with a payment method", field="paymentMethod")
+        return self._confirm(payment, payment_method)
+
+    def _confirm(self, payment: Payment, payment_method: str | None) -> ConfirmResult:
         provider = self._providers[payment.provider]
         if payment.provider_payment_id is None:
             if payment.status not in NOT_YET:
@@ -366,6 +369,43 @@ class PaymentService:
             if answer.status in NOT_YET:
                 raise
         return ConfirmResult(payment=self.apply_answer(payment.id, answer))
+
+    # -- the mock hosted page (payql.mockpages): a person at the mock's checkout, not a caller of the API ----------
+
+    def mock_payment(self, payment_id: str) -> Payment:
+        """A payment made in mock mode, for its hosted page; any other id is NOT_FOUND."""
+        with self._db.read() as session:
+            payment = session.get(Payment, payment_id)
+        if payment is None or not payment.mock or not self._providers[payment.provider].mock:
+            raise NotFound("payment not found")
+        return payment
+
+    def pay_on_mock_page(self, payment_id: str, card: str) -> ConfirmResult:
+        """Pay a mock payment still waiting with a test card, through the same confirmation as `confirm`; a payment
+        no longer waiting (paid, cancelled, or a second submit of the same form) is returned as it is."""
+        text.bounded(card, "card", text.PAYMENT_METHOD)
+        payment = self.mock_payment(payment_id)
+        if payment.status not in NOT_YET:
+            return ConfirmResult(payment=payment)
+        return self._confirm(payment, card)
+
+    def cancel_on_mock_page(self, payment_id: str) -> Payment:
+        """The person cancelled at the mock's checkout: the mock payment is cancelled and that answer applied, as a
+        provider's cancellation would be. A payment no longer waiting is returned as it is."""
+        payment = self.mock_payment(payment_id)
+        if payment.status not in NOT_YET:
+            return payment
+        if payment.provider_payment_id is None:
+            payment = self._send(payment, self._providers[payment.provider])
+        provider = self._providers[payment.provider]
+        provider_id = payment.provider_payment_id
+        if provider_id is None:  # pragma: no cover - _send always records the provider's id
+            raise InvalidState("the payment was not created at the provider")
+        try:
+            answer = provider.cancel(provider_id, f"payql-{payment.id}-mock-cancel")
+        except ProviderError:
+            answer = provider.retrieve_payment(provider_id)  # paid meanwhile (another tab): that is the outcome
+        return self.apply_answer(payment.id, answer)
 
     # -- apply: a provider's answer, through the one lifecycle ----------------------------------------------
 

@@ -12,6 +12,9 @@ exceeds what was captured. Stripe's test card numbers passed to `confirm_payment
 | …9995, pm_card_chargeDeclinedInsufficientFunds | declined `insufficient_funds`               |
 | …3155, pm_card_authenticationRequired  | requires action; a second confirm without a card completes it |
 
+YooKassa's `confirmation_url` and Stripe Checkout's `checkout_url` (packages) are payql's own mock hosted page,
+`/mock/checkout/{paymentId}` (`payql.mockpages`), where a person pays with the same test cards or cancels.
+
 Every operation logs `MOCK MODE`.
 """
 
@@ -72,9 +75,14 @@ class MockProvider:
     mock = True
     cancels_unpaid = True
 
-    def __init__(self, name: ProviderName, db: Database) -> None:
+    def __init__(self, name: ProviderName, db: Database, *, checkout_base: str = "http://127.0.0.1:8000") -> None:
         self.name = name
         self._db = db
+        self._checkout_base = checkout_base.rstrip("/")
+
+    def checkout_url(self, payment_id: str) -> str:
+        """payql's own mock hosted page for `payment_id` (`payql.mockpages`), on `Settings.base_url`."""
+        return f"{self._checkout_base}/mock/checkout/{payment_id}"
 
     # -- storage -------------------------------------------------------------------------------------------
 
@@ -185,12 +193,10 @@ class MockProvider:
             }
             if self.name is ProviderName.YOOKASSA:
                 data["id"] = f"yk_mock_{token}"
-                data["confirmation_url"] = (
-                    f"https://yoomoney.ru/checkout/payments/v2/contract?orderId={data['id']}&mock=1"
-                )
+                data["confirmation_url"] = self.checkout_url(request.payment_id)
             elif request.purpose is PaymentPurpose.PACKAGE:
                 data["id"] = f"cs_mock_{token}"
-                data["checkout_url"] = f"https://checkout.stripe.com/c/pay/{data['id']}#mock"
+                data["checkout_url"] = self.checkout_url(request.payment_id)
             else:
                 data["id"] = f"pi_mock_{token}"
                 data["client_secret"] = f"{data['id']}_secret_{_digest('secret', token)[:16]}"
