@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from payql import logs
 from payql.batches import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, check_concurrency
 from payql.settings import ConfigError, Settings, load_settings
 
@@ -17,10 +17,7 @@ if TYPE_CHECKING:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logs.configure(settings.log_level, settings.log_format)
 
 
 @contextmanager
@@ -62,6 +59,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port or settings.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        log_config=logs.logging_config(settings.log_level, settings.log_format),
         proxy_headers=False,
     )
     return 0
@@ -294,6 +292,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(args: argparse.Namespace) -> list[str]:
+    return [value for key, value in vars(args).items() if key.endswith("_command") and isinstance(value, str)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -302,6 +304,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"payql: configuration error: {problem}", file=sys.stderr)
         return 2
+    if args.command != "serve":  # a server's lines belong to requests, not to the command that started it
+        logs.note_command(" ".join([args.command, *_subcommand(args)]))
+    _configure_logging(settings)
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - commands that need no database stay light
 
     from payql.preflight import DatabaseProblem, check, describe_failure  # noqa: PLC0415

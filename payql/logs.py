@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 FIELDS: Final = ("request_id", "user", "operation", "outcome")
+_OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)", re.MULTILINE)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(context)s %(message)s"
 
 
@@ -66,7 +68,33 @@ def note(**values: str | None) -> None:
             record.extra[name] = value
 
 
-def note_command(name: str) -> None:
+def printable(text: str, longest: int = 128) -> str:
+    """A caller-chosen value (a token's `sub`) as it may appear in a text line: no control characters, bounded."""
+    shown = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return shown[:longest]
+
+
+def graphql_operation(query: str, operation_name: str | None) -> str | None:
+    """The operation's name: the one asked for, else that of a document's first named operation."""
+    if operation_name is not None:
+        return printable(operation_name)
+    found = _OPERATION.search(query)
+    return found.group(1) if found else None
+
+
+def graphql_outcome(errors: list[Any] | None, data: dict[str, Any] | None) -> str:
+    """`ok`, or the code of the first error: a GraphQL error's `extensions.code`, else a payload's `UserError`."""
+    for error in errors or ():
+        code = (getattr(error, "extensions", None) or {}).get("code")
+        return str(code) if code else "ERROR"
+    for value in (data or {}).values():
+        if isinstance(value, dict) and (user_errors := value.get("errors")):
+            first = user_errors[0]
+            return str(first.get("code") or "ERROR") if isinstance(first, dict) else "ERROR"
+    return "ok"
+
+
+def note_command(name: str | None) -> None:
     global _command  # noqa: PLW0603 - one command per process
     _command = name
 
@@ -118,6 +146,9 @@ def make_formatter(fmt: str = "text") -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
 
 
+_UVICORN = ("uvicorn", "uvicorn.error", "uvicorn.access")
+
+
 def logging_config(level: str, fmt: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` dict: one stderr handler on the root, uvicorn's loggers propagating to it (so
     its access line is formatted, and carries the request's fields, like ours)."""
@@ -136,15 +167,29 @@ def logging_config(level: str, fmt: str) -> dict[str, Any]:
         },
         "root": {"level": level.upper(), "handlers": ["stderr"]},
         "loggers": {
-            name: {"handlers": [], "propagate": True, "level": level.upper()}
-            for name in ("uvicorn", "uvicorn.error", "uvicorn.access")
+            **{name: {"handlers": [], "propagate": True, "level": level.upper()} for name in _UVICORN},
+            **{name: {"level": "INFO"} for name in QUIET_AT_DEBUG if level.upper() == "DEBUG"},
         },
     }
 
 
+# Libraries that log request or response bodies at DEBUG (the Stripe SDK logs a PaymentIntent's client secret):
+# never below INFO, whatever LOG_LEVEL says.
+QUIET_AT_DEBUG = ("stripe", "httpcore", "httpx", "yookassa", "urllib3")
+
+
+def _quiet_libraries() -> None:
+    for name in QUIET_AT_DEBUG:
+        library = logging.getLogger(name)
+        if library.getEffectiveLevel() < logging.INFO:
+            library.setLevel(logging.INFO)
+
+
 def configure(level: str, fmt: str) -> None:
-    """Replace the root logger's handlers with one of ours (text or JSON) on stderr."""
+    """One handler of ours (text or JSON) on stderr at `level`, unless the root logger has handlers already (as
+    `logging.basicConfig`): uvicorn's, set up from `logging_config`, or a test runner's."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(make_formatter(fmt))
     handler.addFilter(ContextFilter())
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+    logging.basicConfig(level=level.upper(), handlers=[handler])
+    _quiet_libraries()

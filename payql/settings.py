@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    # `json`: one JSON object per log line, with the request's id, user, operation and outcome (payql.logs)
+    log_format: Literal["text", "json"] = "text"
 
     database_url: str = "sqlite:///./payql.db"
 
