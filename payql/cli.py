@@ -306,7 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command != "serve":  # a server's lines belong to requests, not to the command that started it
         logs.note_command(" ".join([args.command, *_subcommand(args)]))
-    _configure_logging(settings)
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - commands that need no database stay light
 
     from payql.preflight import DatabaseProblem, check, describe_failure  # noqa: PLC0415
@@ -315,6 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         need = getattr(args, "database", MIGRATED)
         if need is not None:
             check(settings.database_url, migrated=need == MIGRATED)
+        _configure_logging(settings)  # after the check: what importing Alembic logs is no news to an operator
         result: int = args.run(args, settings)
     except DatabaseProblem as exc:
         print(f"payql: {exc}", file=sys.stderr)
