@@ -45,7 +45,7 @@ def create_app(
     schema = build_schema(settings)
     workers = Workers(settings)
     view = GraphQLView(schema, services, workers)
-    metrics = Metrics(settings.metrics_token)
+    metrics = Metrics(settings.metrics_token, multiprocess=settings.prometheus_multiproc_dir is not None)
     services.on_close.append(metrics.watch(db))
 
     @asynccontextmanager

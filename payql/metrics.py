@@ -33,7 +33,6 @@ prometheus-client keeps every process's values in files there and `/metrics` add
 from __future__ import annotations
 
 import hmac
-import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -69,7 +68,8 @@ _PENDING = "payql_payment_outcomes"
 
 
 class Metrics:
-    def __init__(self, token: SecretStr | None = None) -> None:
+    def __init__(self, token: SecretStr | None = None, *, multiprocess: bool = False) -> None:
+        self._multiprocess = multiprocess
         self._token = token.get_secret_value().encode() if token is not None else None
         self.registry = CollectorRegistry()
         self.requests = Counter(
@@ -141,7 +141,7 @@ class Metrics:
 
     def _scraped(self) -> CollectorRegistry:
         """This app's registry; in prometheus-client's multiprocess mode, every worker's values added up."""
-        if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # read by prometheus-client itself, at import
+        if not self._multiprocess:
             return self.registry
         merged = CollectorRegistry()
         MultiProcessCollector(merged)  # type: ignore[no-untyped-call]

@@ -142,6 +142,9 @@ class Settings(BaseSettings):
     body_read_timeout_ms: int = Field(default=10_000, gt=0)
     # Unset: `/metrics` is open (as behind a private network); set: it needs `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = None
+    # prometheus-client's multiprocess mode (several workers): it reads the variable itself, at import; set, `/metrics`
+    # adds up every worker's files there (payql.metrics)
+    prometheus_multiproc_dir: str | None = None
 
     @field_validator("yookassa_trusted_ips", "trusted_proxies", mode="before")
     @classmethod

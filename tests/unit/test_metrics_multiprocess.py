@@ -17,7 +17,7 @@ import asyncio
 from starlette.requests import Request
 from payql.metrics import Metrics
 request = Request({"type": "http", "method": "GET", "path": "/metrics", "headers": []})
-print(asyncio.run(Metrics().endpoint(request)).body.decode())
+print(asyncio.run(Metrics(multiprocess=True).endpoint(request)).body.decode())
 """
 
 
