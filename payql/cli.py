@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 def _configure_logging(settings: Settings) -> None:
+    """The server's logging (and a command's with LOG_FORMAT=json). A command in text format keeps Python's
+    default: its warnings and errors on stderr as bare lines, which cron mails and scripts read."""
     logs.configure(settings.log_level, settings.log_format)
 
 
@@ -314,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         need = getattr(args, "database", MIGRATED)
         if need is not None:
             check(settings.database_url, migrated=need == MIGRATED)
-        _configure_logging(settings)  # after the check: what importing Alembic logs is no news to an operator
+        if settings.log_format == "json":  # after the check: what importing Alembic logs is no news to an operator
+            _configure_logging(settings)
         result: int = args.run(args, settings)
     except DatabaseProblem as exc:
         print(f"payql: {exc}", file=sys.stderr)

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from conftest import TEST_SECRET, stripe_api, stripe_deliver, stripe_fake
 from fakes.stripe_api import FakeStripe
 from flows import book
-from servers import Server
+from servers import Server, payql
 from support import Api
 
 from payql.logs import ContextFilter, make_formatter
@@ -166,19 +165,18 @@ def test_a_served_request_logs_json_lines_and_its_access_line_has_the_outcome(tm
     assert token not in log
 
 
-@pytest.mark.parametrize("fmt", ["json", "text"])
-def test_command_lines_carry_the_command(fmt: str) -> None:
-    from payql import logs  # noqa: PLC0415
+def test_a_commands_lines_in_json_carry_the_command(tmp_path: Path) -> None:
+    # given a migrated database and LOG_FORMAT=json
+    url = f"sqlite:///{tmp_path / 'payql.db'}"
+    upgrade(url)
+    env = {"DATABASE_URL": url, "JWT_SECRET": TEST_SECRET, "LOG_FORMAT": "json"}
 
-    with captured(fmt) as lines:
-        logs.note_command("reconcile")
-        try:
-            logging.getLogger("payql.reconcile").warning("a line of the command")
-        finally:
-            logs.note_command(None)
+    # when `payql holds expire` runs (in mock mode: it warns that both providers are simulated)
+    result = payql("holds", "expire", env=env, cwd=tmp_path)
 
-    (line,) = lines
-    if fmt == "json":
-        assert json.loads(line)["command"] == "reconcile"
-    else:
-        assert "[reconcile]" in line
+    # then its summary is on stdout and every line on stderr is a JSON object naming the command
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("holds expire: ")
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert any("MOCK MODE" in line["message"] for line in lines), result.stderr
+    assert all(set(line) >= KEYS and line["command"] == "holds expire" for line in lines), result.stderr
