@@ -325,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SQLAlchemyError as exc:  # the database went away (or was rolled back) while the command ran
         print(f"payql: {describe_failure(settings.database_url, exc)}", file=sys.stderr)
         return 2
+    finally:
+        logs.note_command(None)  # `main` run in-process (the tests) leaves no command behind
     return result
 
 
