@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import POSTGRES_URL
 from servers import free_port, payql
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from payql.migrate import upgrade
@@ -118,3 +119,24 @@ def test_a_wrong_database_name_on_the_test_postgresql_server(tmp_path: Path) -> 
 
     line = assert_one_line(payql("migrate", env=_env(url), cwd=tmp_path), "is unreachable: ")
     assert "payql_no_such_database" in line
+
+
+def test_a_database_error_while_a_command_runs_is_one_line(tmp_path: Path) -> None:
+    # given a database at the head revision that has lost the table `credits expire` reads
+    url = f"sqlite:///{tmp_path / 'broken.db'}"
+    upgrade(url)
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE credit_transactions"))
+        connection.execute(text("DROP TABLE credit_lots"))
+    engine.dispose()
+
+    # when the command runs (after its warnings that both providers are mocks), then the driver's complaint is one
+    # line, not a traceback
+    result = payql("credits", "expire", env=_env(url), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    *warnings, last = result.stderr.splitlines()
+    assert all(line.startswith("MOCK MODE: ") for line in warnings), result.stderr
+    assert last.startswith("payql: the database at ")
+    assert "no such table: credit_lots" in last
