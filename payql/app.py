@@ -72,9 +72,7 @@ def create_app(
     routes = [
         Route("/graphql", view.handle, methods=["GET", "POST"]),
         Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE, workers, metrics), methods=["POST"]),
-        Route(
-            "/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA, workers, metrics), methods=["POST"]
-        ),
+        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA, workers, metrics), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),

@@ -101,9 +101,7 @@ def test_text_lines_carry_the_request_id(api: Api) -> None:
     assert all("[request text-req-1]" in line for line in lines), lines
 
 
-def test_every_line_of_a_stripe_webhook_names_the_provider_event_and_outcome(
-    api_stripe: Api, fake: FakeStripe
-) -> None:
+def test_every_line_of_a_stripe_webhook_names_the_provider_event_and_outcome(api_stripe: Api, fake: FakeStripe) -> None:
     # given a Stripe payment the client has paid
     api = api_stripe
     client, mentor = api.user("client"), api.user("mentor", "provider")
