@@ -19,7 +19,7 @@ from payql.auth import JWTAuthBackend
 from payql.bootstrap import bootstrap
 from payql.db import Database
 from payql.graphql_view import GraphQLView
-from payql.http_edge import EdgeMiddleware
+from payql.http_edge import CallerLogMiddleware, EdgeMiddleware
 from payql.metrics import Metrics, MetricsMiddleware
 from payql.models.enums import ProviderName
 from payql.providers.base import PaymentProvider
@@ -45,7 +45,8 @@ def create_app(
     schema = build_schema(settings)
     workers = Workers(settings)
     view = GraphQLView(schema, services, workers)
-    metrics = Metrics(settings.metrics_token)
+    metrics = Metrics(settings.metrics_token, multiprocess=settings.prometheus_multiproc_dir is not None)
+    services.on_close.append(metrics.watch(db))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -70,8 +71,8 @@ def create_app(
 
     routes = [
         Route("/graphql", view.handle, methods=["GET", "POST"]),
-        Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE, workers), methods=["POST"]),
-        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA, workers), methods=["POST"]),
+        Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE, workers, metrics), methods=["POST"]),
+        Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA, workers, metrics), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics.endpoint),
@@ -85,6 +86,7 @@ def create_app(
             Middleware(EdgeMiddleware),  # outermost: its headers go on every answer, and it sees client disconnects
             Middleware(MetricsMiddleware, metrics=metrics),
             Middleware(AuthenticationMiddleware, backend=JWTAuthBackend(services.verifier)),
+            Middleware(CallerLogMiddleware),  # after authentication: the log lines name the caller
         ],
     )
     app.state.services = services

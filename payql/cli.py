@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from payql import logs
 from payql.batches import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, check_concurrency
 from payql.settings import ConfigError, Settings, load_settings
 
@@ -18,10 +18,9 @@ if TYPE_CHECKING:
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    """The server's logging (and a command's with LOG_FORMAT=json). A command in text format keeps Python's
+    default: its warnings and errors on stderr as bare lines, which cron mails and scripts read."""
+    logs.configure(settings.log_level, settings.log_format)
 
 
 @contextmanager
@@ -50,7 +49,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from payql.migrate import upgrade  # noqa: PLC0415
 
-    if not args.no_migrate:
+    if args.no_migrate:
+        from payql.preflight import check  # noqa: PLC0415
+
+        check(settings.database_url, migrated=True)
+    else:
         upgrade(settings.database_url)
     # The app (built by the factory, in each worker) reads its settings again: it must know where it listens, for
     # the links it builds on HOST and PORT when PUBLIC_URL is unset (`Settings.base_url`).
@@ -65,6 +68,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port or settings.port,
         workers=args.workers,
         log_level=settings.log_level.lower(),
+        log_config=logs.logging_config(settings.log_level, settings.log_format),
         proxy_headers=False,
     )
     return 0
@@ -72,9 +76,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     from payql.migrate import upgrade  # noqa: PLC0415
+    from payql.preflight import shown_url  # noqa: PLC0415
 
     upgrade(settings.database_url, args.revision)
-    print(f"migrated {settings.database_url.split('@')[-1]} to {args.revision}")
+    print(f"migrated {shown_url(settings.database_url)} to {args.revision}")
     return 0
 
 
@@ -204,6 +209,12 @@ def _concurrency_option(parser: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+# What a command needs of the database, checked before it runs (`payql.preflight`): nothing, that it answers
+# (`migrate`, and `serve` and `demo`, which migrate first), or that it is migrated to the head revision.
+REACHABLE = "reachable"
+MIGRATED = "migrated"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="payql", description="payql: a GraphQL payments service")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -213,23 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--no-migrate", action="store_true", help="do not apply migrations first")
-    serve.set_defaults(run=cmd_serve)
+    serve.set_defaults(run=cmd_serve, database=REACHABLE)
 
     migrate = commands.add_parser("migrate", help="apply the database migrations")
     migrate.add_argument("revision", nargs="?", default="head")
-    migrate.set_defaults(run=cmd_migrate)
+    migrate.set_defaults(run=cmd_migrate, database=REACHABLE)
 
     token = commands.add_parser("token", help="print a development JWT signed with the configured key")
     token.add_argument("--sub", required=True, help="the user id")
     token.add_argument("--role", action="append", help="a role (admin, provider); repeat for several")
     token.add_argument("--ttl", type=int, default=3600, help="seconds until it expires (at most JWT_MAX_LIFETIME)")
-    token.set_defaults(run=cmd_token)
+    token.set_defaults(run=cmd_token, database=None)
 
     schema = commands.add_parser("schema", help="print the GraphQL SDL")
-    schema.set_defaults(run=cmd_schema)
+    schema.set_defaults(run=cmd_schema, database=None)
 
     demo = commands.add_parser("demo", help="create sample users, an enroll and paid mock payments; print tokens")
-    demo.set_defaults(run=cmd_demo)
+    demo.set_defaults(run=cmd_demo, database=REACHABLE)
 
     ledger = commands.add_parser("ledger", help="ledger tools")
     ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -290,6 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommand(args: argparse.Namespace) -> list[str]:
+    return [value for key, value in vars(args).items() if key.endswith("_command") and isinstance(value, str)]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -298,7 +313,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"payql: configuration error: {problem}", file=sys.stderr)
         return 2
-    result: int = args.run(args, settings)
+    if args.command != "serve":  # a server's lines belong to requests, not to the command that started it
+        logs.note_command(" ".join([args.command, *_subcommand(args)]))
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - commands that need no database stay light
+
+    from payql.preflight import DatabaseProblem, check, describe_failure  # noqa: PLC0415
+
+    try:
+        need = getattr(args, "database", MIGRATED)
+        if need is not None:
+            check(settings.database_url, migrated=need == MIGRATED)
+        if settings.log_format == "json":  # after the check: what importing Alembic logs is no news to an operator
+            _configure_logging(settings)
+        result: int = args.run(args, settings)
+    except DatabaseProblem as exc:
+        print(f"payql: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # the database went away (or was rolled back) while the command ran
+        print(f"payql: {describe_failure(settings.database_url, exc)}", file=sys.stderr)
+        return 2
+    finally:
+        logs.note_command(None)  # `main` run in-process (the tests) leaves no command behind
     return result
 
 

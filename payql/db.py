@@ -7,7 +7,7 @@ when a read lock is upgraded; read-only units of work use a plain `BEGIN`. Postg
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Final, Self
@@ -192,6 +192,20 @@ class Database:
         """A read-only session for queries; rolled back at the end whatever happened."""
         with self.uow(write=False) as uow:
             yield uow.session
+
+    def listen(self, hooks: list[tuple[str, Callable[..., Any]]]) -> Callable[[], None]:
+        """Session events (`after_commit`, …) on every session of this database; returns what removes them."""
+        targets = (self._read, self._write)
+        for target in targets:
+            for name, hook in hooks:
+                event.listen(target, name, hook)
+
+        def remove() -> None:
+            for target in targets:
+                for name, hook in hooks:
+                    event.remove(target, name, hook)
+
+        return remove
 
     def ping(self) -> bool:
         try:

@@ -2,7 +2,9 @@
 
 - Every answer gets `X-Content-Type-Options: nosniff` and an `X-Request-ID`: the client's, when it is at most 64
   safe characters (it reaches logs and answers, so nothing that could forge a log line or carry markup), else a
-  fresh one. The id is put in the scope (`request_id_of`), so that the GraphQL view logs and answers the same id.
+  fresh one. The id is put in the scope (`request_id_of`), so that the GraphQL view logs and answers the same id,
+  and opens the request's log record (`payql.logs`): every line logged while the request runs carries it. An answer
+  sent without an outcome noted (by GraphQL or a webhook) gets `ok`, or `HTTP_<status>` from 400 up.
 - API answers (`/graphql`, the webhooks, `/metrics`, `/readyz`, `/healthz`) get `Cache-Control: no-store`: they are
   per caller, or live state.
 - A client that goes away before its body is read (Starlette's `ClientDisconnect`) is the client's doing: one INFO
@@ -23,6 +25,9 @@ from typing import Any
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from payql import logs
+from payql.auth import principal_from_scope
 
 logger = logging.getLogger("payql.http")
 
@@ -56,6 +61,7 @@ class EdgeMiddleware:
             return
         request_id = _chosen_id(Headers(scope=scope).get("x-request-id"))
         scope.setdefault("state", {})[_STATE_KEY] = request_id
+        log = logs.begin_request(request_id)
         path = scope.get("path", "")
         api = path in API_PATHS
         started = False
@@ -64,6 +70,9 @@ class EdgeMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
+                if log.outcome is None:
+                    status = message["status"]
+                    log.outcome = "ok" if status < 400 else f"HTTP_{status}"  # noqa: PLR2004
                 headers = MutableHeaders(scope=message)
                 headers["X-Request-ID"] = request_id
                 headers["X-Content-Type-Options"] = "nosniff"
@@ -84,6 +93,20 @@ class EdgeMiddleware:
             if not started:
                 await _answer_500(send_with_headers, path, request_id)
             raise
+
+
+class CallerLogMiddleware:
+    """Inside authentication: notes the caller's user id on the request's log record."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            principal, _ = principal_from_scope(scope)
+            if principal is not None:
+                logs.note(user=logs.printable(principal.user_id))
+        await self.app(scope, receive, send)
 
 
 async def _answer_500(send: Send, path: str, request_id: str) -> None:

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    # `json`: one JSON object per log line, with the request's id, user, operation and outcome (payql.logs)
+    log_format: Literal["text", "json"] = "text"
 
     database_url: str = "sqlite:///./payql.db"
 
@@ -143,6 +145,9 @@ class Settings(BaseSettings):
     body_read_timeout_ms: int = Field(default=10_000, gt=0)
     # Unset: `/metrics` is open (as behind a private network); set: it needs `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = None
+    # prometheus-client's multiprocess mode (several workers): it reads the variable itself, at import; set, `/metrics`
+    # adds up every worker's files there (payql.metrics)
+    prometheus_multiproc_dir: str | None = None
 
     @field_validator("yookassa_trusted_ips", "trusted_proxies", mode="before")
     @classmethod

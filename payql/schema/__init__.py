@@ -19,6 +19,7 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 
+from payql import logs
 from payql.resolvers import (
     accept_enroll,
     approve_withdrawal,
@@ -144,10 +145,13 @@ class Schema(strawberry.Schema):
         return functools.partial(execute, hide_suggestions=True) if self.hide_suggestions else execute
 
     def execute_sync(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        query = args[0] if args else kwargs.get("query", "")
+        logs.note(operation=logs.graphql_operation(query or "", kwargs.get("operation_name")))
         result = super().execute_sync(*args, **kwargs)
         if result.errors:  # what a parsing hook raised skipped the extensions: give it a code too
             context = kwargs.get("context_value")
             result.errors = code_stray_errors(result.errors, getattr(context, "request_id", None))
+        logs.note(outcome=logs.graphql_outcome(result.errors, result.data))
         return result
 
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:

@@ -14,12 +14,15 @@ Refusals (400, 408, 413) are rate-limited per address: past REFUSALS, 429.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from payql import logs
 from payql.http_body import BodyRefused, read_body
+from payql.metrics import Metrics
 from payql.models.enums import ProviderName
 from payql.providers.base import ProviderError, WebhookRejected
 from payql.ratelimit import RateLimiter
@@ -33,7 +36,7 @@ REFUSALS = "30/minute"
 
 
 def webhook_route(
-    services: Services, provider: ProviderName, workers: Workers
+    services: Services, provider: ProviderName, workers: Workers, metrics: Metrics | None = None
 ) -> Callable[[Request], Awaitable[Response]]:
     # Refused deliveries (a bad signature, an untrusted sender) are logged and rate-limited per address.
     refusals = RateLimiter(REFUSALS, services.settings.redis_url, namespace=f"payql-refusals-{provider.value}")
@@ -46,6 +49,7 @@ def webhook_route(
         return response
 
     async def receive(request: Request) -> Response:
+        logs.note(provider=provider.value)
         client_ip = request.client.host if request.client else None
         try:
             body = await read_body(request, limit=MAX_BODY, timeout_ms=services.settings.body_read_timeout_ms)
@@ -58,7 +62,9 @@ def webhook_route(
 
         # One hop to a worker thread: verification and processing (which waits on the provider's re-fetch) run
         # on the larger pool, like mutations.
-        outcome = await workers.run(Pool.WEBHOOKS, _verify_and_process, services, provider, headers, body, client_ip)
+        outcome = await workers.run(
+            Pool.WEBHOOKS, _verify_and_process, services, provider, headers, body, client_ip, metrics
+        )
         if isinstance(outcome, Response):
             return await refused(outcome, client_ip) if outcome.status_code == 400 else outcome  # noqa: PLR2004
         return JSONResponse({"status": outcome.value})
@@ -67,7 +73,12 @@ def webhook_route(
 
 
 def _verify_and_process(
-    services: Services, provider: ProviderName, headers: dict[str, str], body: bytes, client_ip: str | None
+    services: Services,
+    provider: ProviderName,
+    headers: dict[str, str],
+    body: bytes,
+    client_ip: str | None,
+    metrics: Metrics | None,
 ) -> Response | Outcome:
     try:
         event = services.providers[provider].parse_webhook(headers, body, client_ip)
@@ -83,8 +94,23 @@ def _verify_and_process(
             "%s webhook refused from %s: malformed event (%s)", provider.value, client_ip, type(exc).__name__
         )
         return JSONResponse({"error": "malformed event"}, status_code=400)
+    logs.note(event_id=logs.printable(event.dedupe_key), event_type=logs.printable(event.event_type))
+    started = time.perf_counter()
     try:
-        return services.webhooks.receive(provider, event, body, headers, client_ip)
+        outcome = services.webhooks.receive(provider, event, body, headers, client_ip)
     except Exception:
+        logs.note(outcome="failed")
         logger.exception("%s webhook %s (%s) failed", provider.value, event.dedupe_key, event.event_type)
-        return JSONResponse({"status": "failed"}, status_code=500)
+        answer: Response | Outcome = JSONResponse({"status": "failed"}, status_code=500)
+        result = "failed"
+    else:
+        logs.note(outcome=outcome.value)
+        answer = result = outcome
+    elapsed = time.perf_counter() - started
+    logger.debug(
+        "%s webhook %s (%s): %s in %.1f ms", provider.value, event.dedupe_key, event.event_type, result, elapsed * 1000
+    )
+    if metrics is not None:
+        lag_from = event.created_at if answer is Outcome.PROCESSED else None  # a retry's lag is the provider's
+        metrics.webhook_done(provider.value, str(result), elapsed, lag_from)
+    return answer
