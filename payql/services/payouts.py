@@ -412,7 +412,7 @@ class PayoutService:
                     )
                 uow.commit()
                 return len(rows)
-        except IntegrityError:
+        except IntegrityError:  # pragma: no cover - the run's lock (`exclusive`) keeps any other maker out
             return self._approve_each(period, accounts)
 
     def _approve_each(self, period: str, accounts: list[PayoutAccount]) -> int:
