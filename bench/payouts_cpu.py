@@ -1,11 +1,12 @@
 """CPU per payout of `payql payouts run`, a measure that holds on a busy machine (bench/README.md "Payout run").
 
 Seeds a fresh SQLite database with N providers as `bench/payouts.py` does, serves the Stripe fake from this process
-(no added latency by default: waiting costs no CPU; `--latency-ms 50` as `make bench-payouts`), and runs `payql payouts run --auto-approve --concurrency C` in a
-subprocess: prints the command's CPU seconds (user + system, from rusage) per payout (less those of a run with one
-provider: start-up and imports), the SQL statements per payout
-(cursor `execute`/`executemany` calls, counted in the command by cProfile) and, with `--profile FILE`, keeps the
-cProfile of the command for `python -m pstats FILE`. The CPU figure comes from a run without the profiler.
+(no added latency by default: waiting costs no CPU; `--latency-ms 50` as `make bench-payouts`), and runs `payql
+payouts run --auto-approve --concurrency C` in a subprocess: prints the command's CPU seconds (user + system, from rusage) per payout (less those of a run with one
+provider: start-up and imports) and its wall-clock seconds. With `--profile FILE` it also runs the command under
+cProfile (main thread only: at concurrency 1 that is everything) with one provider and with N, keeps the second for
+`python -m pstats FILE`, and prints the Python function calls and SQL statements (the sqlite3 cursor's `execute`
+and `executemany`) per payout, from the difference: counts that hold on a busy machine, where CPU seconds vary.
 
     .venv/bin/python bench/payouts_cpu.py --providers 300 --profile /tmp/payouts.prof
 """
@@ -50,15 +51,17 @@ def run(providers: int, concurrency: int, workdir: Path, profile: Path | None, l
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
-def statements(profile: Path) -> int:
-    """SQL statements the profiled command sent: calls of the sqlite3 cursor's execute and executemany."""
-    stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
-    return sum(
+def counts(profile: Path) -> tuple[int, int]:
+    """Python function calls the profiled command made, and the SQL statements it sent (calls of the sqlite3
+    cursor's execute and executemany)."""
+    stats = pstats.Stats(str(profile))
+    sql = {"<method 'execute' of 'sqlite3.Cursor' objects>", "<method 'executemany' of 'sqlite3.Cursor' objects>"}
+    statements = sum(
         calls
-        for (_file, _line, name), (_cc, calls, *_rest) in stats.items()
-        if name
-        in {"<method 'execute' of 'sqlite3.Cursor' objects>", "<method 'executemany' of 'sqlite3.Cursor' objects>"}
+        for (_file, _line, name), (_cc, calls, *_rest) in stats.stats.items()  # type: ignore[attr-defined]
+        if name in sql
     )
+    return stats.total_calls, statements  # type: ignore[attr-defined]
 
 
 def main() -> int:
@@ -83,9 +86,13 @@ def main() -> int:
             "wall_seconds": [round(wall, 2) for wall in walls],
             "cpu_ms_per_payout": round((min(cpus) - fixed) * 1000 / (args.providers - 1), 2),
         }
-        if args.profile is not None:
+        if args.profile is not None:  # calls and statements per payout: N providers less one
+            one = args.profile.with_suffix(".one")
+            run(1, args.concurrency, workdir, one, args.latency_ms)
             run(args.providers, args.concurrency, workdir, args.profile, args.latency_ms)
-            result["sql_statements_per_payout"] = round(statements(args.profile) / args.providers, 1)
+            (calls_1, sql_1), (calls_n, sql_n) = counts(one), counts(args.profile)
+            result["python_calls_per_payout"] = round((calls_n - calls_1) / (args.providers - 1))
+            result["sql_statements_per_payout"] = round((sql_n - sql_1) / (args.providers - 1), 2)
     print(json.dumps(result))
     return 0
 
