@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -386,10 +386,9 @@ class PayoutService:
             with self._db.uow() as uow:
                 connection = uow.session.connection()
                 owners = sorted({account.user_id for account in accounts})
-                left = {
-                    (row.owner_id, row.currency): -int(row.balance_minor)
-                    for row in connection.execute(_PAYABLES, {"owners": owners})
-                }
+                left: dict[tuple[str, str], int] = defaultdict(int)
+                for row in connection.execute(_PAYABLES, {"owners": owners}):
+                    left[row.owner_id, row.currency] -= int(row.balance_minor)  # shown positive, as `available`
                 made = {
                     tuple(row) for row in connection.execute(_MADE_THIS_PERIOD, {"owners": owners, "period": period})
                 }
