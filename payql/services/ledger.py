@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, tuple_, update
@@ -33,10 +34,12 @@ from payql.services.postings import Line, UnbalancedPosting, imbalance
 
 __all__ = [
     "Line",
+    "Posting",
     "UnbalancedPosting",
     "balance_of",
     "balances",
     "post",
+    "post_many",
     "posted_lines",
     "shard_of",
     "totals_by_kind",
@@ -52,6 +55,11 @@ _POSTED = select(_TRANSACTIONS.c.id).where(
     _TRANSACTIONS.c.cause_type == bindparam("cause_type"),
     _TRANSACTIONS.c.cause_id == bindparam("cause_id"),
     _TRANSACTIONS.c.kind == bindparam("kind"),
+)
+_POSTED_MANY = select(_TRANSACTIONS.c.cause_type, _TRANSACTIONS.c.cause_id, _TRANSACTIONS.c.kind).where(
+    tuple_(_TRANSACTIONS.c.cause_type, _TRANSACTIONS.c.cause_id, _TRANSACTIONS.c.kind).in_(
+        bindparam("causes", expanding=True)
+    )
 )
 _ACCOUNT_IDS = select(
     _ACCOUNTS.c.id, _ACCOUNTS.c.owner_id, _ACCOUNTS.c.kind, _ACCOUNTS.c.currency, _ACCOUNTS.c.shard
@@ -106,34 +114,101 @@ def post(
     cause = {"cause_type": cause_type, "cause_id": cause_id, "kind": kind}
     if not lines or (not unposted and connection.execute(_POSTED, cause).first() is not None):
         return False
-    keyed = [((line.owner_id, line.kind, line.currency, shard_of(line.kind, cause_id)), line) for line in lines]
-    accounts = _account_ids(connection, {key for key, _ in keyed})
-    transaction_id = new_id("ltx")
-    if dry_running():  # `payql reconcile --report`: say what would be posted
-        note_change(
-            f"ledger_transactions (new): kind={kind} cause={cause_type} {cause_id} "
-            + " ".join(f"{line.kind.value}:{line.owner_id}{line.amount_minor:+d}" for line in lines)
-        )
-    connection.execute(_INSERT_TRANSACTION, {"id": transaction_id, "created_at": utcnow(), **cause})
-    connection.execute(
-        _INSERT_ENTRY,
-        [
-            {
-                "transaction_id": transaction_id,
-                "account_id": accounts[key],
-                "amount_minor": line.amount_minor,
-                "currency": line.currency,
-            }
-            for key, line in keyed
-        ],
-    )
-    deltas: dict[int, int] = defaultdict(int)
-    for key, line in keyed:
-        deltas[accounts[key]] += line.amount_minor
-    connection.execute(
-        _MOVE_BALANCE, [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]
-    )
+    _write(connection, [Posting(kind, cause_type, cause_id, lines)])
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class Posting:
+    """One transaction for `post_many`: what `post` takes."""
+
+    kind: str
+    cause_type: str
+    cause_id: str
+    lines: Sequence[Line]
+
+
+def post_many(session: Session, postings: Sequence[Posting], *, unposted: bool = False) -> list[bool]:
+    """`post` for each of several postings, in a fixed number of statements whatever their number (the payout run
+    writes 32 withdrawals per transaction): one read of the causes that posted already (none with `unposted`), one
+    of the accounts' ids (two more when some accounts are new), one insert of the transactions, one of the entries
+    and one update of the balances (each an executemany), all the postings' moves of an account summed into one
+    and the accounts updated in id order, last, as `post` does.
+
+    Returns, for each posting, whether it was written: False when its cause already posted its kind (before, or
+    earlier in `postings`). An unbalanced posting is refused (`UnbalancedPosting`) before anything is written.
+    """
+    kept: list[Posting] = []
+    for posting in postings:
+        lines = [line for line in posting.lines if line.amount_minor != 0]
+        if totals := imbalance(lines):
+            raise UnbalancedPosting(
+                f"{posting.kind} for {posting.cause_type} {posting.cause_id} does not balance: {totals}"
+            )
+        kept.append(Posting(posting.kind, posting.cause_type, posting.cause_id, lines))
+    connection = session.connection()
+    causes = [(posting.cause_type, posting.cause_id, posting.kind) for posting in kept if posting.lines]
+    seen: set[tuple[str, str, str]] = set()
+    if causes and not unposted:
+        seen.update(tuple(row) for row in connection.execute(_POSTED_MANY, {"causes": causes}))
+    written: list[bool] = []
+    chosen: list[Posting] = []
+    for posting in kept:
+        cause = (posting.cause_type, posting.cause_id, posting.kind)
+        fresh = bool(posting.lines) and cause not in seen
+        written.append(fresh)
+        if fresh:
+            seen.add(cause)
+            chosen.append(posting)
+    if chosen:
+        _write(connection, chosen)
+    return written
+
+
+def _write(connection: Connection, postings: list[Posting]) -> None:
+    """Insert these (balanced, unposted, non-empty) postings and move their accounts' balances."""
+    keyed = [
+        [
+            ((line.owner_id, line.kind, line.currency, shard_of(line.kind, posting.cause_id)), line)
+            for line in posting.lines
+        ]
+        for posting in postings
+    ]
+    accounts = _account_ids(connection, {key for lines in keyed for key, _ in lines})
+    now = utcnow()
+    transactions: list[dict[str, object]] = []
+    entries: list[dict[str, object]] = []
+    deltas: dict[int, int] = defaultdict(int)
+    for posting, lines in zip(postings, keyed, strict=True):
+        transaction_id = new_id("ltx")
+        if dry_running():  # `payql reconcile --report`: say what would be posted
+            note_change(
+                f"ledger_transactions (new): kind={posting.kind} cause={posting.cause_type} {posting.cause_id} "
+                + " ".join(f"{line.kind.value}:{line.owner_id}{line.amount_minor:+d}" for _, line in lines)
+            )
+        transactions.append(
+            {
+                "id": transaction_id,
+                "created_at": now,
+                "cause_type": posting.cause_type,
+                "cause_id": posting.cause_id,
+                "kind": posting.kind,
+            }
+        )
+        for key, line in lines:
+            entries.append(
+                {
+                    "transaction_id": transaction_id,
+                    "account_id": accounts[key],
+                    "amount_minor": line.amount_minor,
+                    "currency": line.currency,
+                }
+            )
+            deltas[accounts[key]] += line.amount_minor
+    connection.execute(_INSERT_TRANSACTION, transactions)
+    connection.execute(_INSERT_ENTRY, entries)
+    if moves := [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]:
+        connection.execute(_MOVE_BALANCE, moves)
 
 
 def _account_ids(connection: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:

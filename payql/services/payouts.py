@@ -20,23 +20,23 @@
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypedDict, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from payql import batches
 from payql.auth import Principal
 from payql.batches import DEFAULT_CONCURRENCY
-from payql.db import ROW_LOCK, Database
+from payql.db import ROW_LOCK, Database, dry_running
 from payql.faults import crash_point
-from payql.models import PLATFORM, AccountKind, PayoutAccount, Withdrawal, new_id, utcnow
+from payql.models import PLATFORM, AccountKind, LedgerAccount, PayoutAccount, Withdrawal, new_id, utcnow
 from payql.models.enums import PayoutAccountStatus, ProviderName, WithdrawalStatus
 from payql.money import Money, MoneyError, exponent, parse_amount
 from payql.providers.base import PaymentProvider, PayoutRefused, ProviderError, ProviderPayout
@@ -58,6 +58,61 @@ FAILURE_REASON_LENGTH = 200  # withdrawals.failure_reason
 # approvals or answers, where one per withdrawal made the database, not the provider, the limit of a run.
 GROUP = 32
 T = TypeVar("T")
+# The payout run's statements, built once (SQLAlchemy Core: the ORM's bookkeeping per withdrawal cost more than the
+# statements); the ORM still serves everything else, and the rare answers (refusals, failures, reversals).
+_WITHDRAWALS = cast("Table", Withdrawal.__table__)
+_ACCOUNTS = cast("Table", PayoutAccount.__table__)
+_LEDGER_ACCOUNTS = cast("Table", LedgerAccount.__table__)
+_TO_PAY = (
+    select(
+        _WITHDRAWALS.c.id,
+        _WITHDRAWALS.c.status,
+        _WITHDRAWALS.c.amount_minor,
+        _WITHDRAWALS.c.currency,
+        _WITHDRAWALS.c.provider_key,
+        _WITHDRAWALS.c.provider_payout_id,
+        _ACCOUNTS.c.provider,
+        _ACCOUNTS.c.external_account_id,
+    )
+    .join(_ACCOUNTS, _ACCOUNTS.c.id == _WITHDRAWALS.c.payout_account_id)
+    .where(_WITHDRAWALS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_WITHDRAWALS.c.id)
+    .with_for_update(of=_WITHDRAWALS, **ROW_LOCK)
+)
+_MARK_PROCESSING = (
+    update(_WITHDRAWALS)
+    .where(
+        _WITHDRAWALS.c.id.in_(bindparam("ids", expanding=True)),
+        _WITHDRAWALS.c.status == WithdrawalStatus.APPROVED,
+    )
+    .values(status=WithdrawalStatus.PROCESSING)
+)
+_ANSWERED = (
+    select(
+        _WITHDRAWALS.c.id,
+        _WITHDRAWALS.c.user_id,
+        _WITHDRAWALS.c.status,
+        _WITHDRAWALS.c.amount_minor,
+        _WITHDRAWALS.c.currency,
+        _WITHDRAWALS.c.provider_payout_id,
+    )
+    .where(_WITHDRAWALS.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(_WITHDRAWALS.c.id)
+    .with_for_update(**ROW_LOCK)
+)
+_COMPLETE = update(_WITHDRAWALS).where(_WITHDRAWALS.c.id == bindparam("withdrawal"))
+_PAYABLES = (
+    select(_LEDGER_ACCOUNTS.c.owner_id, _LEDGER_ACCOUNTS.c.currency, _LEDGER_ACCOUNTS.c.balance_minor)
+    .where(
+        _LEDGER_ACCOUNTS.c.owner_id.in_(bindparam("owners", expanding=True)),
+        _LEDGER_ACCOUNTS.c.kind == AccountKind.PAYABLE,
+    )
+    .order_by(_LEDGER_ACCOUNTS.c.id)
+    .with_for_update(**ROW_LOCK)
+)
+_MADE_THIS_PERIOD = select(_WITHDRAWALS.c.user_id, _WITHDRAWALS.c.currency).where(
+    _WITHDRAWALS.c.user_id.in_(bindparam("owners", expanding=True)), _WITHDRAWALS.c.period == bindparam("period")
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +379,43 @@ class PayoutService:
 
     def _approve(self, period: str, accounts: list[PayoutAccount]) -> int:
         """This week's automatic withdrawal of each account's whole available balance where it reaches the minimum,
-        in one transaction (a savepoint each); returns how many were made."""
+        in one transaction and a fixed number of statements (`approvals`); returns how many were made. Should the
+        batch meet a withdrawal of this week made meanwhile (the unique constraint), it is made again one
+        withdrawal at a time (`_approve_each`)."""
+        try:
+            with self._db.uow() as uow:
+                connection = uow.session.connection()
+                owners = sorted({account.user_id for account in accounts})
+                left: dict[tuple[str, str], int] = defaultdict(int)
+                for row in connection.execute(_PAYABLES, {"owners": owners}):
+                    left[row.owner_id, row.currency] -= int(row.balance_minor)  # shown positive, as `available`
+                made = {
+                    tuple(row) for row in connection.execute(_MADE_THIS_PERIOD, {"owners": owners, "period": period})
+                }
+                minimum = {account.currency: self.minimum(account.currency).minor for account in accounts}
+                rows = approvals(accounts, left, made, minimum, period)
+                if rows:
+                    connection.execute(insert(_WITHDRAWALS), rows)
+                    ledger.post_many(
+                        uow.session,
+                        [
+                            ledger.Posting(
+                                "withdrawal",
+                                "withdrawal",
+                                row["id"],
+                                postings.withdrawal(row["user_id"], row["currency"], row["amount_minor"]),
+                            )
+                            for row in rows
+                        ],
+                        unposted=True,  # new withdrawals
+                    )
+                uow.commit()
+                return len(rows)
+        except IntegrityError:  # pragma: no cover - the run's lock (`exclusive`) keeps any other maker out
+            return self._approve_each(period, accounts)
+
+    def _approve_each(self, period: str, accounts: list[PayoutAccount]) -> int:
+        """`_approve` one withdrawal at a time, in one transaction (a savepoint each)."""
         created = 0
         with self._db.uow() as uow:
             for account in accounts:
@@ -354,29 +445,25 @@ class PayoutService:
         for group in _chunks(withdrawal_ids, GROUP):
             intents: list[_Intent] = []
             with self._db.uow() as uow:
-                rows = uow.session.execute(
-                    select(Withdrawal, PayoutAccount)
-                    .join(PayoutAccount, PayoutAccount.id == Withdrawal.payout_account_id)
-                    .where(Withdrawal.id.in_(group))
-                    .order_by(Withdrawal.id)
-                    .with_for_update(of=Withdrawal, **ROW_LOCK)
-                ).all()
-                for withdrawal, account in rows:
-                    if withdrawal.status not in {WithdrawalStatus.APPROVED, WithdrawalStatus.PROCESSING}:
-                        skipped.append(withdrawal.status)
+                connection = uow.session.connection()
+                rows = connection.execute(_TO_PAY, {"ids": group}).all()
+                for row in rows:
+                    if row.status not in {WithdrawalStatus.APPROVED, WithdrawalStatus.PROCESSING}:
+                        skipped.append(row.status)
                         continue
-                    withdrawal.status = WithdrawalStatus.PROCESSING  # the intent
                     intents.append(
                         _Intent(
-                            withdrawal.id,
-                            account.provider,
-                            account.external_account_id,
-                            withdrawal.amount_minor,
-                            withdrawal.currency,
-                            withdrawal.provider_key,
-                            withdrawal.provider_payout_id,
+                            row.id,
+                            row.provider,
+                            row.external_account_id,
+                            row.amount_minor,
+                            row.currency,
+                            row.provider_key,
+                            row.provider_payout_id,
                         )
                     )
+                if approved := [row.id for row in rows if row.status is WithdrawalStatus.APPROVED]:
+                    connection.execute(_MARK_PROCESSING, {"ids": approved})  # the intents
                 if len(rows) < len(group):  # pragma: no cover - withdrawals and accounts are never deleted
                     skipped.extend(WithdrawalStatus.FAILED for _ in range(len(group) - len(rows)))
                 uow.commit()
@@ -405,20 +492,7 @@ class PayoutService:
             return []
         try:
             with self._db.uow() as uow:
-                ids = [intent.withdrawal_id for intent, _ in answered]
-                locked = {
-                    withdrawal.id: withdrawal
-                    for withdrawal in uow.session.scalars(
-                        select(Withdrawal)
-                        .where(Withdrawal.id.in_(ids))
-                        .order_by(Withdrawal.id)
-                        .with_for_update(**ROW_LOCK)
-                    )
-                }
-                statuses = [
-                    self._apply_in(uow.session, locked[intent.withdrawal_id], intent.provider.value, answer)
-                    for intent, answer in answered
-                ]
+                statuses = self._apply_group(uow.session, answered)
                 uow.commit()
                 return statuses
         except OperationalError:
@@ -426,6 +500,60 @@ class PayoutService:
                 raise
             logger.warning("payouts: a group of %d answers is applied one by one after a lock conflict", len(answered))
             return [status for pair in answered for status in self._apply([pair])]
+
+    def _apply_group(self, session: Session, answered: list[tuple[_Intent, _Answer]]) -> list[WithdrawalStatus]:
+        """The answers, applied in `session`: the common one (a payout in flight the provider paid) in a fixed
+        number of statements for the whole group (`completions`), the others through the ORM one by one."""
+        ids = [intent.withdrawal_id for intent, _ in answered]
+        if dry_running():  # the ORM path records what it would change (not used by the run itself)
+            return [
+                self._apply_in(
+                    session,
+                    _locked(session, intent.withdrawal_id),
+                    intent.provider.value,
+                    answer,
+                )
+                for intent, answer in answered
+            ]
+        connection = session.connection()
+        locked = {row.id: row for row in connection.execute(_ANSWERED, {"ids": ids})}
+        paid, statuses = completions(answered, locked)
+        for index, status in enumerate(statuses):
+            if status is None:  # the rare answers: refused, failed, reversed, late
+                intent, answer = answered[index]
+                withdrawal = session.get(Withdrawal, intent.withdrawal_id)
+                if withdrawal is None:  # pragma: no cover - never deleted
+                    statuses[index] = WithdrawalStatus.FAILED
+                    continue
+                statuses[index] = self._apply_in(session, withdrawal, intent.provider.value, answer)
+        if paid:
+            now = utcnow()
+            connection.execute(
+                _COMPLETE,
+                [
+                    {
+                        "withdrawal": done.withdrawal_id,
+                        "status": WithdrawalStatus.COMPLETED,
+                        "provider_payout_id": done.provider_payout_id,
+                        "processed_at": now,
+                    }
+                    for done in paid
+                ],
+            )
+            ledger.post_many(
+                session,
+                [
+                    ledger.Posting(
+                        "payout_settled",
+                        "withdrawal",
+                        done.withdrawal_id,
+                        postings.payout_settled(done.user_id, done.cash_owner, done.currency, done.amount_minor),
+                    )
+                    for done in paid
+                ],
+            )
+        session.flush()
+        return [status or WithdrawalStatus.FAILED for status in statuses]
 
     @staticmethod
     def _apply_in(session: Session, withdrawal: Withdrawal, cash_owner: str, answer: _Answer) -> WithdrawalStatus:
@@ -508,6 +636,109 @@ class _Intent:
 
 
 _Answer = ProviderPayout | PayoutRefused
+
+
+@dataclass(frozen=True, slots=True)
+class _Paid:
+    """A withdrawal in flight whose payout the provider confirmed: what completing it writes."""
+
+    withdrawal_id: str
+    user_id: str
+    cash_owner: str
+    currency: str
+    amount_minor: int
+    provider_payout_id: str
+
+
+def completions(
+    answered: list[tuple[_Intent, _Answer]], locked: dict[str, Any]
+) -> tuple[list[_Paid], list[WithdrawalStatus | None]]:
+    """Which answers complete their withdrawal (still PROCESSING, as `locked` read it under its lock, and paid by
+    the provider): those are written together; the status of each answer, None where the answer is to be applied
+    one by one (refused, failed, reversed, or the withdrawal no longer in flight: `_apply_in`). A withdrawal
+    answered twice in one group is completed once (the second goes one by one and changes nothing)."""
+    paid: list[_Paid] = []
+    statuses: list[WithdrawalStatus | None] = []
+    done: set[str] = set()
+    for intent, answer in answered:
+        row = locked.get(intent.withdrawal_id)
+        if (
+            row is None
+            or intent.withdrawal_id in done
+            or isinstance(answer, PayoutRefused)
+            or answer.status != "succeeded"
+            or row.status is not WithdrawalStatus.PROCESSING
+        ):
+            statuses.append(None)
+            continue
+        done.add(intent.withdrawal_id)
+        paid.append(
+            _Paid(
+                intent.withdrawal_id,
+                row.user_id,
+                intent.provider.value,
+                row.currency,
+                row.amount_minor,
+                row.provider_payout_id or answer.provider_payout_id,
+            )
+        )
+        statuses.append(WithdrawalStatus.COMPLETED)
+    return paid, statuses
+
+
+def _locked(session: Session, withdrawal_id: str) -> Withdrawal:
+    withdrawal = session.get(Withdrawal, withdrawal_id, with_for_update=ROW_LOCK)
+    if withdrawal is None:  # pragma: no cover - never deleted
+        raise NotFound("withdrawal not found")
+    return withdrawal
+
+
+class NewWithdrawal(TypedDict):
+    """A row of `withdrawals` made by the payout run's automatic approval."""
+
+    id: str
+    user_id: str
+    payout_account_id: str
+    amount_minor: int
+    currency: str
+    status: WithdrawalStatus
+    period: str
+    provider_key: str
+
+
+def approvals(
+    accounts: list[PayoutAccount],
+    available: dict[tuple[str, str], int],
+    made: set[tuple[str, ...]],
+    minimum: dict[str, int],
+    period: str,
+) -> list[NewWithdrawal]:
+    """The rows of this period's automatic withdrawals for these accounts (the first verified account of each
+    provider and currency): each account's whole `available` balance (by user and currency, as read under the
+    payables' locks), where it reaches its currency's `minimum` and no withdrawal of the period was `made` for that
+    user and currency already. An account seen twice for one user and currency is paid once."""
+    rows: list[NewWithdrawal] = []
+    taken = set(made)
+    for account in accounts:
+        key = (account.user_id, account.currency)
+        left = available.get(key, 0)
+        if key in taken or left <= 0 or left < minimum[account.currency]:
+            continue
+        taken.add(key)
+        withdrawal_id = new_id("wdr")
+        rows.append(
+            {
+                "id": withdrawal_id,
+                "user_id": account.user_id,
+                "payout_account_id": account.id,
+                "amount_minor": left,
+                "currency": account.currency,
+                "status": WithdrawalStatus.APPROVED,
+                "period": period,
+                "provider_key": f"payql-{withdrawal_id}-payout",
+            }
+        )
+    return rows
 
 
 def _chunks(items: list[T], size: int) -> Iterator[list[T]]:

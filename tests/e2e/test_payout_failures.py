@@ -156,6 +156,35 @@ def test_a_transfer_stripe_refuses_fails_the_withdrawal_and_gives_the_money_back
     assert len([r for r in stripe_fake.requests if r.path == "/v1/transfers"]) == sent
 
 
+def test_paid_and_refused_payouts_of_one_group_are_each_settled_in_the_same_run(
+    configure: Configure, stripe_fake: FakeStripe
+) -> None:
+    """One group of answers (the run writes 32 per transaction): the paid ones complete together, the refused one
+    fails and gives its money back, and the ledger holds."""
+    api = configure()
+    client, admin = api.user("client"), api.user("admin", "admin")
+    mentors = [api.user(f"mentor{i}", "provider") for i in range(3)]
+    for i, mentor in enumerate(mentors):
+        earn(client, mentor)
+        verified(mentor, admin, external=f"acct_group{i}")
+        approved(mentor, admin, usd("60.00"))
+    stripe_fake.unpayable_accounts.add("acct_group1")
+
+    assert cli("payouts", "run", "--concurrency", "1") == "payouts run: 0 created, 2 completed, 1 failed, 0 pending"
+
+    assert [withdrawal_of(mentor)["status"] for mentor in mentors] == ["COMPLETED", "FAILED", "COMPLETED"]
+    assert [account(mentor) for mentor in mentors] == [
+        {"available": "35.00", "paidOut": "60.00"},
+        {"available": "95.00", "paidOut": "0.00"},
+        {"available": "35.00", "paidOut": "60.00"},
+    ]
+    assert sorted(transfer["destination"] for transfer in stripe_fake.transfers.values()) == [
+        "acct_group0",
+        "acct_group2",
+    ]
+    assert cli("ledger", "check") == "ledger check: ok"
+
+
 @pytest.mark.parametrize("first_failure", [500, 429])
 def test_a_transient_failure_stays_processing_and_the_next_run_sends_the_same_key(
     configure: Configure, stripe_fake: FakeStripe, first_failure: int

@@ -67,3 +67,61 @@ def test_a_dry_run_records_what_a_unit_of_work_would_write_and_writes_nothing(db
         uow.commit()
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
+
+
+def test_post_many_writes_each_cause_once_and_sums_the_moves_of_an_account(db: Database) -> None:
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "sale", "payment", "pay_1", lines(250)) is True
+        written = ledger.post_many(
+            uow.session,
+            [
+                ledger.Posting("sale", "payment", "pay_1", lines(250)),  # posted before: skipped
+                ledger.Posting("sale", "payment", "pay_2", lines(100)),
+                ledger.Posting("sale", "payment", "pay_2", lines(100)),  # twice in one batch: once
+                ledger.Posting("sale", "payment", "pay_3", lines(0)),  # empty: nothing
+                ledger.Posting("sale", "payment", "pay_4", lines(7)),
+            ],
+        )
+        uow.commit()
+
+    assert written == [False, True, False, False, True]
+    with db.read() as session:
+        assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -357}
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 357}
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 3
+        assert session.scalar(select(func.count()).select_from(LedgerEntry)) == 6
+
+
+def test_post_many_refuses_a_batch_with_an_unbalanced_posting_before_anything_is_written(db: Database) -> None:
+    unbalanced = [*lines(100), ledger.Line("u1", AccountKind.PAYABLE, "EUR", -1)]
+
+    with db.uow() as uow, pytest.raises(ledger.UnbalancedPosting, match="pay_2 does not balance"):
+        ledger.post_many(
+            uow.session,
+            [
+                ledger.Posting("sale", "payment", "pay_1", lines(5)),
+                ledger.Posting("sale", "payment", "pay_2", unbalanced),
+            ],
+        )
+
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+
+
+def test_post_many_in_a_dry_run_records_each_posting(db: Database) -> None:
+    with db.dry_run() as changes, db.uow() as uow:
+        ledger.post_many(
+            uow.session,
+            [
+                ledger.Posting("sale", "payment", "pay_1", lines(250)),
+                ledger.Posting("sale", "payment", "pay_2", lines(5)),
+            ],
+        )
+        uow.commit()
+
+    assert changes == [
+        "ledger_transactions (new): kind=sale cause=payment pay_1 provider_cash:STRIPE+250 revenue:platform-250",
+        "ledger_transactions (new): kind=sale cause=payment pay_2 provider_cash:STRIPE+5 revenue:platform-5",
+    ]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
