@@ -57,7 +57,8 @@ def payments(
     purpose: PaymentPurpose | None = None,
 ) -> Connection[Payment]:
     principal = caller(info)
-    page = queries.list_payments(info.context.session, principal, first, after, status, purpose)
+    lean = "Payment" in info.context.lean  # the operation reads no more of a payment than its lean columns
+    page = queries.list_payments(info.context.session, principal, first, after, status, purpose, lean=lean)
     loaders = info.context.loaders
     loaders.want_payments(page.items)
     return _connection(page, lambda row: payment_node(loaders, row))

@@ -39,6 +39,7 @@ from graphql import (
     VariableNode,
     get_named_type,
     get_nullable_type,
+    is_leaf_type,
     is_list_type,
     parse,
     value_from_ast_untyped,
@@ -50,6 +51,7 @@ from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext, ExecutionResult
 
 from payql.memo import Memo
+from payql.schema.context import Context
 from payql.schema.errors import CodedErrors
 from payql.schema.validation import cached_validation
 from payql.services.queries import MAX_PAGE
@@ -202,6 +204,104 @@ def nul_error(context: ExecutionContext) -> GraphQLError | None:
     return None
 
 
+# The GraphQL fields of each object type that read only the lean columns of its rows (services.queries.LEAN_COLUMNS,
+# through the adapters of schema/nodes.py): an operation that selects no other field of that type anywhere reads its
+# rows lean. Keep the two in step (tests/unit/test_lean_reads.py checks each field against the columns it reads).
+LEAN_FIELDS: dict[str, frozenset[str]] = {
+    "Payment": frozenset(
+        {
+            "__typename",
+            "id",
+            "status",
+            "amount",
+            "capturedAmount",
+            "refundedAmount",
+            "payerId",
+            "payeeId",
+            "enroll",
+            "package",
+            "refunds",
+            "disputes",
+            "failureCode",
+        }
+    ),
+    "Enroll": frozenset({"__typename", "id", "status", "clientId", "providerId", "title", "price", "payment"}),
+    "Refund": frozenset({"__typename", "id", "paymentId", "status", "amount"}),
+}
+_ABSTRACT = "?abstract"  # a selection on an interface or a union (no GraphQL name has a "?"): no type reads lean
+
+
+def _selected_fields(
+    schema: GraphQLSchema,
+    selection_set: SelectionSetNode | None,
+    parent: GraphQLNamedType | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    found: dict[str, set[str]],
+    seen: frozenset[str] = frozenset(),
+) -> None:
+    """The names of the fields selected on each object type (every one: `@skip` and `@include` not applied)."""
+    if selection_set is None:
+        return
+    if parent is not None and not isinstance(parent, GraphQLObjectType) and not is_leaf_type(parent):
+        found.setdefault(_ABSTRACT, set())
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if parent is not None:
+                found.setdefault(parent.name, set()).add(selection.name.value)
+            field = _field(parent, selection.name.value)
+            inner = get_named_type(field.type) if field is not None else None
+            _selected_fields(schema, selection.selection_set, inner, fragments, found, seen)
+        elif isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition
+            inner = schema.get_type(condition.name.value) if condition else parent
+            _selected_fields(schema, selection.selection_set, inner, fragments, found, seen)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None:
+                inner = schema.get_type(fragment.type_condition.name.value)
+                spread = seen | {selection.name.value}
+                _selected_fields(schema, fragment.selection_set, inner, fragments, found, spread)
+
+
+def lean_types(schema: GraphQLSchema, document: DocumentNode) -> frozenset[str]:
+    """The object types whose rows the operations of `document` may read lean: every field selected on them, in
+    any operation or fragment, is one of their LEAN_FIELDS."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    roots = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }
+    found: dict[str, set[str]] = {}
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            _selected_fields(schema, definition.selection_set, roots[definition.operation], fragments, found)
+        elif isinstance(definition, FragmentDefinitionNode):  # unused ones too: never less than what runs
+            inner = schema.get_type(definition.type_condition.name.value)
+            _selected_fields(schema, definition.selection_set, inner, fragments, found)
+    if _ABSTRACT in found:
+        return frozenset()
+    return frozenset(name for name, fields in LEAN_FIELDS.items() if found.get(name, set()) <= fields)
+
+
+# By schema and query text: the document parsed from a text is the same every time.
+_LEAN: Memo[frozenset[str]] = Memo(512)
+
+
+def lean_types_of(context: ExecutionContext) -> frozenset[str]:
+    document: DocumentNode | None = context.graphql_document
+    if document is None:
+        return frozenset()
+    schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema
+    key = (schema, context.query) if context.query is not None else None
+    lean = None if key is None else _LEAN.get(key)
+    if lean is None:
+        lean = lean_types(schema, document)
+        if key is not None:
+            _LEAN.put(key, lean)
+    return lean
+
+
 # Strict selection sets: parse with the spec's grammar, where a selection set has at least one selection.
 # graphql-core 3.3 accepts `{ packages {} }` by default, and Strawberry's depth limiter fails on it (`max()` of
 # nothing): the answer was an internal error. graphql-core 3.2 never accepted it, and has no such option.
@@ -228,7 +328,8 @@ class Guards(CodedErrors):
       (no empty selection sets);
     - parsing: documents cached by text (Strawberry's `ParserCache`);
     - validation: cached by text, with graphql-core's `hide_suggestions` (`validation.cached_validation`);
-    - execution: the query cost limit (`GRAPHQL_MAX_COST`, `QUERY_TOO_COSTLY`), then no NUL character (`INVALID_INPUT`);
+    - execution: the query cost limit (`GRAPHQL_MAX_COST`, `QUERY_TOO_COSTLY`), then no NUL character (`INVALID_INPUT`),
+      then which types' rows the operation may read lean (`lean_types`, told to payql's `Context`);
     - the operation ends: every error gets its code, the unexpected ones masked and logged (`CodedErrors`).
 
     The stages are plain methods too: `payql.schema.Schema` calls them without Strawberry's hook machinery on its
@@ -267,6 +368,8 @@ class Guards(CodedErrors):
             error = cost_error(context, self.limits.max_cost) or nul_error(context)
             if error is not None:
                 context.result = ExecutionResult(data=None, errors=[error])
+            elif isinstance(context.context, Context):
+                context.context.lean = lean_types_of(context)
 
     def on_operation(self) -> Iterator[None]:
         self._stream_result_processed = False
