@@ -38,7 +38,7 @@ class BatchLoader(Generic[K, T]):
             batch = sorted(self._wanted, key=str)
             found = self._fetch(batch)
             for wanted in batch:
-                self._cache[wanted] = found.get(wanted, self._default())
+                self._cache[wanted] = found[wanted] if wanted in found else self._default()
             self._wanted.clear()
         return self._cache[key]
 

@@ -171,7 +171,7 @@ def _page(
         lean,
     )
     connection = session.connection()  # Core rows: no ORM compile step or instances for rows that are only read
-    rows = list(connection.execute(page, {**params, "limit": size + 1}))
+    rows = cast("list[Any]", connection.execute(page, {**params, "limit": size + 1}).all())  # a list, by fetchall
 
     def total() -> int:
         if count is not None and not principal.is_admin:
