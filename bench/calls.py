@@ -181,7 +181,7 @@ async def counted(driver: Driver, counting: Counting, *, verbose: bool) -> dict[
             for module, count in by_module.most_common(30):
                 print(f"  {count / n:8.1f}  {module}", file=sys.stderr)
             print(f"{name}: by function", file=sys.stderr)
-            for (filename, function), count in counting.where.most_common(60):
+            for (filename, function), count in counting.where.most_common(int(os.environ.get("CALLS_TOP", "60"))):
                 print(f"  {count / n:8.1f}  {_package(filename)}:{function}", file=sys.stderr)
     return summary
 
