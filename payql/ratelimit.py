@@ -27,12 +27,31 @@ RETRY_SECONDS = 5.0
 REDIS_TIMEOUT_SECONDS = 0.5
 
 
+SWEEP_SECONDS = 1.0
+
+
+class SweptMemoryStorage(MemoryStorage):
+    """The limits library's `MemoryStorage`, its expired counters swept at most once a second. The library starts a
+    10 ms `threading.Timer` for its sweep whenever none is alive: at a few hundred requests a second, a thread start
+    for about every other request (their Python calls, and the GIL they take from the event loop). Expiry does not
+    wait on the sweep (every read of a counter checks its expiry: `MemoryStorage.get`); the sweep only frees the
+    memory of the counters nobody reads again."""
+
+    _next_sweep = 0.0
+
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 - the library's own hook, by its mangled name
+        now = time.monotonic()
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_SECONDS
+            super()._MemoryStorage__schedule_expiry()  # type: ignore[misc]
+
+
 class _Counters:
     """Where one process counts for one REDIS_URL (or in memory): Redis while it answers, else in process."""
 
     def __init__(self, redis_url: str | None) -> None:
         self.remote = redis_url is not None
-        self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
+        self._local = SlidingWindowCounterRateLimiter(SweptMemoryStorage())
         self._redis = (
             SlidingWindowCounterRateLimiter(
                 storage_from_string(

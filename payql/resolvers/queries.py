@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,7 @@ from payql.resolvers.common import GQLInfo, caller
 from payql.schema.enums import WithdrawalStatus as WithdrawalStatusEnum
 from payql.schema.nodes import (
     EdgeNode,
+    PaymentNode,
     dispute_node,
     enroll_node,
     package_type,
@@ -57,10 +59,11 @@ def payments(
     purpose: PaymentPurpose | None = None,
 ) -> Connection[Payment]:
     principal = caller(info)
-    page = queries.list_payments(info.context.session, principal, first, after, status, purpose)
+    lean = "Payment" in info.context.lean  # the operation reads no more of a payment than its lean columns
+    page = queries.list_payments(info.context.session, principal, first, after, status, purpose, lean=lean)
     loaders = info.context.loaders
     loaders.want_payments(page.items)
-    return _connection(page, lambda row: payment_node(loaders, row))
+    return _connection(page, functools.partial(PaymentNode, loaders=loaders))  # a page has no None rows
 
 
 def payment(info: GQLInfo, id: strawberry.ID) -> Payment | None:  # noqa: A002 - the contract's argument name

@@ -8,14 +8,8 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    DisableIntrospection,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-)
+from strawberry.extensions import DisableIntrospection, MaxAliasesLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext, ExecutionResult
 
@@ -39,9 +33,9 @@ from payql.resolvers import (
     verify_payout_account,
 )
 from payql.resolvers import balances as balance_resolvers
-from payql.schema.errors import CodedErrors, code_stray_errors
+from payql.schema.errors import code_stray_errors
 from payql.schema.execution import FastExecutionContext
-from payql.schema.limits import CostLimit, NoNulCharacters, StrictSelectionSets
+from payql.schema.limits import GuardRunner, Guards, Limits
 from payql.schema.permissions import IsAuthenticated
 from payql.schema.types import (
     Balances,
@@ -56,7 +50,6 @@ from payql.schema.types import (
     Withdrawal,
     capped,
 )
-from payql.schema.validation import CachedValidation
 from payql.services.queries import CURRENCIES_CAP, LIST_CAP
 from payql.settings import Settings
 
@@ -154,6 +147,14 @@ class Schema(strawberry.Schema):
         logs.note(outcome=logs.graphql_outcome(result.errors, result.data))
         return result
 
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        """payql's one extension, `Guards`, run stage by stage without Strawberry's hook machinery."""
+        if len(extensions) == 1 and type(extensions[0]) is Guards:
+            return GuardRunner(execution_context, extensions[0])
+        return super().create_extensions_runner(execution_context, extensions)
+
     def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
         """Expected errors are answers, not incidents: `CodedErrors` logs the unexpected ones with the request id."""
 
@@ -167,22 +168,19 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if settings.production:  # no introspection in production (GraphiQL is off there too: see the HTTP view)
         rules.extend(DisableIntrospection().validation_rules)
+    limits = Limits(
+        rules=tuple(rules),
+        max_tokens=max(1000, settings.graphql_max_bytes // 10),
+        max_cost=settings.graphql_max_cost,
+        hide_suggestions=settings.production,
+    )
     return Schema(
         hide_suggestions=settings.production,  # no "Did you mean …?" where introspection is off
         query=Query,
         mutation=Mutation,
         config=StrawberryConfig(),
         execution_context_class=FastExecutionContext,
-        extensions=[
-            # Factories: every operation gets fresh extension instances (operations run on several threads);
-            # the parser and validation caches are shared module-level LRUs whatever the instance.
-            lambda: AddValidationRules(rules),
-            lambda: MaxTokensLimiter(max_token_count=max(1000, settings.graphql_max_bytes // 10)),
-            StrictSelectionSets,
-            lambda: ParserCache(maxsize=512),
-            lambda: CachedValidation(hide_suggestions=settings.production),
-            lambda: CostLimit(settings.graphql_max_cost),
-            NoNulCharacters,
-            CodedErrors,
-        ],
+        # A factory: every operation gets a fresh instance (operations run on several threads); the parser,
+        # validation and cost caches are shared module-level LRUs whatever the instance.
+        extensions=[lambda: Guards(limits)],
     )

@@ -18,6 +18,8 @@ class Context:
     principal: Principal | None
     auth_error: AuthError | None
     request_id: str
+    # the object types whose rows this operation reads lean (schema/limits.py's `lean_types`: set before it runs)
+    lean: frozenset[str] = frozenset()
     _session: Session | None = field(default=None, init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 
@@ -37,7 +39,7 @@ class Context:
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:
-            self._loaders = Loaders(self.session, self.services.catalogue)
+            self._loaders = Loaders(self.session, self.services.catalogue, self.lean)
         return self._loaders
 
     def close(self) -> None:

@@ -4,16 +4,21 @@ plain list by its cap, or its own `first` when it takes one. Which fields are li
 and the caps from the fields' metadata (`capped` in `types.py`): a list field with neither a cap nor a page counts as
 the largest page, so that none is ever free (tests/unit/test_query_cost.py also refuses such a field). Checked
 after validation, before execution, so that it sees the variables' values; an operation over the limit never runs.
-And two guards on what may come in: no empty selection sets (`StrictSelectionSets`), no NUL character in any
-string (`NoNulCharacters`)."""
+And two guards on what may come in: no empty selection sets, no NUL character in any string.
+
+All of an operation's guards (these, the parser's limits, cached validation, the error codes) run as one extension,
+`Guards`, and on the synchronous path without Strawberry's per-hook machinery (`GuardRunner`)."""
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -34,16 +39,21 @@ from graphql import (
     VariableNode,
     get_named_type,
     get_nullable_type,
+    is_leaf_type,
     is_list_type,
     parse,
     value_from_ast_untyped,
     visit,
 )
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.language import BREAK, Visitor
-from strawberry.extensions import SchemaExtension
-from strawberry.types import ExecutionResult
+from strawberry.extensions.runner import SchemaExtensionsRunner
+from strawberry.types import ExecutionContext, ExecutionResult
 
 from payql.memo import Memo
+from payql.schema.context import Context
+from payql.schema.errors import CodedErrors
+from payql.schema.validation import cached_validation
 from payql.services.queries import MAX_PAGE
 
 # Keys of a field's Strawberry metadata: the most items a plain list returns, or that a list is a connection's page
@@ -164,63 +174,275 @@ def operation_cost(
 _COSTS: Memo[int] = Memo(512)
 
 
-class CostLimit(SchemaExtension):
-    def __init__(self, max_cost: int) -> None:
-        self.max_cost = max_cost
-
-    def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        document: DocumentNode | None = context.graphql_document
-        if document is not None and context.result is None:
-            schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema, with the fields' metadata
-            text = context.query
-            key = (schema, text, context.operation_name) if text is not None and "$" not in text else None
-            cost = None if key is None else _COSTS.get(key)
-            if cost is None:
-                cost = operation_cost(schema, document, context.operation_name, context.variables)
-                if key is not None:
-                    _COSTS.put(key, cost)
-            if cost > self.max_cost:
-                error = GraphQLError(
-                    f"The query cost {cost} exceeds the maximum of {self.max_cost} (a list's fields count once per "
-                    "item it may return: ask for smaller pages, fewer items with `first`, or fewer fields).",
-                    extensions={"code": "QUERY_TOO_COSTLY"},
-                )
-                context.result = ExecutionResult(data=None, errors=[error])
-        yield
+def cost_error(context: ExecutionContext, max_cost: int) -> GraphQLError | None:
+    """`QUERY_TOO_COSTLY` when the operation to run costs more than `max_cost`."""
+    document: DocumentNode | None = context.graphql_document
+    if document is None:
+        return None
+    schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema, with the fields' metadata
+    text = context.query
+    key = (schema, text, context.operation_name) if text is not None and "$" not in text else None
+    cost = None if key is None else _COSTS.get(key)
+    if cost is None:
+        cost = operation_cost(schema, document, context.operation_name, context.variables)
+        if key is not None:
+            _COSTS.put(key, cost)
+    if cost <= max_cost:
+        return None
+    return GraphQLError(
+        f"The query cost {cost} exceeds the maximum of {max_cost} (a list's fields count once per "
+        "item it may return: ask for smaller pages, fewer items with `first`, or fewer fields).",
+        extensions={"code": "QUERY_TOO_COSTLY"},
+    )
 
 
-class StrictSelectionSets(SchemaExtension):
-    """Parse with the spec's grammar, where a selection set has at least one selection. graphql-core 3.3 accepts
-    `{ packages {} }` by default, and Strawberry's depth limiter fails on it (`max()` of nothing): the answer was an
-    internal error. graphql-core 3.2 never accepted it, and has no such option."""
-
-    def on_operation(self) -> Iterator[None]:
-        if _HAS_EMPTY_SELECTION_OPTION:
-            options: dict[str, Any] = self.execution_context.parse_options  # type: ignore[assignment]
-            options["allow_empty_selection_sets"] = False
-        yield
-
-
-_HAS_EMPTY_SELECTION_OPTION = "allow_empty_selection_sets" in inspect.signature(parse).parameters
-
-
-class NoNulCharacters(SchemaExtension):
+def nul_error(context: ExecutionContext) -> GraphQLError | None:
     """No argument of this API has a use for U+0000, and PostgreSQL cannot store it in text: a string literal or a
     variable that holds one is refused with `INVALID_INPUT` before anything runs (it was an internal error on
     PostgreSQL when it reached a query, and stored as is on SQLite)."""
+    if _nul_in_variables(context.variables) or _nul_in_literals(context.query, context.graphql_document):
+        return GraphQLError("Text may not contain the NUL character (U+0000).", extensions={"code": "INVALID_INPUT"})
+    return None
+
+
+# The GraphQL fields of each object type that read only the lean columns of its rows (services.queries.LEAN_COLUMNS,
+# through the adapters of schema/nodes.py): an operation that selects no other field of that type anywhere reads its
+# rows lean. Keep the two in step (tests/unit/test_lean_reads.py checks each field against the columns it reads).
+LEAN_FIELDS: dict[str, frozenset[str]] = {
+    "Payment": frozenset(
+        {
+            "__typename",
+            "id",
+            "status",
+            "amount",
+            "capturedAmount",
+            "refundedAmount",
+            "payerId",
+            "payeeId",
+            "enroll",
+            "package",
+            "refunds",
+            "disputes",
+            "failureCode",
+        }
+    ),
+    "Enroll": frozenset({"__typename", "id", "status", "clientId", "providerId", "title", "price", "payment"}),
+    "Refund": frozenset({"__typename", "id", "paymentId", "status", "amount"}),
+}
+_ABSTRACT = "?abstract"  # a selection on an interface or a union (no GraphQL name has a "?"): no type reads lean
+
+
+def _selected_fields(
+    schema: GraphQLSchema,
+    selection_set: SelectionSetNode | None,
+    parent: GraphQLNamedType | None,
+    fragments: dict[str, FragmentDefinitionNode],
+    found: dict[str, set[str]],
+    seen: frozenset[str] = frozenset(),
+) -> None:
+    """The names of the fields selected on each object type (every one: `@skip` and `@include` not applied)."""
+    if selection_set is None:
+        return
+    if parent is not None and not isinstance(parent, GraphQLObjectType) and not is_leaf_type(parent):
+        found.setdefault(_ABSTRACT, set())
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if parent is not None:
+                found.setdefault(parent.name, set()).add(selection.name.value)
+            field = _field(parent, selection.name.value)
+            inner = get_named_type(field.type) if field is not None else None
+            _selected_fields(schema, selection.selection_set, inner, fragments, found, seen)
+        elif isinstance(selection, InlineFragmentNode):
+            condition = selection.type_condition
+            inner = schema.get_type(condition.name.value) if condition else parent
+            _selected_fields(schema, selection.selection_set, inner, fragments, found, seen)
+        elif isinstance(selection, FragmentSpreadNode) and selection.name.value not in seen:
+            fragment = fragments.get(selection.name.value)
+            if fragment is not None:
+                inner = schema.get_type(fragment.type_condition.name.value)
+                spread = seen | {selection.name.value}
+                _selected_fields(schema, fragment.selection_set, inner, fragments, found, spread)
+
+
+def lean_types(schema: GraphQLSchema, document: DocumentNode) -> frozenset[str]:
+    """The object types whose rows the operations of `document` may read lean: every field selected on them, in
+    any operation or fragment, is one of their LEAN_FIELDS."""
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    roots = {
+        OperationType.QUERY: schema.query_type,
+        OperationType.MUTATION: schema.mutation_type,
+        OperationType.SUBSCRIPTION: schema.subscription_type,
+    }
+    found: dict[str, set[str]] = {}
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode):
+            _selected_fields(schema, definition.selection_set, roots[definition.operation], fragments, found)
+        elif isinstance(definition, FragmentDefinitionNode):  # unused ones too: never less than what runs
+            inner = schema.get_type(definition.type_condition.name.value)
+            _selected_fields(schema, definition.selection_set, inner, fragments, found)
+    if _ABSTRACT in found:
+        return frozenset()
+    return frozenset(name for name, fields in LEAN_FIELDS.items() if found.get(name, set()) <= fields)
+
+
+# By schema and query text: the document parsed from a text is the same every time.
+_LEAN: Memo[frozenset[str]] = Memo(512)
+
+
+def lean_types_of(context: ExecutionContext) -> frozenset[str]:
+    document: DocumentNode | None = context.graphql_document
+    if document is None:
+        return frozenset()
+    schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema
+    key = (schema, context.query) if context.query is not None else None
+    lean = None if key is None else _LEAN.get(key)
+    if lean is None:
+        lean = lean_types(schema, document)
+        if key is not None:
+            _LEAN.put(key, lean)
+    return lean
+
+
+# Strict selection sets: parse with the spec's grammar, where a selection set has at least one selection.
+# graphql-core 3.3 accepts `{ packages {} }` by default, and Strawberry's depth limiter fails on it (`max()` of
+# nothing): the answer was an internal error. graphql-core 3.2 never accepted it, and has no such option.
+_HAS_EMPTY_SELECTION_OPTION = "allow_empty_selection_sets" in inspect.signature(parse).parameters
+# Parsed documents by text and parse options, shared by every operation (as Strawberry's `ParserCache`).
+_parse = functools.lru_cache(maxsize=512)(parse)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the guards enforce, fixed when the schema is built."""
+
+    rules: tuple[type[ASTValidationRule], ...]  # depth, aliases, introspection in production
+    max_tokens: int
+    max_cost: int
+    hide_suggestions: bool
+
+
+class Guards(CodedErrors):
+    """Every guard of an operation in one extension (it was eight: each hook of each extension is a context manager
+    that Strawberry builds per operation, about 390 Python calls a request). In the order they act:
+
+    - the operation starts: the limit rules join validation, the parser gets the token limit and the strict grammar
+      (no empty selection sets);
+    - parsing: documents cached by text (Strawberry's `ParserCache`);
+    - validation: cached by text, with graphql-core's `hide_suggestions` (`validation.cached_validation`);
+    - execution: the query cost limit (`GRAPHQL_MAX_COST`, `QUERY_TOO_COSTLY`), then no NUL character (`INVALID_INPUT`),
+      then which types' rows the operation may read lean (`lean_types`, told to payql's `Context`);
+    - the operation ends: every error gets its code, the unexpected ones masked and logged (`CodedErrors`).
+
+    The stages are plain methods too: `payql.schema.Schema` calls them without Strawberry's hook machinery on its
+    synchronous path (`GuardRunner`); the generator hooks are what Strawberry's own runner calls elsewhere."""
+
+    def __init__(self, limits: Limits) -> None:
+        super().__init__()
+        self.limits = limits
+
+    def start(self) -> None:
+        context = self.execution_context
+        context.validation_rules = context.validation_rules + self.limits.rules
+        options: dict[str, Any] = context.parse_options  # type: ignore[assignment]
+        options["max_tokens"] = self.limits.max_tokens
+        if _HAS_EMPTY_SELECTION_OPTION:
+            options["allow_empty_selection_sets"] = False
+
+    def finish(self) -> None:
+        if not self._stream_result_processed:  # MaskErrors.on_operation's end
+            result = self.execution_context.result
+            if isinstance(result, (GraphQLExecutionResult, ExecutionResult)):
+                self._process_result(result)
+            elif initial_result := getattr(result, "initial_result", None):
+                self._process_result(initial_result)
+
+    def parse(self) -> None:
+        context = self.execution_context
+        context.graphql_document = _parse(context.query, **context.parse_options)
+
+    def validate(self) -> None:
+        cached_validation(self.execution_context, hide_suggestions=self.limits.hide_suggestions)
+
+    def execute(self) -> None:
+        context = self.execution_context
+        if context.result is None:
+            error = cost_error(context, self.limits.max_cost) or nul_error(context)
+            if error is not None:
+                context.result = ExecutionResult(data=None, errors=[error])
+            elif isinstance(context.context, Context):
+                context.context.lean = lean_types_of(context)
+
+    def on_operation(self) -> Iterator[None]:
+        self._stream_result_processed = False
+        self.start()
+        yield
+        self.finish()
+
+    def on_parse(self) -> Iterator[None]:
+        self.parse()
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        self.validate()
+        yield
 
     def on_execute(self) -> Iterator[None]:
-        context = self.execution_context
-        document: DocumentNode | None = context.graphql_document
-        if context.result is None and (
-            _nul_in_variables(context.variables) or _nul_in_literals(context.query, document)
-        ):
-            error = GraphQLError(
-                "Text may not contain the NUL character (U+0000).", extensions={"code": "INVALID_INPUT"}
-            )
-            context.result = ExecutionResult(data=None, errors=[error])
+        self.execute()
         yield
+
+
+class _Stage:
+    """A stage of `GuardRunner`: the guard's method on the way in (and `finish` on the way out of the operation when
+    nothing was raised, as the generator hook's code after its `yield` runs)."""
+
+    __slots__ = ("enter", "leave")
+
+    def __init__(self, enter: Callable[[], None], leave: Callable[[], None] | None = None) -> None:
+        self.enter = enter
+        self.leave = leave
+
+    def __enter__(self) -> None:
+        self.enter()
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None and self.leave is not None:
+            self.leave()
+
+    async def __aenter__(self) -> None:
+        self.enter()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        if exc_type is None and self.leave is not None:
+            self.leave()
+
+
+class GuardRunner(SchemaExtensionsRunner):
+    """Strawberry's runner for an operation whose only extension is `Guards`: each stage calls the guard directly
+    instead of building an exit stack and a generator context manager per hook and per stage."""
+
+    def __init__(self, execution_context: ExecutionContext, guards: Guards) -> None:
+        super().__init__(execution_context, [guards])
+        self.guards = guards
+
+    def operation(self) -> Any:
+        guards = self.guards
+        guards._stream_result_processed = False  # noqa: SLF001 - MaskErrors.on_operation's start
+        return _Stage(guards.start, guards.finish)
+
+    def parsing(self) -> Any:
+        return _Stage(self.guards.parse)
+
+    def validation(self) -> Any:
+        return _Stage(self.guards.validate)
+
+    def executing(self) -> Any:
+        return _Stage(self.guards.execute)
+
+    def get_extensions_results_sync(self) -> dict[str, Any]:
+        return {}  # Guards has no results
+
+    async def get_extensions_results(self, ctx: ExecutionContext) -> dict[str, Any]:
+        return dict(ctx.extensions_results)
 
 
 class _NulLiteral(Visitor):

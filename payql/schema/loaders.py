@@ -38,7 +38,7 @@ class BatchLoader(Generic[K, T]):
             batch = sorted(self._wanted, key=str)
             found = self._fetch(batch)
             for wanted in batch:
-                self._cache[wanted] = found.get(wanted, self._default())
+                self._cache[wanted] = found[wanted] if wanted in found else self._default()
             self._wanted.clear()
         return self._cache[key]
 
@@ -46,9 +46,12 @@ class BatchLoader(Generic[K, T]):
 class Loaders:
     """Per-request loaders (never module-level: they cache for the life of the request only)."""
 
-    def __init__(self, session: Session, catalogue: Catalogue) -> None:
+    def __init__(self, session: Session, catalogue: Catalogue, lean: frozenset[str] = frozenset()) -> None:
         self.session = session
         self.catalogue = catalogue
+        # the operation reads no more of these types' rows than their lean columns (schema/limits.py's `lean_types`)
+        self._lean_enrolls = "Enroll" in lean
+        self._lean_refunds = "Refund" in lean
         self.enroll: BatchLoader[str, Record | None] = BatchLoader(self._enrolls, lambda: None)
         self.refunds: BatchLoader[str, list[Record]] = BatchLoader(self._refunds, list)
         self.enroll_payment: BatchLoader[str, Record | None] = BatchLoader(self._enroll_payments, lambda: None)
@@ -61,10 +64,10 @@ class Loaders:
         self.disputes.want(ids)
 
     def _enrolls(self, ids: list[str]) -> dict[str, Record | None]:
-        return dict(queries.enrolls_by_id(self.session, ids))
+        return dict(queries.enrolls_by_id(self.session, ids, lean=self._lean_enrolls))
 
     def _refunds(self, ids: list[str]) -> dict[str, list[Record]]:
-        return queries.refunds_by_payment(self.session, ids)
+        return queries.refunds_by_payment(self.session, ids, lean=self._lean_refunds)
 
     def _disputes(self, ids: list[str]) -> dict[str, list[Record]]:
         return queries.disputes_by_payment(self.session, ids)

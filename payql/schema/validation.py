@@ -9,12 +9,11 @@ introspection hides there, to anyone who guesses close enough.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 
 from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, validate
-from strawberry.extensions import SchemaExtension
 from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
 from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
+from strawberry.types import ExecutionContext
 
 from payql.memo import Memo
 
@@ -36,25 +35,20 @@ def _validate(
 _BY_TEXT: Memo[list[GraphQLError]] = Memo(512)
 
 
-class CachedValidation(SchemaExtension):
-    """Strawberry's `ValidationCache`, with graphql-core's `hide_suggestions` (the cache is keyed by it too)."""
-
-    def __init__(self, *, hide_suggestions: bool) -> None:
-        self.hide_suggestions = hide_suggestions
-
-    def on_validate(self) -> Iterator[None]:
-        context = self.execution_context
-        document = context.graphql_document
-        if document is not None:  # always parsed by now; None leaves it to Strawberry
-            schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema, as ValidationCache reads it
-            rules = context.validation_rules
-            if context.query is None:
-                context.pre_execution_errors = _validate(schema, document, rules, self.hide_suggestions)
-            else:
-                key = (schema, context.query, rules, self.hide_suggestions)
-                errors = _BY_TEXT.get(key)
-                if errors is None:
-                    errors = _validate.__wrapped__(schema, document, rules, self.hide_suggestions)
-                    _BY_TEXT.put(key, errors)
-                context.pre_execution_errors = errors
-        yield
+def cached_validation(context: ExecutionContext, *, hide_suggestions: bool) -> None:
+    """Strawberry's `ValidationCache`, with graphql-core's `hide_suggestions` (the cache is keyed by it too): sets
+    the context's `pre_execution_errors` (an empty list when the document is valid)."""
+    document = context.graphql_document
+    if document is None:  # always parsed by now; None leaves it to Strawberry
+        return
+    schema = context.schema._schema  # noqa: SLF001 - the graphql-core schema, as ValidationCache reads it
+    rules = context.validation_rules
+    if context.query is None:
+        context.pre_execution_errors = _validate(schema, document, rules, hide_suggestions)
+        return
+    key = (schema, context.query, rules, hide_suggestions)
+    errors = _BY_TEXT.get(key)
+    if errors is None:
+        errors = _validate.__wrapped__(schema, document, rules, hide_suggestions)
+        _BY_TEXT.put(key, errors)
+    context.pre_execution_errors = errors

@@ -75,6 +75,32 @@ class Page(Generic[T]):
     count: Callable[[], int]
 
 
+# The columns a "lean" read selects, by table: what the GraphQL fields of `schema.limits.LEAN_FIELDS` read. A page
+# or a loader reads lean when no field of the operation needs more (the operation's guards decide, once per
+# document): every other column (timestamps, most enums) costs a result processor per row for nothing.
+LEAN_COLUMNS: dict[str, tuple[str, ...]] = {
+    "payments": (
+        "id",
+        "status",
+        "currency",
+        "amount_minor",
+        "captured_minor",
+        "refunded_minor",
+        "payer_id",
+        "payee_id",
+        "enroll_id",
+        "package_code",
+        "failure_code",
+    ),
+    "enrolls": ("id", "status", "client_id", "provider_id", "title", "price_minor", "currency"),
+    "refunds": ("id", "payment_id", "status", "amount_minor", "currency"),
+}
+
+
+def _columns(table: Table, lean: bool) -> list[Any]:
+    return [table.c[name] for name in LEAN_COLUMNS[table.name]] if lean else list(table.c)
+
+
 PAYMENTS = cast("Table", Payment.__table__)
 ENROLLS = cast("Table", Enroll.__table__)
 CREDIT_TRANSACTIONS = cast("Table", CreditTransaction.__table__)
@@ -84,30 +110,32 @@ DISPUTES = cast("Table", Dispute.__table__)
 
 @functools.cache
 def _list_statements(
-    table: Table, owners: tuple[str, str] | None, filters: tuple[str, ...], after: bool
+    table: Table, owners: tuple[str, str] | None, filters: tuple[str, ...], after: bool, lean: bool = False
 ) -> tuple[Select[Any], Select[Any]]:
     """The page and count statements of one list shape, built once: building and hashing a statement on every
-    request cost more than running it. `owners` are the two columns that make a row the caller's (None: admin).
+    request cost more than running it. `owners` are the two columns that make a row the caller's (None: admin);
+    `lean`: only the table's LEAN_COLUMNS.
 
     With two owner columns the page is the newest of two keyset scans, one per owner's `(owner, id)` index (the
     second skips the rows the first has): `owner1 = :user OR owner2 = :user ORDER BY id DESC` would walk the primary
     key back through everyone's rows until it found the caller's, which for a user whose rows are all old is the
     whole table."""
     filtered = [table.c[name] == bindparam(name) for name in filters]
+    columns = _columns(table, lean)
     conditions = [*filtered, table.c.id < bindparam("after")] if after else filtered
     limit = bindparam("limit", type_=Integer)
     if owners is None:
-        page = select(*table.c).where(*conditions).order_by(table.c.id.desc()).limit(limit)
+        page = select(*columns).where(*conditions).order_by(table.c.id.desc()).limit(limit)
         return page, select(func.count()).select_from(table).where(*filtered)
     first, second = (table.c[name] for name in owners)
     user: Any = bindparam("user")
     count = select(func.count()).select_from(table).where(or_(first == user, second == user), *filtered)
     if owners[0] == owners[1]:
-        page = select(*table.c).where(first == user, *conditions).order_by(table.c.id.desc()).limit(limit)
+        page = select(*columns).where(first == user, *conditions).order_by(table.c.id.desc()).limit(limit)
         return page, count
     scans = [
-        select(*table.c).where(first == user, *conditions).order_by(table.c.id.desc()).limit(limit).subquery(),
-        select(*table.c)
+        select(*columns).where(first == user, *conditions).order_by(table.c.id.desc()).limit(limit).subquery(),
+        select(*columns)
         .where(second == user, or_(first != user, first.is_(None)), *conditions)
         .order_by(table.c.id.desc())
         .limit(limit)
@@ -127,6 +155,7 @@ def _page(
     after: str | None,
     filters: dict[str, Any],
     count: Callable[[Connection, dict[str, Any]], int] | None = None,
+    lean: bool = False,
 ) -> Page[Record]:
     size = list_size(first, MAX_PAGE, DEFAULT_PAGE)
     params: dict[str, Any] = {name: value for name, value in filters.items() if value is not None}
@@ -139,9 +168,10 @@ def _page(
         None if principal.is_admin else owners,
         tuple(sorted(name for name in params if name in filters)),
         after is not None,
+        lean,
     )
     connection = session.connection()  # Core rows: no ORM compile step or instances for rows that are only read
-    rows = list(connection.execute(page, {**params, "limit": size + 1}))
+    rows = cast("list[Any]", connection.execute(page, {**params, "limit": size + 1}).all())  # a list, by fetchall
 
     def total() -> int:
         if count is not None and not principal.is_admin:
@@ -163,9 +193,13 @@ def list_payments(
     after: str | None,
     status: PaymentStatus | None,
     purpose: PaymentPurpose | None,
+    *,
+    lean: bool = False,
 ) -> Page[Record]:
+    """`lean`: the rows hold only LEAN_COLUMNS["payments"]."""
     filters = {"status": status, "purpose": purpose}
-    return _page(session, PAYMENTS, ("payer_id", "payee_id"), principal, first, after, filters, _payment_count)
+    owners = ("payer_id", "payee_id")
+    return _page(session, PAYMENTS, owners, principal, first, after, filters, _payment_count, lean)
 
 
 def list_enrolls(
@@ -195,18 +229,30 @@ def list_disputes(
     return _page(session, DISPUTES, ("payee_id", "payee_id"), principal, first, after, {"status": status})
 
 
-_ENROLLS = select(*Enroll.__table__.c).where(Enroll.id.in_(bindparam("ids", expanding=True)))
-# Each payment's first REFUNDS_CAP refunds (the oldest), in one statement for the whole page.
-_RANKED_REFUNDS = (
-    select(*Refund.__table__.c, func.row_number().over(partition_by=Refund.payment_id, order_by=Refund.id).label("n"))
-    .where(Refund.payment_id.in_(bindparam("ids", expanding=True)))
-    .subquery()
-)
-_REFUNDS = (
-    select(*(_RANKED_REFUNDS.c[column.name] for column in Refund.__table__.c))
-    .where(_RANKED_REFUNDS.c.n <= REFUNDS_CAP)
-    .order_by(_RANKED_REFUNDS.c.id)
-)
+def _enroll_statement(lean: bool) -> Select[Any]:
+    return select(*_columns(ENROLLS, lean)).where(ENROLLS.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def _refund_statement(lean: bool) -> Select[Any]:
+    """Each payment's first REFUNDS_CAP refunds (the oldest), in one statement for the whole page."""
+    refunds = cast("Table", Refund.__table__)
+    ranked = (
+        select(
+            *_columns(refunds, lean),
+            func.row_number().over(partition_by=refunds.c.payment_id, order_by=refunds.c.id).label("n"),
+        )
+        .where(refunds.c.payment_id.in_(bindparam("ids", expanding=True)))
+        .subquery()
+    )
+    return (
+        select(*(ranked.c[column.name] for column in _columns(refunds, lean)))
+        .where(ranked.c.n <= REFUNDS_CAP)
+        .order_by(ranked.c.id)
+    )
+
+
+_ENROLLS = {lean: _enroll_statement(lean) for lean in (False, True)}
+_REFUNDS = {lean: _refund_statement(lean) for lean in (False, True)}
 _DISPUTES = (
     select(*Dispute.__table__.c).where(Dispute.payment_id.in_(bindparam("ids", expanding=True))).order_by(Dispute.id)
 )
@@ -215,14 +261,16 @@ _ENROLL_PAYMENTS = (
 )
 
 
-def enrolls_by_id(session: Session, ids: list[str]) -> dict[str, Record]:
-    return {row.id: row for row in session.connection().execute(_ENROLLS, {"ids": ids})}
+def enrolls_by_id(session: Session, ids: list[str], *, lean: bool = False) -> dict[str, Record]:
+    """`lean`: the rows hold only LEAN_COLUMNS["enrolls"]."""
+    return {row.id: row for row in session.connection().execute(_ENROLLS[lean], {"ids": ids})}
 
 
-def refunds_by_payment(session: Session, ids: list[str]) -> dict[str, list[Record]]:
-    """At most REFUNDS_CAP refunds of each payment, oldest first."""
+def refunds_by_payment(session: Session, ids: list[str], *, lean: bool = False) -> dict[str, list[Record]]:
+    """At most REFUNDS_CAP refunds of each payment, oldest first. `lean`: the rows hold only
+    LEAN_COLUMNS["refunds"]."""
     grouped: dict[str, list[Record]] = defaultdict(list)
-    for row in session.connection().execute(_REFUNDS, {"ids": ids}):
+    for row in session.connection().execute(_REFUNDS[lean], {"ids": ids}):
         grouped[row.payment_id].append(row)
     return dict(grouped)
 

@@ -1,0 +1,82 @@
+"""The query pool's threads (`payql.workers.Threads`): results and exceptions reach the caller, the caller's context
+variables reach the function, no more than `size` threads run, idle ones end, and a cancelled caller stops
+waiting while its function runs to its end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+
+import pytest
+
+from payql import workers
+from payql.workers import Threads
+
+NAME: contextvars.ContextVar[str] = contextvars.ContextVar("name", default="unset")
+
+
+def test_results_exceptions_and_context_reach_the_caller() -> None:
+    async def main() -> None:
+        pool = Threads(2, "test-query")
+        assert await pool.run(lambda a, b: a + b, 2, 3) == 5
+        assert await pool.run(threading.current_thread) is not threading.current_thread()
+
+        def fail() -> None:
+            raise ValueError("refused")
+
+        with pytest.raises(ValueError, match="refused"):
+            await pool.run(fail)
+        NAME.set("caller")
+        assert await pool.run(NAME.get) == "caller"
+
+    asyncio.run(main())
+
+
+def test_no_more_threads_than_its_size_and_idle_ones_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers, "_IDLE_SECONDS", 0.05)
+    seen: set[int] = set()
+    release = threading.Event()
+
+    def work() -> None:
+        seen.add(threading.get_ident())
+        release.wait(5)
+
+    async def main() -> None:
+        pool = Threads(2, "test-query")
+        tasks = [asyncio.create_task(pool.run(work)) for _ in range(6)]
+        await asyncio.sleep(0.1)
+        release.set()
+        await asyncio.gather(*tasks)
+        assert len(seen) <= 2
+        for _ in range(100):  # the idle threads end
+            if pool._running == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert pool._running == 0
+        assert await pool.run(lambda: "again") == "again"  # and a later call starts one
+
+    asyncio.run(main())
+
+
+def test_a_cancelled_caller_stops_waiting_and_the_function_still_ends() -> None:
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def work() -> str:
+        started.set()
+        release.wait(5)
+        ended.set()
+        return "late"
+
+    async def main() -> None:
+        pool = Threads(1, "test-query")
+        task = asyncio.create_task(pool.run(work))
+        assert await asyncio.to_thread(started.wait, 5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        assert await pool.run(lambda: "next") == "next"  # the one thread was freed: the late result was dropped
+        assert ended.is_set()
+
+    asyncio.run(main())
