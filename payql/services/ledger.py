@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, event, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -94,10 +94,10 @@ def post(
     posted this kind: the same read is not made again (the unique constraint still refuses a second one).
 
     Locks: a balance that is checked against a limit (a payee's payable before a withdrawal, a user's credits) is
-    one row, which the caller that checks it locks first (`balance_of(..., lock=True)`); here every row this
-    posting moves is updated in one order, by account id, as the last statements, so that the rows stay locked for
-    as short a time as the transaction allows and two postings never wait on each other crosswise. The
-    platform-wide accounts are sharded: concurrent postings with different causes move different rows.
+    one row, which the caller that checks it locks first (`balance_of(..., lock=True)`); those rows are updated
+    here, in one order, by account id. The platform-wide accounts are sharded (concurrent postings with different
+    causes move different rows) and their rows are moved last of all, just before the commit (`_move_later`), so
+    that two postings meeting on a shard wait on each other only for the other's commit.
     """
     lines = [line for line in lines if line.amount_minor != 0]
     if totals := imbalance(lines):
@@ -128,12 +128,49 @@ def post(
         ],
     )
     deltas: dict[int, int] = defaultdict(int)
+    later: dict[int, int] = defaultdict(int)
+    # Inside a savepoint the moves are made at once: a savepoint rolled back must take its moves with it.
+    defer = not session.in_nested_transaction()
     for key, line in keyed:
-        deltas[accounts[key]] += line.amount_minor
-    connection.execute(
-        _MOVE_BALANCE, [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]
-    )
+        (later if defer and line.kind in SHARDED_KINDS else deltas)[accounts[key]] += line.amount_minor
+    if moves := [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]:
+        connection.execute(_MOVE_BALANCE, moves)
+    if later:
+        _move_later(session, later)
     return True
+
+
+# The moves of platform-wide (sharded) balances a session has posted and not yet written: written before the commit,
+# after the session's last flush (so that no row the flush updates is waited for while a shard is held), in
+# account-id order, and before the payment counters (models/counts.py, whose listener runs next): one order for
+# every writer, and a shard is locked only for the last statements and the commit.
+_PENDING = "payql_ledger_moves"
+
+
+def _move_later(session: Session, deltas: dict[int, int]) -> None:
+    pending: defaultdict[int, int] = session.info.setdefault(_PENDING, defaultdict(int))
+    for account, delta in deltas.items():
+        pending[account] += delta
+
+
+def _write_moves(session: Session) -> None:
+    """before_commit (and before any read of balances in the same transaction): write the pending moves."""
+    pending: dict[int, int] | None = session.info.pop(_PENDING, None)
+    if moves := [{"account": account, "delta": delta} for account, delta in sorted((pending or {}).items()) if delta]:
+        session.connection().execute(_MOVE_BALANCE, moves)
+
+
+def _forget_moves(session: Session, *_args: object) -> None:
+    session.info.pop(_PENDING, None)
+
+
+def _before_commit(session: Session) -> None:
+    session.flush()
+    _write_moves(session)
+
+
+event.listen(Session, "before_commit", _before_commit, insert=True)  # before the counters' listener
+event.listen(Session, "after_rollback", _forget_moves)
 
 
 def _account_ids(connection: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
@@ -183,6 +220,7 @@ def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str
     account); `lock` holds its row until commit, for a balance that is checked (never a sharded one)."""
     if lock and kind in SHARDED_KINDS:
         raise ValueError(f"{kind.value} is sharded and never checked against a limit: it is not locked")
+    _write_moves(session)
     query = select(_ACCOUNTS.c.balance_minor).where(
         _ACCOUNTS.c.owner_id == owner_id, _ACCOUNTS.c.kind == kind, _ACCOUNTS.c.currency == currency
     )
@@ -192,6 +230,7 @@ def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str
 
 def balances(session: Session, owner_id: str) -> dict[tuple[AccountKind, str], int]:
     """Every account of this owner (the shards of a platform-wide account summed), including those at zero."""
+    _write_moves(session)
     rows = session.execute(
         select(LedgerAccount.kind, LedgerAccount.currency, func.sum(LedgerAccount.balance_minor))
         .where(LedgerAccount.owner_id == owner_id)
@@ -201,6 +240,7 @@ def balances(session: Session, owner_id: str) -> dict[tuple[AccountKind, str], i
 
 
 def totals_by_kind(session: Session) -> dict[tuple[AccountKind, str], int]:
+    _write_moves(session)
     rows = session.execute(
         select(LedgerAccount.kind, LedgerAccount.currency, func.sum(LedgerAccount.balance_minor)).group_by(
             LedgerAccount.kind, LedgerAccount.currency

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from payql.db import Database
-from payql.models import PLATFORM, AccountKind, LedgerEntry, LedgerTransaction
+from payql.models import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from payql.services import ledger
 
 
@@ -67,3 +67,38 @@ def test_a_dry_run_records_what_a_unit_of_work_would_write_and_writes_nothing(db
         uow.commit()
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
+
+
+def test_platform_wide_moves_are_written_at_commit_and_read_in_step_before_it(db: Database) -> None:
+    # given a posting that moves a platform-wide (sharded) account, its row is moved only just before the commit
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "sale", "payment", "pay_1", lines(250)) is True
+        shards = uow.session.scalars(
+            select(LedgerAccount.balance_minor).where(LedgerAccount.kind == AccountKind.REVENUE)
+        ).all()
+        assert shards == [0]
+        # but a balance read in the same transaction sees it
+        assert ledger.balances(uow.session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -250}
+        assert ledger.post(uow.session, "refund", "refund", "ref_1", lines(-50)) is True
+        uow.commit()
+
+    with db.read() as session:
+        assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -200}
+        assert ledger.totals_by_kind(session)[AccountKind.REVENUE, "USD"] == -200
+
+
+def test_a_rolled_back_posting_moves_no_balance_in_the_next_transaction(db: Database) -> None:
+    with db.uow() as uow:
+        ledger.post(uow.session, "sale", "payment", "pay_1", lines(250))
+        uow.session.rollback()
+        ledger.post(uow.session, "sale", "payment", "pay_2", lines(100))
+        uow.commit()
+    with db.uow() as uow:
+        with uow.session.begin_nested() as savepoint:
+            ledger.post(uow.session, "sale", "payment", "pay_3", lines(70))
+            savepoint.rollback()
+        uow.commit()
+
+    with db.read() as session:
+        assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -100}
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 100}
