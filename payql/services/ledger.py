@@ -12,11 +12,12 @@ import zlib
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import cast
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Table, bindparam, event, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, bindparam, event, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from payql.db import dry_running, note_change
 from payql.models import (
@@ -107,7 +108,7 @@ def post(
     if not lines or (not unposted and connection.execute(_POSTED, cause).first() is not None):
         return False
     keyed = [((line.owner_id, line.kind, line.currency, shard_of(line.kind, cause_id)), line) for line in lines]
-    accounts = _account_ids(connection, {key for key, _ in keyed})
+    accounts = _account_ids(session, connection, {key for key, _ in keyed})
     transaction_id = new_id("ltx")
     if dry_running():  # `payql reconcile --report`: say what would be posted
         note_change(
@@ -160,8 +161,12 @@ def _write_moves(session: Session) -> None:
         session.connection().execute(_MOVE_BALANCE, moves)
 
 
-def _forget_moves(session: Session, *_args: object) -> None:
-    session.info.pop(_PENDING, None)
+def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
+    """The session's transaction ended (committed, rolled back or closed): what it had pending goes with it, and
+    the accounts it created are committed or gone (their ids are remembered when next read, if they exist)."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_CREATED, None)
 
 
 def _before_commit(session: Session) -> None:
@@ -170,14 +175,30 @@ def _before_commit(session: Session) -> None:
 
 
 event.listen(Session, "before_commit", _before_commit, insert=True)  # before the counters' listener
-event.listen(Session, "after_rollback", _forget_moves)
+event.listen(Session, "after_transaction_end", _end_transaction)
 
 
-def _account_ids(connection: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
+# The ids of accounts known to be committed, per engine (per database): an account row is never deleted and its id
+# never changes, so a posting need not read again the ids of the accounts it moved before. An id is remembered only
+# when it was read from a committed row: never from a row this session inserted in a transaction not yet committed
+# (`_CREATED`), which a rollback would take away.
+_KNOWN: WeakKeyDictionary[Engine, dict[AccountKey, int]] = WeakKeyDictionary()
+_CREATED = "payql_ledger_created_accounts"
+
+
+def _account_ids(session: Session, connection: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
     """The ids of these accounts, creating the ones that never moved (no lock: ids never change)."""
-    ordered = sorted(keys)
-    found = _read_ids(connection, ordered)
-    if missing := [key for key in ordered if key not in found]:
+    known = _KNOWN.setdefault(connection.engine, {})
+    found = {key: known[key] for key in keys if key in known}
+    if len(found) == len(keys):
+        return found
+    ordered = sorted(key for key in keys if key not in found)
+    read = _read_ids(connection, ordered)
+    created: set[AccountKey] = session.info.get(_CREATED, set())
+    known.update((key, account) for key, account in read.items() if key not in created)
+    found.update(read)
+    if missing := [key for key in ordered if key not in read]:
+        session.info.setdefault(_CREATED, set()).update(missing)
         connection.execute(
             _NEW_ACCOUNT[connection.dialect.name],
             [

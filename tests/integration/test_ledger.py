@@ -102,3 +102,24 @@ def test_a_rolled_back_posting_moves_no_balance_in_the_next_transaction(db: Data
     with db.read() as session:
         assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -100}
         assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 100}
+
+
+def test_an_account_created_by_a_rolled_back_posting_is_created_again(db: Database) -> None:
+    # given a posting that created a user's account and was rolled back (its id must not be remembered)
+    moved = [ledger.Line("u1", AccountKind.PAYABLE, "USD", -40), ledger.Line(PLATFORM, AccountKind.REVENUE, "USD", 40)]
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "release", "payment", "pay_1", moved) is True
+        assert ledger.post(uow.session, "release", "payment", "pay_2", moved) is True  # read back, not committed
+        uow.session.rollback()
+    # when the same account moves again, twice (the second time from the ids remembered once committed)
+    for cause in ("pay_3", "pay_4"):
+        with db.uow() as uow:
+            assert ledger.post(uow.session, "release", "payment", cause, moved) is True
+            uow.commit()
+
+    # then it exists once and holds both moves
+    with db.read() as session:
+        assert ledger.balances(session, "u1") == {(AccountKind.PAYABLE, "USD"): -80}
+        assert (
+            session.scalar(select(func.count()).select_from(LedgerAccount).where(LedgerAccount.owner_id == "u1")) == 1
+        )
