@@ -41,8 +41,8 @@ from payql.models.base import Base
 from payql.models.enums import PaymentStatus
 from payql.models.payment import Payment
 
-# 8 shards (by the id's last hex digit) left a third of the webhook bench's backends queuing on one payee's
-# counters (bench/README.md, "Webhooks on PostgreSQL"); 64 by the last two digits spread its 32 concurrent captures.
+# With 8 shards (by the id's last hex digit) half the webhook bench's lock waits, a sixth of its active backends, were
+# on one payee's counters (bench/README.md, "Webhooks on PostgreSQL"); 64, by the last two digits, spread them.
 SHARDS = 64
 _HEX = "0123456789abcdef"
 _NOTES = "payql_payment_counts"
