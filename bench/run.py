@@ -419,7 +419,7 @@ def start_server(
         cwd=workdir,
     )
     base = f"http://127.0.0.1:{port}"
-    for _ in range(200):
+    for _ in range(600):  # up to a minute or more: start-up is slow on a loaded machine
         try:
             urllib.request.urlopen(f"{base}/healthz", timeout=1).read()  # noqa: S310 - loopback
             break

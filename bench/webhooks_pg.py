@@ -180,7 +180,11 @@ def main() -> int:
         "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "STRIPE_API_BASE": fake.url,
     }
-    server, base = serve(env, args.workers, free_port())
+    try:
+        server, base = serve(env, args.workers, free_port())
+    except BaseException:  # the server did not start: the fake is not left running
+        fake.close()
+        raise
     real_url, minimal_url = f"{base}/webhooks/stripe", f"{base}/raw/webhook"
     sampler = WaitSampler(url)
     try:

@@ -7,6 +7,7 @@ when a read lock is upgraded; read-only units of work use a plain `BEGIN`. Postg
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -14,6 +15,7 @@ from typing import Any, Final, Self
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -59,7 +61,34 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(parsed, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(parsed, echo=echo, pool_size=10, max_overflow=20)
+    _ping_after_idle(engine)
+    return engine
+
+
+# A pooled connection that has sat idle this long is pinged before use: the server may have closed it meanwhile
+# (a restart, a failover, an idle timeout). One in steady use is not: `pool_pre_ping` cost a round trip on every
+# checkout, two per webhook, and a connection that breaks in use is still detected (SQLAlchemy invalidates the
+# pool on a disconnect error, and the request fails as any database error does).
+IDLE_PING_SECONDS = 10.0
+_IDLE_SINCE = "payql_idle_since"
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is None or time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return  # new, or in steady use
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and checks out another (a new one if need be).
+            raise DisconnectionError(str(exc)) from exc
 
 
 # Row locks are FOR NO KEY UPDATE on PostgreSQL (nothing on SQLite, whose writers are serialised): they exclude each

@@ -6,10 +6,12 @@ owners the list shows it to), under its current status and purpose.
 
 The counters follow the ORM: before each flush the session notes what its new, changed and deleted payments move
 (`status` loads its old value on change, so the move is known even for an expired row), and the notes are written
-as the last statements before the commit, sorted by key. Written last, a counter row's lock is held only for the
-commit and is never held while waiting on another lock, so counters add no deadlock to the ledger's locks; spread
-over SHARDS rows per user (a payment keeps its shard), a busy payee's changes do not queue on one row. A flush
-that is rolled back drops its notes. `rebuild()` recounts from `payments` (the migration, data written in SQL).
+as the last statements before the commit, sorted by key (after the ledger's platform-wide moves, which are
+written just before them: `services/ledger.py`). Written last, a counter row's lock is held only for the commit
+and is never held while waiting on another lock, so counters add no deadlock to the ledger's locks; spread over
+SHARDS rows per user (a payment keeps its shard, picked by the last two characters of its id, which are random), a
+busy payee's concurrent payments rarely meet on one row. A flush that is rolled back drops its notes. `rebuild()`
+recounts from `payments` (the migration, data written in SQL).
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from payql.models.base import Base
 from payql.models.enums import PaymentStatus
 from payql.models.payment import Payment
 
-SHARDS = 8
+# With 8 shards (by the id's last hex digit) half the webhook bench's lock waits, a sixth of its active backends, were
+# on one payee's counters (bench/README.md, "Webhooks on PostgreSQL"); 64, by the last two digits, spread them.
+SHARDS = 64
 _HEX = "0123456789abcdef"
 _NOTES = "payql_payment_counts"
 Key = tuple[str, str, str, int]  # user_id, status, purpose, shard
@@ -56,8 +60,13 @@ class PaymentCount(Base):
 
 
 def shard_of(payment_id: str) -> int:
-    """A payment's counter shard, from its id's last (random) hex digit; `_shard_sql` is the same in SQL."""
-    return (_HEX.find(payment_id[-1:]) + SHARDS) % SHARDS
+    """A payment's counter shard, from its id's last two (random) hex digits; `_shard_sql` is the same in SQL.
+
+    Each character counts by its place among the hex digits, 1 to 16 (0 for any other character, as SQL's
+    `strpos` says), so that every id has a shard and random hex ids spread evenly over all of them."""
+    high = _HEX.find(payment_id[-2:-1]) + 1 if len(payment_id) > 1 else 0
+    low = _HEX.find(payment_id[-1:]) + 1 if payment_id else 0
+    return (16 * high + low) % SHARDS
 
 
 def _keys(payment_id: str, payer: str | None, payee: str | None, status: Any, purpose: Any) -> list[Key]:
@@ -154,9 +163,12 @@ _COUNTS = {(s, p): _count_statement(s, p) for s in (False, True) for p in (False
 
 
 def _shard_sql(dialect: str) -> str:
-    """`shard_of` in SQL: the position of the id's last character among the hex digits."""
+    """`shard_of` in SQL: the positions of the id's last two characters among the hex digits (ids are longer
+    than one character; an empty string is found at 1, so a missing character counts 0 through the CASE)."""
     position = "strpos" if dialect == "postgresql" else "instr"
-    return f"(({position}('{_HEX}', substr(id, length(id), 1)) + {SHARDS - 1}) % {SHARDS})"
+    high = f"CASE WHEN length(id) > 1 THEN {position}('{_HEX}', substr(id, length(id) - 1, 1)) ELSE 0 END"
+    low = f"CASE WHEN length(id) > 0 THEN {position}('{_HEX}', substr(id, length(id), 1)) ELSE 0 END"
+    return f"((16 * ({high}) + ({low})) % {SHARDS})"
 
 
 def rebuild(connection: Connection) -> None:

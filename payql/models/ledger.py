@@ -40,7 +40,7 @@ SHARDED_KINDS = frozenset(
         AccountKind.PROVIDER_FEES,
     }
 )
-LEDGER_SHARDS = 64
+LEDGER_SHARDS = 128  # 64 left 5-21% of the webhook bench's backends waiting on a shard (bench/README.md)
 
 
 class LedgerAccount(Base):

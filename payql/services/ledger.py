@@ -13,11 +13,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, Table, bindparam, event, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, SessionTransaction
 
 from payql.db import dry_running, note_change
 from payql.models import (
@@ -102,10 +103,10 @@ def post(
     posted this kind: the same read is not made again (the unique constraint still refuses a second one).
 
     Locks: a balance that is checked against a limit (a payee's payable before a withdrawal, a user's credits) is
-    one row, which the caller that checks it locks first (`balance_of(..., lock=True)`); here every row this
-    posting moves is updated in one order, by account id, as the last statements, so that the rows stay locked for
-    as short a time as the transaction allows and two postings never wait on each other crosswise. The
-    platform-wide accounts are sharded: concurrent postings with different causes move different rows.
+    one row, which the caller that checks it locks first (`balance_of(..., lock=True)`); those rows are updated
+    here, in one order, by account id. The platform-wide accounts are sharded (concurrent postings with different
+    causes move different rows) and their rows are moved last of all, just before the commit (`_move_later`), so
+    that two postings meeting on a shard wait on each other only for the other's commit.
     """
     lines = [line for line in lines if line.amount_minor != 0]
     if totals := imbalance(lines):
@@ -114,7 +115,7 @@ def post(
     cause = {"cause_type": cause_type, "cause_id": cause_id, "kind": kind}
     if not lines or (not unposted and connection.execute(_POSTED, cause).first() is not None):
         return False
-    _write(connection, [Posting(kind, cause_type, cause_id, lines)])
+    _write(session, connection, [Posting(kind, cause_type, cause_id, lines)])
     return True
 
 
@@ -161,11 +162,11 @@ def post_many(session: Session, postings: Sequence[Posting], *, unposted: bool =
             seen.add(cause)
             chosen.append(posting)
     if chosen:
-        _write(connection, chosen)
+        _write(session, connection, chosen)
     return written
 
 
-def _write(connection: Connection, postings: list[Posting]) -> None:
+def _write(session: Session, connection: Connection, postings: list[Posting]) -> None:
     """Insert these (balanced, unposted, non-empty) postings and move their accounts' balances."""
     keyed = [
         [
@@ -174,11 +175,14 @@ def _write(connection: Connection, postings: list[Posting]) -> None:
         ]
         for posting in postings
     ]
-    accounts = _account_ids(connection, {key for lines in keyed for key, _ in lines})
+    accounts = _account_ids(session, connection, {key for lines in keyed for key, _ in lines})
     now = utcnow()
     transactions: list[dict[str, object]] = []
     entries: list[dict[str, object]] = []
     deltas: dict[int, int] = defaultdict(int)
+    later: dict[int, int] = defaultdict(int)
+    # Inside a savepoint the moves are made at once: a savepoint rolled back must take its moves with it.
+    defer = not session.in_nested_transaction()
     for posting, lines in zip(postings, keyed, strict=True):
         transaction_id = new_id("ltx")
         if dry_running():  # `payql reconcile --report`: say what would be posted
@@ -204,18 +208,73 @@ def _write(connection: Connection, postings: list[Posting]) -> None:
                     "currency": line.currency,
                 }
             )
-            deltas[accounts[key]] += line.amount_minor
+            (later if defer and line.kind in SHARDED_KINDS else deltas)[accounts[key]] += line.amount_minor
     connection.execute(_INSERT_TRANSACTION, transactions)
     connection.execute(_INSERT_ENTRY, entries)
     if moves := [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]:
         connection.execute(_MOVE_BALANCE, moves)
+    if later:
+        _move_later(session, later)
 
 
-def _account_ids(connection: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
+# The moves of platform-wide (sharded) balances a session has posted and not yet written: written before the commit,
+# after the session's last flush (so that no row the flush updates is waited for while a shard is held), in
+# account-id order, and before the payment counters (models/counts.py, whose listener runs next): one order for
+# every writer, and a shard is locked only for the last statements and the commit.
+_PENDING = "payql_ledger_moves"
+
+
+def _move_later(session: Session, deltas: dict[int, int]) -> None:
+    pending: defaultdict[int, int] = session.info.setdefault(_PENDING, defaultdict(int))
+    for account, delta in deltas.items():
+        pending[account] += delta
+
+
+def _write_moves(session: Session) -> None:
+    """before_commit (and before any read of balances in the same transaction): write the pending moves."""
+    pending: dict[int, int] | None = session.info.pop(_PENDING, None)
+    if moves := [{"account": account, "delta": delta} for account, delta in sorted((pending or {}).items()) if delta]:
+        session.connection().execute(_MOVE_BALANCE, moves)
+
+
+def _end_transaction(session: Session, transaction: SessionTransaction) -> None:
+    """The session's transaction ended (committed, rolled back or closed): what it had pending goes with it, and
+    the accounts it created are committed or gone (their ids are remembered when next read, if they exist)."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+        session.info.pop(_CREATED, None)
+
+
+def _before_commit(session: Session) -> None:
+    session.flush()
+    _write_moves(session)
+
+
+event.listen(Session, "before_commit", _before_commit, insert=True)  # before the counters' listener
+event.listen(Session, "after_transaction_end", _end_transaction)
+
+
+# The ids of accounts known to be committed, per engine (per database): an account row is never deleted and its id
+# never changes, so a posting need not read again the ids of the accounts it moved before. An id is remembered only
+# when it was read from a committed row: never from a row this session inserted in a transaction not yet committed
+# (`_CREATED`), which a rollback would take away.
+_KNOWN: WeakKeyDictionary[Engine, dict[AccountKey, int]] = WeakKeyDictionary()
+_CREATED = "payql_ledger_created_accounts"
+
+
+def _account_ids(session: Session, connection: Connection, keys: set[AccountKey]) -> dict[AccountKey, int]:
     """The ids of these accounts, creating the ones that never moved (no lock: ids never change)."""
-    ordered = sorted(keys)
-    found = _read_ids(connection, ordered)
-    if missing := [key for key in ordered if key not in found]:
+    known = _KNOWN.setdefault(connection.engine, {})
+    found = {key: known[key] for key in keys if key in known}
+    if len(found) == len(keys):
+        return found
+    ordered = sorted(key for key in keys if key not in found)
+    read = _read_ids(connection, ordered)
+    created: set[AccountKey] = session.info.get(_CREATED, set())
+    known.update((key, account) for key, account in read.items() if key not in created)
+    found.update(read)
+    if missing := [key for key in ordered if key not in read]:
+        session.info.setdefault(_CREATED, set()).update(missing)
         connection.execute(
             _NEW_ACCOUNT[connection.dialect.name],
             [
@@ -258,6 +317,7 @@ def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str
     account); `lock` holds its row until commit, for a balance that is checked (never a sharded one)."""
     if lock and kind in SHARDED_KINDS:
         raise ValueError(f"{kind.value} is sharded and never checked against a limit: it is not locked")
+    _write_moves(session)
     query = select(_ACCOUNTS.c.balance_minor).where(
         _ACCOUNTS.c.owner_id == owner_id, _ACCOUNTS.c.kind == kind, _ACCOUNTS.c.currency == currency
     )
@@ -267,6 +327,7 @@ def balance_of(session: Session, owner_id: str, kind: AccountKind, currency: str
 
 def balances(session: Session, owner_id: str) -> dict[tuple[AccountKind, str], int]:
     """Every account of this owner (the shards of a platform-wide account summed), including those at zero."""
+    _write_moves(session)
     rows = session.execute(
         select(LedgerAccount.kind, LedgerAccount.currency, func.sum(LedgerAccount.balance_minor))
         .where(LedgerAccount.owner_id == owner_id)
@@ -276,6 +337,7 @@ def balances(session: Session, owner_id: str) -> dict[tuple[AccountKind, str], i
 
 
 def totals_by_kind(session: Session) -> dict[tuple[AccountKind, str], int]:
+    _write_moves(session)
     rows = session.execute(
         select(LedgerAccount.kind, LedgerAccount.currency, func.sum(LedgerAccount.balance_minor)).group_by(
             LedgerAccount.kind, LedgerAccount.currency

@@ -240,7 +240,8 @@ class Lifecycle:
     def settle(self, session: Session, payment: Payment) -> None:
         """Derive the refunded amount and status from the refund rows, then bring the ledger (and a package's
         credits) in line."""
-        session.flush()
+        if _refunds_pending(session):
+            session.flush()  # the sum below reads the refund rows in SQL; the payment's own changes can wait
         refunded = int(session.connection().execute(_REFUNDED, {"payment": payment.id}).scalar_one())
         if payment.status is S.REFUNDED and refunded < payment.captured_minor and _enroll_paid_again(session, payment):
             # An enroll has one open payment: this one cannot reopen while the client's next payment is open. It
@@ -252,6 +253,11 @@ class Lifecycle:
         enroll = session.get(Enroll, payment.enroll_id) if payment.enroll_id else None
         sync_ledger(session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED)
         credits.grant_for_payment(session, payment, self._credit_expiry_days)
+
+
+def _refunds_pending(session: Session) -> bool:
+    """Whether the session holds refund rows not written yet (what `settle`'s sum must see)."""
+    return any(isinstance(obj, Refund) for obj in session.new) or any(isinstance(obj, Refund) for obj in session.dirty)
 
 
 def _enroll_paid_again(session: Session, payment: Payment) -> bool:

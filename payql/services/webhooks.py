@@ -11,7 +11,9 @@ holds one row per (provider, dedupe key) under a unique constraint:
   answers 500 so that the provider delivers again; the retry is processed once.
 
 Recording the delivery together with its effects keeps one commit (one fsync) per event on the common path,
-instead of a commit to record it and another to apply it.
+instead of a commit to record it and another to apply it. The common path is also kept cheap in the app: the
+look-up is one Core statement (the log's status and the few columns of the payment the re-fetch needs), the
+payment is loaded through the ORM once, locked, in the transaction that applies, and the log row is one insert.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,7 +69,42 @@ class Delivery:
     sender_ip: str | None
 
 
-Handler = Callable[[Delivery, Payment | None, Callable[[Session, WebhookStatus], None]], Outcome]
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What the look-up reads of the payment an event names: what the re-fetch needs. The row itself is loaded
+    once, locked, in the transaction that applies the provider's answer."""
+
+    id: str
+    provider: ProviderName
+    provider_payment_id: str | None
+    purpose: PaymentPurpose
+    refunded_minor: int
+
+
+Handler = Callable[[Delivery, Target | None, Callable[[Session, WebhookStatus], None]], Outcome]
+
+_EVENTS = cast("Table", WebhookEvent.__table__)
+_PAYMENTS = cast("Table", Payment.__table__)
+# Statements built once (the look-up runs on every delivery).
+_LOGGED = (
+    select(_EVENTS.c.status)
+    .where(_EVENTS.c.provider == bindparam("provider"), _EVENTS.c.dedupe_key == bindparam("key"))
+    .scalar_subquery()
+)
+_TARGET = select(
+    _LOGGED.label("logged"),
+    _PAYMENTS.c.id,
+    _PAYMENTS.c.provider,
+    _PAYMENTS.c.provider_payment_id,
+    _PAYMENTS.c.purpose,
+    _PAYMENTS.c.refunded_minor,
+)
+_BY_ID = _TARGET.where(_PAYMENTS.c.id == bindparam("payment"), _PAYMENTS.c.provider == bindparam("payment_provider"))
+_BY_REF = _TARGET.where(
+    _PAYMENTS.c.provider == bindparam("payment_provider"), _PAYMENTS.c.provider_payment_id == bindparam("ref")
+).limit(1)
+_STATUS = select(_LOGGED)
+_INSERT_EVENT = insert(_EVENTS)
 
 
 class WebhookService:
@@ -123,24 +161,32 @@ class WebhookService:
 
     # -- the log -----------------------------------------------------------------------------------------
 
-    def _look_up(self, delivery: Delivery) -> tuple[WebhookStatus | None, Payment | None]:
-        """The event's status in the log (None: never seen), and the payment it names (one read)."""
+    def _look_up(self, delivery: Delivery) -> tuple[WebhookStatus | None, Target | None]:
+        """The event's status in the log (None: never seen), and the payment it names: one statement when the
+        event names a payment of ours by id, as payql's own metadata makes the common case."""
+        event, provider = delivery.event, delivery.provider
+        params: dict[str, Any] = {"provider": provider, "key": event.dedupe_key, "payment_provider": provider}
         with self._db.read() as session:
-            status = session.scalar(
-                select(WebhookEvent.status).where(
-                    WebhookEvent.provider == delivery.provider, WebhookEvent.dedupe_key == delivery.event.dedupe_key
-                )
-            )
-            if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
-                return status, None
-            return status, self._find_payment(session, delivery.provider, delivery.event)
+            connection = session.connection()
+            row = None
+            if event.payment_id:  # by our id, when the payment is the provider's the event comes from
+                row = connection.execute(_BY_ID, {**params, "payment": event.payment_id}).first()
+            if row is None and event.payment_ref:  # else by the provider's id
+                row = connection.execute(_BY_REF, {**params, "ref": event.payment_ref}).first()
+            if row is None:
+                return connection.scalar(_STATUS, params), None
+        status: WebhookStatus | None = row.logged
+        if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
+            return status, None
+        return status, _target(row)
 
     @staticmethod
     def _store(
         session: Session, delivery: Delivery, status: WebhookStatus, error: str | None, *, known_new: bool = False
     ) -> None:
         """Write the delivery's row (or move a failed one on) in the caller's transaction. `known_new`: the log had
-        no row a moment ago (a concurrent delivery that writes one first makes this commit fail, as a duplicate)."""
+        no row a moment ago: one insert, which fails with an IntegrityError (a duplicate) when a concurrent delivery
+        of the same event has written the row first."""
         row = None
         if not known_new:
             row = session.scalars(
@@ -148,23 +194,30 @@ class WebhookService:
                 .where(WebhookEvent.provider == delivery.provider, WebhookEvent.dedupe_key == delivery.event.dedupe_key)
                 .with_for_update(key_share=True)
             ).one_or_none()
-        if row is None:
+        if row is None:  # one Core insert: no ORM object to build and flush
             kept = {name: delivery.headers[name] for name in KEPT_HEADERS if name in delivery.headers}
-            row = WebhookEvent(
-                id=new_id("whk"),
-                provider=delivery.provider,
-                dedupe_key=delivery.event.dedupe_key,
-                event_type=delivery.event.event_type,
-                payload=delivery.body.decode("utf-8", errors="replace"),
-                headers=json.dumps(kept),
-                sender_ip=delivery.sender_ip,
-                attempts=1,
+            now = utcnow()
+            session.connection().execute(
+                _INSERT_EVENT,
+                {
+                    "id": new_id("whk"),
+                    "provider": delivery.provider,
+                    "dedupe_key": delivery.event.dedupe_key,
+                    "event_type": delivery.event.event_type,
+                    "payload": delivery.body.decode("utf-8", errors="replace"),
+                    "headers": json.dumps(kept),
+                    "sender_ip": delivery.sender_ip,
+                    "status": status,
+                    "error": error,
+                    "attempts": 1,
+                    "received_at": now,
+                    "processed_at": now,
+                },
             )
-            session.add(row)
-        elif row.status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
+            return
+        if row.status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
             raise _Duplicate
-        else:
-            row.attempts += 1  # a retry of a failed delivery
+        row.attempts += 1  # a retry of a failed delivery
         row.status = status
         row.error = error
         row.processed_at = utcnow()
@@ -179,19 +232,7 @@ class WebhookService:
 
     # -- handlers ----------------------------------------------------------------------------------------
 
-    @staticmethod
-    def _find_payment(session: Session, provider: ProviderName, event: ProviderEvent) -> Payment | None:
-        if event.payment_id:
-            payment = session.get(Payment, event.payment_id)
-            if payment is not None and payment.provider is provider:
-                return payment
-        if event.payment_ref:
-            return session.scalars(
-                select(Payment).where(Payment.provider == provider, Payment.provider_payment_id == event.payment_ref)
-            ).first()
-        return None
-
-    def _by_provider_metadata(self, provider: ProviderName, payment_ref: str) -> Payment | None:
+    def _by_provider_metadata(self, provider: ProviderName, payment_ref: str) -> Target | None:
         """The payment an event names by a provider id we do not store (a Checkout Session's PaymentIntent, which
         a refund event carries): the provider's payment holds our id in its metadata."""
         try:
@@ -202,12 +243,13 @@ class WebhookService:
             return None  # not a payment the provider knows: not ours
         if answer.payment_id is None:
             return None
+        params = {"provider": provider, "key": "", "payment_provider": provider, "payment": answer.payment_id}
         with self._db.read() as session:
-            found = session.get(Payment, answer.payment_id)
-        return found if found is not None and found.provider is provider else None
+            row = session.connection().execute(_BY_ID, params).first()
+        return None if row is None else _target(row)
 
     def _sync_payout(
-        self, delivery: Delivery, _payment: Payment | None, _store: Callable[[Session, WebhookStatus], None]
+        self, delivery: Delivery, _payment: Target | None, _store: Callable[[Session, WebhookStatus], None]
     ) -> Outcome:
         """A payout notification: re-read the payout and settle its withdrawal (COMPLETED, or FAILED with the money
         back in the payable)."""
@@ -226,7 +268,7 @@ class WebhookService:
         return Outcome.PROCESSED if confirmed else Outcome.UNCONFIRMED
 
     def _sync_dispute(
-        self, delivery: Delivery, _payment: Payment | None, store: Callable[[Session, WebhookStatus], None]
+        self, delivery: Delivery, _payment: Target | None, store: Callable[[Session, WebhookStatus], None]
     ) -> Outcome:
         """A dispute notification: re-read the dispute and apply it (its status, its withdrawn and reinstated funds,
         its fee) with the delivery's row in one transaction."""
@@ -249,7 +291,7 @@ class WebhookService:
         return Outcome.PROCESSED
 
     def _sync_payment(
-        self, delivery: Delivery, payment: Payment | None, store: Callable[[Session, WebhookStatus], None]
+        self, delivery: Delivery, payment: Target | None, store: Callable[[Session, WebhookStatus], None]
     ) -> Outcome:
         event = delivery.event
         # A signed event may name the provider's payment by an id we do not store; an unsigned notification (one
@@ -275,17 +317,20 @@ class WebhookService:
         answer = self._payments.provider(payment.provider).retrieve_payment(provider_id, refunds=refunds)
         confirmed = _confirms(event, answer)
         with self._db.uow() as uow:  # the delivery's row and the payment's new state commit together
-            locked = uow.session.get(Payment, payment.id, with_for_update=ROW_LOCK)
+            session = uow.session
+            locked = session.get(Payment, payment.id, with_for_update=ROW_LOCK)
             if locked is None:  # pragma: no cover - payments are never deleted
                 raise RetryLater(f"payment {payment.id} vanished")
-            self._payments.lifecycle.apply(uow.session, locked, answer)
-            # Whether the payer paid for an enroll cancelled meanwhile, read under the payment's lock (the enroll is
-            # the one `apply` has just read): only then does giving it back need a transaction of its own.
-            paid = answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED} and locked.enroll_id is not None
-            enroll = uow.session.get(Enroll, locked.enroll_id) if paid else None
-            owed = enroll is not None and owed_back(locked, enroll)
-            store(uow.session, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED)
+            # The enroll, held here so that `apply` (which reads it) finds it in the session, not in the database
+            # again: the session keeps unchanged rows only while something references them.
+            enroll = session.get(Enroll, locked.enroll_id) if locked.enroll_id is not None else None
+            self._payments.lifecycle.apply(session, locked, answer)
+            # Whether the payer paid for an enroll cancelled meanwhile, read under the payment's lock: only then
+            # does giving it back need a transaction of its own.
+            paid = answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED}
+            owed = paid and enroll is not None and owed_back(locked, enroll)
             try:
+                store(session, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED)
                 uow.commit()
             except IntegrityError as exc:
                 raise _Duplicate from exc
@@ -313,6 +358,10 @@ class WebhookService:
                 logger.info("payment %s was paid after its enroll was cancelled: given back", payment_id)
         except (ProviderError, DomainError) as exc:
             logger.warning("payment %s paid after its enroll was cancelled, not given back yet: %s", payment_id, exc)
+
+
+def _target(row: Any) -> Target:
+    return Target(row.id, row.provider, row.provider_payment_id, row.purpose, row.refunded_minor)
 
 
 def _confirms(event: ProviderEvent, answer: ProviderPayment) -> bool:

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from payql.db import Database
-from payql.models import PLATFORM, AccountKind, LedgerEntry, LedgerTransaction
+from payql.models import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from payql.services import ledger
 
 
@@ -125,3 +125,59 @@ def test_post_many_in_a_dry_run_records_each_posting(db: Database) -> None:
     ]
     with db.read() as session:
         assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+
+
+def test_platform_wide_moves_are_written_at_commit_and_read_in_step_before_it(db: Database) -> None:
+    # given a posting that moves a platform-wide (sharded) account, its row is moved only just before the commit
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "sale", "payment", "pay_1", lines(250)) is True
+        shards = uow.session.scalars(
+            select(LedgerAccount.balance_minor).where(LedgerAccount.kind == AccountKind.REVENUE)
+        ).all()
+        assert shards == [0]
+        # but a balance read in the same transaction sees it
+        assert ledger.balances(uow.session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -250}
+        assert ledger.post(uow.session, "refund", "refund", "ref_1", lines(-50)) is True
+        uow.commit()
+
+    with db.read() as session:
+        assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -200}
+        assert ledger.totals_by_kind(session)[AccountKind.REVENUE, "USD"] == -200
+
+
+def test_a_rolled_back_posting_moves_no_balance_in_the_next_transaction(db: Database) -> None:
+    with db.uow() as uow:
+        ledger.post(uow.session, "sale", "payment", "pay_1", lines(250))
+        uow.session.rollback()
+        ledger.post(uow.session, "sale", "payment", "pay_2", lines(100))
+        uow.commit()
+    with db.uow() as uow:
+        with uow.session.begin_nested() as savepoint:
+            ledger.post(uow.session, "sale", "payment", "pay_3", lines(70))
+            savepoint.rollback()
+        uow.commit()
+
+    with db.read() as session:
+        assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -100}
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 100}
+
+
+def test_an_account_created_by_a_rolled_back_posting_is_created_again(db: Database) -> None:
+    # given a posting that created a user's account and was rolled back (its id must not be remembered)
+    moved = [ledger.Line("u1", AccountKind.PAYABLE, "USD", -40), ledger.Line(PLATFORM, AccountKind.REVENUE, "USD", 40)]
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "release", "payment", "pay_1", moved) is True
+        assert ledger.post(uow.session, "release", "payment", "pay_2", moved) is True  # read back, not committed
+        uow.session.rollback()
+    # when the same account moves again, twice (the second time from the ids remembered once committed)
+    for cause in ("pay_3", "pay_4"):
+        with db.uow() as uow:
+            assert ledger.post(uow.session, "release", "payment", cause, moved) is True
+            uow.commit()
+
+    # then it exists once and holds both moves
+    with db.read() as session:
+        assert ledger.balances(session, "u1") == {(AccountKind.PAYABLE, "USD"): -80}
+        assert (
+            session.scalar(select(func.count()).select_from(LedgerAccount).where(LedgerAccount.owner_id == "u1")) == 1
+        )
