@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         workers=args.workers,
         log_level=settings.log_level.lower(),
         proxy_headers=False,
+        ws_max_size=settings.subscription_max_message_bytes,  # a bigger WebSocket message is refused (1009)
     )
     return 0
 

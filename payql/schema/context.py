@@ -18,6 +18,8 @@ class Context:
     principal: Principal | None
     auth_error: AuthError | None
     request_id: str
+    # What a subscription's resolver read, as `payql.live` keys: the changes that make it read again.
+    watched: set[tuple[str, str]] = field(default_factory=set)
     _session: Session | None = field(default=None, init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 
