@@ -53,6 +53,7 @@ _COMMITTED = "payql_live_committed"  # session.info: keys to publish after the c
 # NOTIFY payloads must stay under 8000 bytes: ids are short, and a transaction that touches more is split.
 _NOTIFY_BYTES = 7000
 RECONNECT_DELAY = 1.0
+START_WAIT = 2.0  # seconds a server's start waits for its listener to connect
 
 
 def _encode(keys: Iterable[Key]) -> list[str]:
@@ -85,6 +86,9 @@ def decode(payload: str | bytes) -> set[Key]:
         for item in items
         if isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)  # noqa: PLR2004
     }
+
+
+_WATCHED = (Payment, Enroll, Refund, Dispute)
 
 
 def keys_of(obj: object) -> list[Key]:
@@ -136,15 +140,15 @@ def _bus_of(session: Session) -> tuple[str, str, Bus]:
 
 def _note(session: Session, _flush_context: object) -> None:
     """after_flush: the keys of what this flush wrote (the session still lists it as new, dirty or deleted)."""
-    keys: set[Key] | None = None
-    for obj in chain(session.new, session.dirty, session.deleted):
-        if obj in session.dirty and not session.is_modified(obj):
-            continue
-        found = keys_of(obj)
-        if found:
-            if keys is None:
-                keys = session.info.setdefault(_PENDING, set())
-            keys.update(found)
+    found = [key for obj in chain(session.new, session.deleted) for key in keys_of(obj)]
+    found.extend(
+        key
+        for obj in session.dirty
+        if isinstance(obj, _WATCHED) and session.is_modified(obj)  # a row only loaded is in `dirty` too
+        for key in keys_of(obj)
+    )
+    if found:
+        session.info.setdefault(_PENDING, set()).update(found)
 
 
 def _before_commit(session: Session) -> None:
@@ -245,6 +249,8 @@ class Live:
             self.listening.set()
         else:
             self._task = asyncio.create_task(self._listen(), name=f"payql-live-{self.backend}")
+            with contextlib.suppress(TimeoutError):  # ready once it listens, or without it (it goes on trying)
+                await asyncio.wait_for(self.listening.wait(), START_WAIT)
 
     async def stop(self) -> None:
         _LOCAL[self._url].discard(self)
@@ -287,15 +293,17 @@ class Live:
 
     async def _listen(self) -> None:
         listen = self._listen_redis if self.backend == "redis" else self._listen_postgres
-        connected_before = False
+        tried = False
         while True:
             try:
-                await listen(connected_before)
+                await listen(tried)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of the connection: reconnect
-                logger.warning("live updates listener lost its %s connection (%s): reconnecting", self.backend, exc)
-            connected_before = True
+                if self.listening.is_set() or not tried:  # once an outage, not every second of it
+                    reason = type(exc).__name__
+                    logger.warning("live updates: lost the %s connection (%s), reconnecting", self.backend, reason)
+            tried = True
             self.listening.clear()
             await asyncio.sleep(RECONNECT_DELAY)
 

@@ -25,6 +25,7 @@ import logging
 import uuid
 from typing import Any
 
+import anyio
 from graphql import GraphQLError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry import Schema
@@ -36,6 +37,7 @@ from payql.auth import AuthError, Principal, bearer_token
 from payql.graphql_view import _storable
 from payql.live import Key, Live, Watch
 from payql.schema.context import Context
+from payql.schema.errors import INTERNAL
 from payql.services import Services
 from payql.workers import Pool, Workers
 
@@ -109,7 +111,7 @@ class _Connection:
         self.websocket = websocket
         self.principal: Principal | None = None
         self.expires_at = 0.0  # the event loop's time when the token expires
-        self.operations: dict[str, asyncio.Task[None]] = {}
+        self.operations: dict[str, _Operation] = {}
         self._send_lock = asyncio.Lock()
         self._counted = False
 
@@ -175,9 +177,9 @@ class _Connection:
             await self._subscribe(message)
         elif kind == "complete":
             op_id = message.get("id")
-            task = self.operations.pop(op_id, None) if isinstance(op_id, str) else None
-            if task is not None:
-                task.cancel()
+            operation = self.operations.pop(op_id, None) if isinstance(op_id, str) else None
+            if operation is not None:
+                operation.stop()
         else:
             raise Close(BAD_MESSAGE, f"Invalid message received: unknown type {kind[:40]!r}")
 
@@ -231,14 +233,18 @@ class _Connection:
             await self._send({"id": op_id, "type": "error", "payload": errors})
             return
         operation = _Operation(self, op_id, query, variables, operation_name)
-        task = asyncio.create_task(operation.run(), name=f"payql-subscription-{op_id[:40]}")
-        self.operations[op_id] = task
-        task.add_done_callback(lambda done: self._forget(op_id, done))
+        self.operations[op_id] = operation
+        operation.task.add_done_callback(lambda done: self._forget(operation, done))
 
-    def _forget(self, op_id: str, task: asyncio.Task[None]) -> None:
-        if self.operations.get(op_id) is task:
+    def _forget(self, operation: _Operation, task: asyncio.Task[None]) -> None:
+        op_id = operation.op_id
+        if self.operations.get(op_id) is operation:
             del self.operations[op_id]
-        if not task.cancelled() and (exc := task.exception()) is not None:
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        if isinstance(exc, WebSocketDisconnect | OSError | RuntimeError):  # the client went away mid-send
+            logger.info("subscription %s ended: the connection closed", op_id[:40])
+        else:
             logger.error("subscription %s failed", op_id[:40], exc_info=exc)
 
     async def _expire(self) -> None:
@@ -250,13 +256,16 @@ class _Connection:
                 await self._send({"id": op_id, "type": "error", "payload": _error("token expired", "UNAUTHENTICATED")})
 
     async def _stop_operations(self) -> None:
-        tasks = list(self.operations.values())
+        operations = list(self.operations.values())
         self.operations.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        for operation in operations:
+            operation.stop()
+        # Shielded: even when this handler is being cancelled, a read under way in a worker thread is waited for,
+        # so that its session is closed before the server (and its engine) may be shut down.
+        with anyio.CancelScope(shield=True):
+            for operation in operations:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await operation.task
 
 
 class _Operation:
@@ -271,6 +280,16 @@ class _Operation:
         self.query = query
         self.variables = variables
         self.operation_name = name
+        self.reading = False
+        self.stopped = False
+        self.task = asyncio.create_task(self.run(), name=f"payql-subscription-{op_id[:40]}")
+
+    def stop(self) -> None:
+        """End it: at once while it waits for a change; after the read under way otherwise (a read is never
+        abandoned mid-way in its worker thread, whose session must be closed before the engine may be)."""
+        self.stopped = True
+        if not self.reading:
+            self.task.cancel()
 
     async def run(self) -> None:
         live = self.endpoint.live
@@ -281,8 +300,12 @@ class _Operation:
                 if watch is not None:
                     await watch.changed.wait()
                     watch.changed.clear()
-                answer, keys = await self._read()
-                if answer is None:
+                self.reading = True
+                try:
+                    answer, keys = await self._read()
+                finally:
+                    self.reading = False
+                if answer is None or self.stopped:
                     return  # an error message ended it
                 if answer != last:
                     last = answer
@@ -325,6 +348,12 @@ class _Operation:
             return None, frozenset()
         except CannotGetOperationTypeError as exc:
             await self._fail(_error(exc.as_http_error_reason(), "BAD_REQUEST"))
+            return None, frozenset()
+        except Exception:  # the database went away, say: the client is told, the details are logged
+            logger.exception("subscription %s could not be read (request %s)", self.op_id[:40], request_id)
+            await self._fail(
+                [{"message": "Internal server error", "extensions": {"code": INTERNAL, "requestId": request_id}}]
+            )
             return None, frozenset()
         errors: list[GraphQLError] = list(result.errors or [])
         if result.data is None or any(error.path is not None and len(error.path) == 1 for error in errors):

@@ -21,7 +21,7 @@ from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, make
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from live_client import ENROLL_UPDATED, PAYMENT_UPDATED, LiveClient
-from servers import HttpApi, Server
+from servers import HttpApi, Server, servers
 from websockets.exceptions import ConnectionClosed
 
 from payql.auth import issue_token
@@ -249,4 +249,22 @@ def test_a_stripe_webhook_reaches_the_subscriber(
             body, headers = stripe_fake.signed_delivery(event, STRIPE_WEBHOOK_SECRET)
             answer = httpx.post(f"{server.url}/webhooks/stripe", content=body, headers=headers)
             assert answer.status_code == 200, answer.text
+            assert next_payload(live)["paymentUpdated"]["status"] == "SUCCEEDED"
+
+
+def test_with_redis_a_change_through_one_server_reaches_a_subscriber_of_another(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    """Two servers (two processes, as two uvicorn workers) on one SQLite file share changes through Redis."""
+    shutil.copyfile(sqlite_template, tmp_path / "payql.db")
+    url = f"sqlite:///{tmp_path / 'payql.db'}"
+    settings = make_settings(url)
+    with servers(2, server_env(url, REDIS_URL="redis://127.0.0.1:6379/0"), tmp_path) as (first, second):
+        payer = first.api(settings).user("redis-payer")
+        payment_id = intent(payer, packageCode="trial")["payment"]["id"]
+        with LiveClient(second.url) as live:
+            live.init(payer.token)
+            live.subscribe("1", PAYMENT_UPDATED, id=payment_id)
+            assert next_payload(live)["paymentUpdated"]["status"] == "PENDING"
+            payer.ok(doc.CONFIRM, paymentId=payment_id)  # through the first server
             assert next_payload(live)["paymentUpdated"]["status"] == "SUCCEEDED"

@@ -22,7 +22,7 @@ from support import Api
 from payql.app import create_app
 from payql.auth import issue_token
 from payql.db import Database
-from payql.live import Live, keys_of
+from payql.live import Live, install_bus, keys_of
 from payql.models import Payment, Refund
 from payql.settings import Settings
 
@@ -176,8 +176,19 @@ def test_a_commit_outside_any_request_reaches_the_subscriber(client: tuple[TestC
         assert update["payload"]["data"]["paymentUpdated"]["failureMessage"] == "card declined"
 
 
-def test_only_committed_changes_wake_the_watchers(api: Api, settings: Settings, db: Database) -> None:
+LIVE_REDIS = "redis://127.0.0.1:6379/0"  # the machine's Redis, as test_redis.py uses it (.ci/run starts it)
+
+
+@pytest.mark.parametrize("bus", ["database", "redis"])
+def test_only_committed_changes_wake_the_watchers(
+    api: Api, settings: Settings, db: Database, bus: str, database_url: str
+) -> None:
+    """On the database's own bus (in process on SQLite, LISTEN/NOTIFY on PostgreSQL) and on Redis."""
+    database = database_url
     payment_id = intent(api.user("live-unit"), packageCode="trial")["payment"]["id"]
+    plain = settings
+    if bus == "redis":
+        settings = settings.model_copy(update={"redis_url": LIVE_REDIS})
 
     def change(message: str, *, commit: bool) -> None:
         with db.uow() as uow:
@@ -190,6 +201,7 @@ def test_only_committed_changes_wake_the_watchers(api: Api, settings: Settings, 
 
     async def scenario() -> None:
         live = Live(settings)
+        assert live.backend == ("redis" if bus == "redis" else "postgres" if "postgres" in database else "local")
         await live.start()
         try:
             await asyncio.wait_for(live.listening.wait(), 10)
@@ -204,7 +216,11 @@ def test_only_committed_changes_wake_the_watchers(api: Api, settings: Settings, 
         finally:
             await live.stop()
 
-    asyncio.run(scenario())
+    install_bus(settings)  # as `bootstrap` does in every process on this database
+    try:
+        asyncio.run(scenario())
+    finally:
+        install_bus(plain)  # this process's later tests on the same database use its own bus
 
 
 def test_what_a_change_wakes() -> None:
