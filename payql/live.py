@@ -15,7 +15,9 @@ How a note travels (one bus per database, chosen the same way by the server and 
   delivered on commit and dropped on rollback, whatever process or replica committed); each server process
   LISTENs on its own psycopg connection and reconnects. After a reconnect every subscriber re-reads (a change may
   have been missed meanwhile).
-- In process on SQLite: the hubs of the servers of this process on that database file are woken after the commit.
+- In process on SQLite: the hubs of the servers of this process on that database file are woken after the commit;
+  a commit by another process (a command, another worker) is seen in the file's `data_version`, polled four times
+  a second, and wakes every subscription of the server to read again.
 
 `install_bus(settings)` (`bootstrap`) chooses the bus of a database URL; `Live` is a server's hub and listener.
 """
@@ -26,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal
 
-from sqlalchemy import event, text
+from sqlalchemy import event, make_url, text
 from sqlalchemy.orm import Session
 
 from payql.db import normalise_url
@@ -54,6 +57,7 @@ _COMMITTED = "payql_live_committed"  # session.info: keys to publish after the c
 _NOTIFY_BYTES = 7000
 RECONNECT_DELAY = 1.0
 START_WAIT = 2.0  # seconds a server's start waits for its listener to connect
+SQLITE_POLL = 0.25  # seconds between two looks at an SQLite file's data_version (commits by other processes)
 
 
 def _encode(keys: Iterable[Key]) -> list[str]:
@@ -247,6 +251,7 @@ class Live:
         if self.backend == "local":
             _LOCAL[self._url].add(self)
             self.listening.set()
+            self._task = asyncio.create_task(self._watch_file(), name="payql-live-sqlite")
         else:
             self._task = asyncio.create_task(self._listen(), name=f"payql-live-{self.backend}")
             with contextlib.suppress(TimeoutError):  # ready once it listens, or without it (it goes on trying)
@@ -290,6 +295,30 @@ class Live:
         if loop is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self.wake, list(keys))
+
+    async def _watch_file(self) -> None:
+        """SQLite: a commit by another process (`payql reconcile`, a job, another worker) changes the file's
+        `data_version`; no one says which rows, so every subscription reads again (and sends only a change)."""
+        path = make_url(self._url).database
+        if not path or path == ":memory:":
+            return
+        try:
+            connection = sqlite3.connect(path, timeout=SQLITE_POLL, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            last: object = None
+            while True:
+                await asyncio.sleep(SQLITE_POLL)
+                try:
+                    current = connection.execute("PRAGMA data_version").fetchone()[0]
+                except sqlite3.Error:
+                    continue
+                if last is not None and current != last:
+                    self.wake_all()
+                last = current
+        finally:
+            connection.close()
 
     async def _listen(self) -> None:
         listen = self._listen_redis if self.backend == "redis" else self._listen_postgres

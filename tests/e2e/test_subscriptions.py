@@ -25,6 +25,8 @@ from servers import HttpApi, Server, servers
 from websockets.exceptions import ConnectionClosed
 
 from payql.auth import issue_token
+from payql.db import Database
+from payql.models import Payment
 from payql.settings import Settings
 
 MAX_CONNECTIONS = 3
@@ -118,6 +120,28 @@ def test_an_enroll_subscription_sees_its_payment_change(server: Server, http: Ht
         assert held == {"id": enroll_id, "status": "PENDING", "payment": {"id": payment["id"], "status": "AUTHORIZED"}}
         mentor.ok(doc.ACCEPT_ENROLL, id=enroll_id)
         assert next_payload(live, "e")["enrollUpdated"]["status"] == "CONFIRMED"
+
+
+def test_a_commit_by_another_process_reaches_the_subscriber(
+    server: Server, http: HttpApi, database: tuple[str, Path]
+) -> None:
+    """As `payql reconcile` or a job commits on SQLite: in a process of its own (this test's), with no Redis."""
+    owner = http.user("sub-reconciled")
+    payment_id = intent(owner, packageCode="trial")["payment"]["id"]
+    db = Database(database[0])
+    try:
+        with LiveClient(server.url) as live:
+            live.init(owner.token)
+            live.subscribe("1", "subscription($id: ID!) { paymentUpdated(id: $id) { failureMessage } }", id=payment_id)
+            assert next_payload(live)["paymentUpdated"] == {"failureMessage": None}
+            with db.uow() as uow:
+                payment = uow.session.get(Payment, payment_id)
+                assert payment is not None
+                payment.failure_message = "found by reconcile"
+                uow.commit()
+            assert next_payload(live)["paymentUpdated"] == {"failureMessage": "found by reconcile"}
+    finally:
+        db.dispose()
 
 
 def test_a_strangers_payment_and_an_unknown_id_end_with_not_found(
