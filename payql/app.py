@@ -12,7 +12,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from payql import graphiql, mockpages, ratelimit
 from payql.auth import JWTAuthBackend
@@ -20,12 +20,14 @@ from payql.bootstrap import bootstrap
 from payql.db import Database
 from payql.graphql_view import GraphQLView
 from payql.http_edge import CallerLogMiddleware, EdgeMiddleware
+from payql.live import Live
 from payql.metrics import Metrics, MetricsMiddleware
 from payql.models.enums import ProviderName
 from payql.providers.base import PaymentProvider
 from payql.schema import build_schema
 from payql.services import Services
 from payql.settings import Settings, load_settings
+from payql.subscriptions import SubscriptionEndpoint
 from payql.webhooks.routes import webhook_route
 from payql.workers import Workers
 
@@ -47,15 +49,18 @@ def create_app(
     view = GraphQLView(schema, services, workers)
     metrics = Metrics(settings.metrics_token, multiprocess=settings.prometheus_multiproc_dir is not None)
     services.on_close.append(metrics.watch(db))
+    live = Live(settings)  # subscriptions' hub: woken by every committed change, from any process (payql.live)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         # Few threads: each request's work is CPU-bound Python under the GIL, and many threads only convoy.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.query_thread_count
         await anyio.to_thread.run_sync(services.catalogue.sync, db)
+        await live.start()
         try:
             yield
         finally:
+            await live.stop()
             services.close()
 
     async def healthz(_request: Request) -> Response:
@@ -71,6 +76,7 @@ def create_app(
 
     routes = [
         Route("/graphql", view.handle, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", SubscriptionEndpoint(schema, services, workers, live).handle),
         Route("/webhooks/stripe", webhook_route(services, ProviderName.STRIPE, workers, metrics), methods=["POST"]),
         Route("/webhooks/yookassa", webhook_route(services, ProviderName.YOOKASSA, workers, metrics), methods=["POST"]),
         Route("/healthz", healthz),
@@ -90,6 +96,7 @@ def create_app(
         ],
     )
     app.state.services = services
+    app.state.live = live
     return app
 
 

@@ -244,6 +244,11 @@ class TokenVerifier:
         return isinstance(self._keys, jwt.PyJWKClient)
 
     def verify(self, token: str) -> Principal:
+        return self.verify_until(token)[0]
+
+    def verify_until(self, token: str) -> tuple[Principal, float]:
+        """`verify`, with the time the token expires (its `exp`, seconds since the epoch): a WebSocket connection
+        authenticates once and ends then."""
         if not token or len(token) > MAX_TOKEN_LENGTH:
             raise AuthError("malformed token")
         known = self._verified.get(token)
@@ -254,11 +259,15 @@ class TokenVerifier:
             except AuthError:
                 self._verified.discard(token)
                 raise
-            return principal
+            return principal, times[0]
         principal, times = self._decode(token)
         if self._remembers:
             self._verified.put(token, (principal, times))
-        return principal
+        return principal, times[0]
+
+    def now(self) -> float:
+        """The verifier's clock (seconds since the epoch)."""
+        return self._clock()
 
     def _decode(self, token: str) -> tuple[Principal, Times]:
         """Every check, in order; all but the time rules depend on the token alone (with a fixed key)."""

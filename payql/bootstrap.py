@@ -6,7 +6,7 @@ too)."""
 
 from __future__ import annotations
 
-from payql import faults
+from payql import faults, live
 from payql.db import Database
 from payql.models.enums import ProviderName
 from payql.providers import build_providers
@@ -22,6 +22,7 @@ def bootstrap(
     providers: dict[ProviderName, PaymentProvider] | None = None,
 ) -> Services:
     faults.arm(settings)  # crash points (PAYQL_ENV=test only) hold in the server and in every command alike
+    live.install_bus(settings)  # every commit of a payment or enroll reaches the subscribers (Redis or not)
     database = db or Database(settings.database_url)
     chosen = providers or build_providers(settings, database)
     services = build_services(settings, database, chosen)

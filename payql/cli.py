@@ -70,6 +70,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         log_config=logs.logging_config(settings.log_level, settings.log_format),
         proxy_headers=False,
+        ws_max_size=settings.subscription_max_message_bytes,  # a bigger WebSocket message is refused (1009)
     )
     return 0
 

@@ -90,6 +90,9 @@ def _error_body(message: str, code: str) -> dict[str, Any]:
 def _operation_refused(
     exc: InvalidOperationTypeError | CannotGetOperationTypeError, media: str, headers: dict[str, str]
 ) -> Response:
+    if isinstance(exc, InvalidOperationTypeError) and exc.operation_type is OperationType.SUBSCRIPTION:
+        message = "subscriptions are served over WebSocket on /graphql (graphql-transport-ws)"
+        return JSONResponse(_error_body(message, "BAD_REQUEST"), status_code=400, media_type=media, headers=headers)
     if isinstance(exc, InvalidOperationTypeError):
         headers["Allow"] = "POST"
         body = _error_body("mutations are only accepted over POST", "METHOD_NOT_ALLOWED")

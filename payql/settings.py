@@ -143,6 +143,13 @@ class Settings(BaseSettings):
     graphql_max_bytes: int = 100_000
     # An overall deadline for reading a request body (`/graphql`, webhooks): a client that trickles one in gets 408.
     body_read_timeout_ms: int = Field(default=10_000, gt=0)
+    # Subscriptions (WebSocket, graphql-transport-ws): open connections per user in one server process, operations
+    # per connection, the largest message a client may send, and how long a new connection has to send
+    # `connection_init`.
+    subscription_max_connections: int = Field(default=10, ge=1)
+    subscription_max_operations: int = Field(default=20, ge=1)
+    subscription_max_message_bytes: int = Field(default=65_536, ge=1024)
+    subscription_init_timeout_ms: int = Field(default=3000, gt=0)
     # Unset: `/metrics` is open (as behind a private network); set: it needs `Authorization: Bearer <token>`.
     metrics_token: SecretStr | None = None
     # prometheus-client's multiprocess mode (several workers): it reads the variable itself, at import; set, `/metrics`

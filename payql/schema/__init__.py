@@ -30,6 +30,7 @@ from payql.resolvers import (
     reject_withdrawal,
     request_withdrawal,
     spend_credits,
+    subscriptions,
     verify_payout_account,
 )
 from payql.resolvers import balances as balance_resolvers
@@ -126,6 +127,25 @@ class Mutation:
     cancel_enroll = strawberry.mutation(resolver=cancel_enroll.cancel_enroll, permission_classes=[IsAuthenticated])
 
 
+@strawberry.type
+class Subscription:
+    """Over WebSocket on `/graphql` (graphql-transport-ws): the object now, then again after every committed change.
+
+    Plain fields rather than async generators: `payql.subscriptions` re-runs the operation on each change (the
+    resolvers are synchronous, like every other)."""
+
+    payment_updated: Payment = strawberry.field(
+        resolver=subscriptions.payment_updated,
+        permission_classes=[IsAuthenticated],
+        description="The payment now, then after every committed change. Another user's id: NOT_FOUND.",
+    )
+    enroll_updated: Enroll = strawberry.field(
+        resolver=subscriptions.enroll_updated,
+        permission_classes=[IsAuthenticated],
+        description="The enroll now, then after every committed change. Another user's id: NOT_FOUND.",
+    )
+
+
 class Schema(strawberry.Schema):
     def __init__(self, *args: Any, hide_suggestions: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -178,6 +198,7 @@ def build_schema(settings: Settings) -> strawberry.Schema:
         hide_suggestions=settings.production,  # no "Did you mean …?" where introspection is off
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(),
         execution_context_class=FastExecutionContext,
         # A factory: every operation gets a fresh instance (operations run on several threads); the parser,

@@ -20,6 +20,8 @@ class Context:
     request_id: str
     # the object types whose rows this operation reads lean (schema/limits.py's `lean_types`: set before it runs)
     lean: frozenset[str] = frozenset()
+    # What a subscription's resolver read, as `payql.live` keys: the changes that make it read again.
+    watched: set[tuple[str, str]] = field(default_factory=set)
     _session: Session | None = field(default=None, init=False)
     _loaders: Loaders | None = field(default=None, init=False)
 

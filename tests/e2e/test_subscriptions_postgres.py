@@ -1,0 +1,109 @@
+"""Two payql servers on one PostgreSQL database, as two replicas: a change committed through one reaches a
+subscriber connected to the other (LISTEN/NOTIFY), and so does one committed by a command in a third process.
+Collected only with TEST_POSTGRES_URL (conftest)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import documents as doc
+import pytest
+from conftest import TEST_SECRET, make_settings
+from flows import intent
+from live_client import PAYMENT_UPDATED, LiveClient
+from servers import Server, servers
+from sqlalchemy import text
+from support import Api
+
+from payql.db import Database
+from payql.live import Live
+from payql.models import Payment
+
+pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["postgres"], indirect=True)]
+
+
+@pytest.fixture
+def pair(database_url: str, tmp_path: Path) -> Iterator[list[Server]]:
+    env = {
+        "DATABASE_URL": database_url,
+        "PAYQL_ENV": "test",
+        "JWT_SECRET": TEST_SECRET,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT": "10000/minute",
+    }
+    with servers(2, env, tmp_path) as started:
+        yield started
+
+
+def test_a_change_through_one_server_reaches_a_subscriber_of_the_other(
+    pair: list[Server], database_url: str, db: Database
+) -> None:
+    settings = make_settings(database_url)
+    first, second = pair
+    payer = first.api(settings).user("pg-payer")
+    payment_id = intent(payer, packageCode="standard")["payment"]["id"]
+    with LiveClient(second.url) as live:
+        assert live.init(payer.token) == {"type": "connection_ack"}
+        live.subscribe("1", PAYMENT_UPDATED, id=payment_id)
+        assert live.recv()["payload"]["data"]["paymentUpdated"]["status"] == "PENDING"
+
+        payer.ok(doc.CONFIRM, paymentId=payment_id)  # through the first server
+        update = live.recv()
+        assert (update["id"], update["type"]) == ("1", "next")
+        assert update["payload"]["data"]["paymentUpdated"]["status"] == "SUCCEEDED"
+
+        live.subscribe("2", "subscription($id: ID!) { paymentUpdated(id: $id) { failureMessage } }", id=payment_id)
+        assert live.recv()["payload"]["data"]["paymentUpdated"] == {"failureMessage": None}
+        with db.uow() as uow:  # a third process's commit (as a job's or reconcile's): this test's own
+            payment = uow.session.get(Payment, payment_id)
+            assert payment is not None
+            payment.failure_message = "noted"
+            uow.commit()
+        update = live.recv()  # only "2" shows what changed: "1" sends nothing new
+        assert update["id"] == "2"
+        assert update["payload"]["data"]["paymentUpdated"] == {"failureMessage": "noted"}
+
+
+def test_the_listener_reconnects_and_subscribers_read_again(database_url: str, db: Database, api: Api) -> None:
+    """The server's LISTEN connection is cut (a PostgreSQL restart, a failover): it reconnects, every subscription
+    reads again (a change may have been missed), and later commits reach them as before."""
+    settings = make_settings(database_url)
+
+    def cut() -> int:
+        with db.uow() as uow:
+            cut_count = uow.session.scalar(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE query = 'LISTEN payql_live' AND pid <> pg_backend_pid()"
+                )
+            )
+            uow.commit()
+        return int(cut_count or 0)
+
+    def commit_change() -> None:
+        with db.uow() as uow:
+            payment = uow.session.get(Payment, payment_id)
+            assert payment is not None
+            payment.failure_message = "after the reconnect"
+            uow.commit()
+
+    payment_id = intent(api.user("pg-reconnect"), packageCode="trial")["payment"]["id"]
+
+    async def scenario() -> None:
+        live = Live(settings)
+        await live.start()
+        try:
+            assert live.listening.is_set()
+            watch = live.watch({("payment", payment_id)})
+            assert await asyncio.to_thread(cut) >= 1
+            await asyncio.wait_for(watch.changed.wait(), 10)  # woken by the reconnect itself
+            assert live.listening.is_set()
+            watch.changed.clear()
+            await asyncio.to_thread(commit_change)
+            await asyncio.wait_for(watch.changed.wait(), 5)
+        finally:
+            await live.stop()
+
+    asyncio.run(scenario())
