@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+from conftest import TEST_SECRET
 from support import User
 
 from payql.auth import issue_token
@@ -43,6 +44,18 @@ def process_env(values: dict[str, str]) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if key in {"PATH", "HOME", "LANG", "TMPDIR", "SYSTEMROOT"}}
     env.update(values)
     return env
+
+
+def server_env(database_url: str, **extra: str) -> dict[str, str]:
+    """What a test server runs with: its database, the test secret, warnings only, a rate limit out of reach."""
+    return {
+        "DATABASE_URL": database_url,
+        "PAYQL_ENV": "test",
+        "JWT_SECRET": TEST_SECRET,
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT": "10000/minute",
+        **extra,
+    }
 
 
 def payql(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -17,10 +17,10 @@ from typing import Any
 import documents as doc
 import httpx
 import pytest
-from conftest import TEST_SECRET, make_settings
+from conftest import make_settings
 from fakes.stripe_api import FakeStripe
 from flows import book, intent, paid_enroll
-from servers import Server, servers
+from servers import Server, server_env, servers
 from sqlalchemy import func, select
 from support import User
 
@@ -34,16 +34,6 @@ WEBHOOK_SECRET = "whsec_payql_races"
 STRIPE_KEY = "sk_test_payql_races"
 
 
-def base_env(database_url: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "PAYQL_ENV": "test",
-        "JWT_SECRET": TEST_SECRET,
-        "LOG_LEVEL": "WARNING",
-        "RATE_LIMIT": "10000/minute",
-    }
-
-
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(database_url)
@@ -51,7 +41,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def pair(database_url: str, tmp_path: Path) -> Iterator[list[Server]]:
-    with servers(2, base_env(database_url), tmp_path) as started:
+    with servers(2, server_env(database_url), tmp_path) as started:
         yield started
 
 
@@ -202,7 +192,7 @@ def test_the_same_webhook_delivered_to_both_servers_at_once_is_processed_once(
     database_url: str, settings: Settings, db: Database, tmp_path: Path
 ) -> None:
     with FakeStripe(secret_key=STRIPE_KEY) as fake:
-        env = base_env(database_url) | {
+        env = server_env(database_url) | {
             "STRIPE_SECRET_KEY": STRIPE_KEY,
             "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
             "STRIPE_API_BASE": fake.url,

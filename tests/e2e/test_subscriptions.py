@@ -17,11 +17,11 @@ from typing import Any
 import documents as doc
 import httpx
 import pytest
-from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, make_settings
+from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, make_settings
 from fakes.stripe_api import FakeStripe
 from flows import book, intent
 from live_client import ENROLL_UPDATED, PAYMENT_UPDATED, LiveClient
-from servers import HttpApi, Server, servers
+from servers import HttpApi, Server, server_env, servers
 from websockets.exceptions import ConnectionClosed
 
 from payql.auth import issue_token
@@ -32,16 +32,8 @@ from payql.settings import Settings
 MAX_CONNECTIONS = 3
 
 
-def server_env(database_url: str, **extra: str) -> dict[str, str]:
-    return {
-        "DATABASE_URL": database_url,
-        "PAYQL_ENV": "test",
-        "JWT_SECRET": TEST_SECRET,
-        "LOG_LEVEL": "WARNING",
-        "RATE_LIMIT": "10000/minute",
-        "SUBSCRIPTION_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
-        **extra,
-    }
+def live_env(database_url: str, **extra: str) -> dict[str, str]:
+    return server_env(database_url, SUBSCRIPTION_MAX_CONNECTIONS=str(MAX_CONNECTIONS), **extra)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +46,7 @@ def database(tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path) ->
 @pytest.fixture(scope="module")
 def server(database: tuple[str, Path]) -> Iterator[Server]:
     url, folder = database
-    with Server(server_env(url), folder, name="live") as started:
+    with Server(live_env(url), folder, name="live") as started:
         yield started
 
 
@@ -251,7 +243,7 @@ def test_a_stripe_webhook_reaches_the_subscriber(
 ) -> None:
     shutil.copyfile(sqlite_template, tmp_path / "payql.db")
     url = f"sqlite:///{tmp_path / 'payql.db'}"
-    env = server_env(
+    env = live_env(
         url,
         STRIPE_SECRET_KEY=STRIPE_SECRET_KEY,
         STRIPE_WEBHOOK_SECRET=STRIPE_WEBHOOK_SECRET,
@@ -283,7 +275,7 @@ def test_with_redis_a_change_through_one_server_reaches_a_subscriber_of_another(
     shutil.copyfile(sqlite_template, tmp_path / "payql.db")
     url = f"sqlite:///{tmp_path / 'payql.db'}"
     settings = make_settings(url)
-    with servers(2, server_env(url, REDIS_URL="redis://127.0.0.1:6379/0"), tmp_path) as (first, second):
+    with servers(2, live_env(url, REDIS_URL="redis://127.0.0.1:6379/0"), tmp_path) as (first, second):
         payer = first.api(settings).user("redis-payer")
         payment_id = intent(payer, packageCode="trial")["payment"]["id"]
         with LiveClient(second.url) as live:

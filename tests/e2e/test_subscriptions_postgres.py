@@ -10,10 +10,10 @@ from pathlib import Path
 
 import documents as doc
 import pytest
-from conftest import TEST_SECRET, make_settings
+from conftest import make_settings
 from flows import intent
 from live_client import PAYMENT_UPDATED, LiveClient
-from servers import Server, servers
+from servers import Server, server_env, servers
 from sqlalchemy import text
 from support import Api
 
@@ -26,14 +26,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.parametrize("database_url", ["po
 
 @pytest.fixture
 def pair(database_url: str, tmp_path: Path) -> Iterator[list[Server]]:
-    env = {
-        "DATABASE_URL": database_url,
-        "PAYQL_ENV": "test",
-        "JWT_SECRET": TEST_SECRET,
-        "LOG_LEVEL": "WARNING",
-        "RATE_LIMIT": "10000/minute",
-    }
-    with servers(2, env, tmp_path) as started:
+    with servers(2, server_env(database_url), tmp_path) as started:
         yield started
 
 
