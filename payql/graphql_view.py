@@ -122,7 +122,7 @@ class GraphQLView:
         if request.method == "GET" and self._wants_ide(request):
             if self.settings.production:
                 return JSONResponse(_error_body("GraphiQL is disabled in production", "NOT_FOUND"), status_code=404)
-            return graphiql.page()
+            return graphiql.page(subscription_path="/graphql")  # the subscriptions' websocket route
 
         principal, auth_error = _storable(*principal_from_scope(request.scope))
         caller = f"user:{principal.user_id}" if principal else f"ip:{request.client.host if request.client else '-'}"

@@ -76,8 +76,14 @@ def test_graphiql_runs_a_query_in_a_browser_with_no_network(tmp_path: Path, sqli
         )
         balances = run(page, balances_query)
         authorizations = sent_with(page, balances_query)
-        requests = page.requests()
+        # a subscription goes over the websocket with the editor's token in connection_init: without it payql
+        # would close the socket (4403); with it, a payment nobody showed this user is NOT_FOUND
         errors = page.errors()
+        subscribed = run(page, 'subscription { paymentUpdated(id: "pay_nobody") { id status } }')
+        # graphql-ws rejects the subscription's promise with the error list, which GraphiQL shows and leaves
+        # unhandled: the one page error the subscription may add
+        errors_after_subscription = page.errors()[len(errors) :]
+        requests = page.requests()
 
     assert "query: Query" in " ".join(docs.split())
     assert packages == expected
@@ -87,9 +93,11 @@ def test_graphiql_runs_a_query_in_a_browser_with_no_network(tmp_path: Path, sqli
     assert unauthenticated == anonymous
     assert balances == {"data": {"balances": {"credits": 0}}}
     assert authorizations == [None, f"Bearer {token}"]
+    assert [error["extensions"]["code"] for error in subscribed["errors"]] == ["NOT_FOUND"]
     outside = [r["url"] for r in requests if not r["url"].startswith((server.url + "/", "data:", "about:", "blob:"))]
     assert outside == [], "the page loaded nothing from elsewhere"
     assert errors == [], "no script error, console error or failed load"
+    assert set(errors_after_subscription) <= {"exception: Array(1)"}
 
 
 def test_without_chromium_the_browser_test_fails_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,7 +5,9 @@
   var config = JSON.parse(document.getElementById("payql-graphiql-config").textContent);
   var options = { url: new URL(config.url, window.location.href).href };
   if (config.subscriptionPath) {
-    // the hook for a websocket route: graphql-ws (bundled in graphiql.min.js) needs an absolute ws:// URL
+    // subscriptions go over the websocket route with graphql-ws (bundled in graphiql.min.js), which needs an
+    // absolute ws:// URL; GraphiQL's fetcher puts the headers it is given (the editor's, placeholders dropped
+    // below) into connection_init's payload, where payql reads the token
     var ws = new URL(config.subscriptionPath, window.location.href);
     ws.protocol = ws.protocol === "https:" ? "wss:" : "ws:";
     options.subscriptionUrl = ws.href;
@@ -23,8 +25,24 @@
     return kept;
   }
 
+  // GraphiQL decides between POST and the websocket from `documentAST`, which its editor parses after a pause in
+  // typing; parse the query being sent instead, so a subscription run at once still goes over the websocket.
+  function documentOf(query, known) {
+    try {
+      return GraphiQL.GraphQL.parse(query);
+    } catch (error) {
+      return known;
+    }
+  }
+
   function fetcher(params, opts) {
-    return send(params, Object.assign({}, opts, { headers: withoutPlaceholders(opts && opts.headers) }));
+    return send(
+      params,
+      Object.assign({}, opts, {
+        headers: withoutPlaceholders(opts && opts.headers),
+        documentAST: documentOf(params.query, opts && opts.documentAST),
+      })
+    );
   }
 
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
