@@ -11,10 +11,14 @@ own; a refund or a dispute its payment's (a payment shows them). A payment's sub
 How a note travels (one bus per database, chosen the same way by the server and by every command):
 - Redis, when REDIS_URL is set: published on the `payql_live` channel after the commit; each server process
   listens on its own connection and reconnects.
-- PostgreSQL otherwise: `pg_notify('payql_live', …)` inside the transaction (NOTIFY is transactional: it is
-  delivered on commit and dropped on rollback, whatever process or replica committed); each server process
-  LISTENs on its own psycopg connection and reconnects. After a reconnect every subscriber re-reads (a change may
-  have been missed meanwhile).
+- PostgreSQL otherwise: `pg_notify('payql_live', …)` after the commit, from a connection of its own in a thread of
+  its own (`_Notifier`, one per database and process; several commits' keys go in one NOTIFY when they come faster
+  than it sends). Not inside the application's transaction: a transaction that NOTIFYs holds PostgreSQL's
+  database-wide notification lock through its commit, WAL flush included, so every payment commit would wait for
+  every other one (`make bench-webhooks` measured 31% of backends waiting on it, at commit). Each server process
+  LISTENs on its own psycopg connection and reconnects; after a reconnect every subscriber re-reads (a change may
+  have been missed meanwhile). A process that dies between its commit and the NOTIFY (milliseconds) loses that
+  note, as with Redis: the subscribers see the change with the next one, or when they resubscribe.
 - In process on SQLite: the hubs of the servers of this process on that database file are woken after the commit;
   a commit by another process (a command, another worker) is seen in the file's `data_version`, polled four times
   a second, and wakes every subscription of the server to read again.
@@ -25,9 +29,11 @@ How a note travels (one bus per database, chosen the same way by the server and 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import logging
+import queue
 import sqlite3
 import threading
 import time
@@ -37,7 +43,7 @@ from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any, Literal
 
-from sqlalchemy import event, make_url, text
+from sqlalchemy import event, make_url
 from sqlalchemy.orm import Session
 
 from payql.db import normalise_url
@@ -156,17 +162,10 @@ def _note(session: Session, _flush_context: object) -> None:
 
 
 def _before_commit(session: Session) -> None:
-    """Flush what is left; on PostgreSQL without Redis, NOTIFY inside the transaction (sent only if it commits)."""
+    """Flush what is left: its keys are published once the transaction commits."""
     session.flush()
     keys: set[Key] | None = session.info.pop(_PENDING, None)
-    if not keys:
-        return
-    _url, dialect, bus = _bus_of(session)
-    if dialect == "postgresql" and bus.redis_url is None:
-        connection = session.connection()
-        for payload in _encode(keys):
-            connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": payload})
-    else:
+    if keys:
         session.info[_COMMITTED] = keys
 
 
@@ -174,12 +173,89 @@ def _after_commit(session: Session) -> None:
     keys: set[Key] | None = session.info.pop(_COMMITTED, None)
     if not keys:
         return
-    url, _dialect, bus = _bus_of(session)
+    url, dialect, bus = _bus_of(session)
     if bus.redis_url is not None:
         _publish_redis(bus.redis_url, keys)
+    elif dialect == "postgresql":
+        _notifier(url).send(keys)
     else:
         for hub in list(_LOCAL.get(url, ())):
             hub.wake_threadsafe(keys)
+
+
+class _Notifier:
+    """Sends committed keys with `pg_notify` from its own autocommit connection, in its own thread: the committing
+    thread only queues them. What queued while a NOTIFY was sent goes in the next one (deduplicated)."""
+
+    def __init__(self, url: str) -> None:
+        self._conninfo = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._queue: queue.SimpleQueue[set[Key] | threading.Event] = queue.SimpleQueue()
+        self._connection: Any = None
+        self._thread = threading.Thread(target=self._run, name="payql-live-notify", daemon=True)
+        self._thread.start()
+
+    def send(self, keys: set[Key]) -> None:
+        self._queue.put(keys)
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything queued before was sent (a command's exit); False if that took over TIMEOUT."""
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _run(self) -> None:
+        while True:
+            keys: set[Key] = set()
+            reached: list[threading.Event] = []
+            item = self._queue.get()
+            while True:
+                if isinstance(item, threading.Event):
+                    reached.append(item)
+                else:
+                    keys |= item
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if keys:
+                self._notify(keys)
+            for done in reached:
+                done.set()
+
+    def _notify(self, keys: set[Key]) -> None:
+        import psycopg  # noqa: PLC0415
+
+        try:
+            if self._connection is None or self._connection.closed:
+                self._connection = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+            with self._connection.transaction():
+                for payload in _encode(keys):
+                    self._connection.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+        except psycopg.Error as exc:
+            # The change is committed: subscribers see it with the next change or when they resubscribe.
+            logger.warning("live update not sent with NOTIFY: %s", type(exc).__name__)
+            with contextlib.suppress(psycopg.Error):
+                if self._connection is not None:
+                    self._connection.close()
+            self._connection = None
+
+
+_NOTIFIERS: dict[str, _Notifier] = {}
+
+
+def _notifier(url: str) -> _Notifier:
+    with _LOCK:
+        notifier = _NOTIFIERS.get(url)
+        if notifier is None:
+            notifier = _NOTIFIERS[url] = _Notifier(url)
+        return notifier
+
+
+@atexit.register
+def _drain_notifiers() -> None:
+    """A command (`payql reconcile`, a job) exits right after its last commit: send what it queued first."""
+    for notifier in list(_NOTIFIERS.values()):
+        notifier.drain(timeout=2.0)
 
 
 def _forget(session: Session, *_args: object) -> None:

@@ -16,6 +16,7 @@ import pytest
 from conftest import make_settings
 from flows import intent
 from live_client import PAYMENT_UPDATED
+from sqlalchemy import event
 from starlette.websockets import WebSocketDisconnect
 from support import Api
 
@@ -229,3 +230,28 @@ def test_what_a_change_wakes() -> None:
     assert keys_of(payment) == [("payment", "pay_1"), ("enroll", "enr_1")]
     assert keys_of(Refund(id="ref_1", payment_id="pay_1")) == [("payment", "pay_1")]
     assert keys_of(object()) == []
+
+
+def test_the_application_transaction_sends_no_notify_and_the_note_follows_the_commit(
+    api: Api, db: Database, database_url: str
+) -> None:
+    """A transaction that NOTIFYs holds PostgreSQL's database-wide notification lock through its commit: the note
+    is sent after the commit, from the notifier's own connection, never by the application's statements."""
+    payment_id = intent(api.user("live-order"), packageCode="trial")["payment"]["id"]
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        with db.uow() as uow:
+            payment = uow.session.get(Payment, payment_id)
+            assert payment is not None
+            payment.failure_message = "changed"
+            uow.commit()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+
+    assert any("UPDATE payments" in statement for statement in statements)
+    assert not any("notify" in statement.lower() for statement in statements)
