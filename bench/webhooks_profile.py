@@ -80,7 +80,7 @@ def measure(
     label = "with the profiler" if profiler else "serial, in process"
     print(f"CPU per event ({label}): {1000 * (time.process_time() - started) / len(timed):.2f} ms")
     if profiler:
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(60)
+        pstats.Stats(profiler).sort_stats(os.environ.get("PROFILE_SORT", "cumulative")).print_stats(60)
 
 
 def main() -> int:
