@@ -173,8 +173,7 @@ class WebhookService:
         event names a payment of ours by id, as payql's own metadata makes the common case."""
         event, provider = delivery.event, delivery.provider
         params: dict[str, Any] = {"provider": provider, "key": event.dedupe_key, "payment_provider": provider}
-        with self._db.read() as session:
-            connection = session.connection()
+        with self._db.engine.connect() as connection:  # Core only: no session to build for three columns
             row = None
             if event.payment_id:  # by our id, when the payment is the provider's the event comes from
                 row = connection.execute(_BY_ID, {**params, "payment": event.payment_id}).first()
