@@ -13,7 +13,8 @@ holds one row per (provider, dedupe key) under a unique constraint:
 Recording the delivery together with its effects keeps one commit (one fsync) per event on the common path,
 instead of a commit to record it and another to apply it. The common path is also kept cheap in the app: the
 look-up is one Core statement (the log's status and the few columns of the payment the re-fetch needs), the
-payment is loaded through the ORM once, locked, in the transaction that applies, and the log row is one insert.
+payment is loaded through the ORM once, locked, with its enroll in the same statement, in the transaction that applies,
+and the log row is one insert.
 """
 
 from __future__ import annotations
@@ -104,6 +105,12 @@ _BY_REF = _TARGET.where(
     _PAYMENTS.c.provider == bindparam("payment_provider"), _PAYMENTS.c.provider_payment_id == bindparam("ref")
 ).limit(1)
 _STATUS = select(_LOGGED)
+_LOCKED_WITH_ENROLL = (
+    select(Payment, Enroll)
+    .outerjoin(Enroll, Enroll.id == Payment.enroll_id)
+    .where(Payment.id == bindparam("payment"))
+    .with_for_update(of=Payment, **ROW_LOCK)
+)
 _INSERT_EVENT = insert(_EVENTS)
 
 
@@ -166,8 +173,7 @@ class WebhookService:
         event names a payment of ours by id, as payql's own metadata makes the common case."""
         event, provider = delivery.event, delivery.provider
         params: dict[str, Any] = {"provider": provider, "key": event.dedupe_key, "payment_provider": provider}
-        with self._db.read() as session:
-            connection = session.connection()
+        with self._db.engine.connect() as connection:  # Core only: no session to build for three columns
             row = None
             if event.payment_id:  # by our id, when the payment is the provider's the event comes from
                 row = connection.execute(_BY_ID, {**params, "payment": event.payment_id}).first()
@@ -318,12 +324,13 @@ class WebhookService:
         confirmed = _confirms(event, answer)
         with self._db.uow() as uow:  # the delivery's row and the payment's new state commit together
             session = uow.session
-            locked = session.get(Payment, payment.id, with_for_update=ROW_LOCK)
-            if locked is None:  # pragma: no cover - payments are never deleted
+            # The payment, locked, and its enroll (not locked) in one statement; the enroll is held here so that
+            # `apply` (which reads it) finds it in the session, not in the database again: the session keeps
+            # unchanged rows only while something references them.
+            row = session.execute(_LOCKED_WITH_ENROLL, {"payment": payment.id}).first()
+            if row is None:  # pragma: no cover - payments are never deleted
                 raise RetryLater(f"payment {payment.id} vanished")
-            # The enroll, held here so that `apply` (which reads it) finds it in the session, not in the database
-            # again: the session keeps unchanged rows only while something references them.
-            enroll = session.get(Enroll, locked.enroll_id) if locked.enroll_id is not None else None
+            locked, enroll = row[0], row[1]
             self._payments.lifecycle.apply(session, locked, answer)
             # Whether the payer paid for an enroll cancelled meanwhile, read under the payment's lock: only then
             # does giving it back need a transaction of its own.
