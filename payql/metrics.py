@@ -98,7 +98,7 @@ class Metrics:
             registry=self.registry,
         )
 
-    def webhook_done(self, provider: str, outcome: str, seconds: float, created_at: float | None) -> None:
+    def webhook_done(self, provider: str, outcome: str, seconds: float, created_at: int | None) -> None:
         """One delivery verified and handled: its processing time, and its lag when the provider dated the event."""
         self.webhook_seconds.labels(provider.lower(), outcome).observe(seconds)
         if created_at is not None:

@@ -160,7 +160,7 @@ class ProviderEvent:
     payment_ref: str | None = None  # the provider's id of the payment the object belongs to
     expect: str | None = None
     touches_refunds: bool = False  # the event reports a refund (Stripe's `charge.refunded` names a charge)
-    created_at: float | None = None  # when the provider made the event (Unix seconds), for the lag metric
+    created_at: int | None = None  # when the provider made the event (whole Unix seconds), for the lag metric
 
     def __post_init__(self) -> None:
         limits: dict[str, tuple[object, int | None, bool]] = {  # value, longest, may be None

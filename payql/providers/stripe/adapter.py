@@ -390,7 +390,7 @@ class StripeProvider:
             payment_id=payment_id,
             payment_ref=payment_ref,
             touches_refunds=kind == "refund" or str(event["type"]).startswith("charge.refund"),
-            created_at=float(created) if isinstance(created := event.get("created"), int) else None,
+            created_at=created if isinstance(created := event.get("created"), int) else None,
         )
 
     # -- payouts -----------------------------------------------------------------------------------------
