@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import documents as doc
-from support import User
+from conftest import stripe_deliver
+from fakes.stripe_api import FakeStripe
+from support import Api, User
 
 
 def book(client: User, provider: User, amount: str = "100.00", currency: str = "USD", title: str = "Lesson") -> str:
@@ -39,3 +41,30 @@ def paid_package(client: User, code: str = "standard") -> dict[str, Any]:
     created = intent(client, packageCode=code)
     payment: dict[str, Any] = client.ok(doc.CONFIRM, paymentId=created["payment"]["id"])["payment"]
     return payment
+
+
+def paid_intent(api: Api, fake: FakeStripe, client: User, mentor: User) -> tuple[str, str, str]:
+    """A 100.00 USD enroll paid through Stripe (captured at once, so in escrow): payment, enroll and intent ids."""
+    enroll_id = book(client, mentor, "100.00", "USD")
+    created = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="AUTOMATIC")
+    intent_id = created["clientSecret"].split("_secret_")[0]
+    fake.customer_pays(intent_id, "pm_card_visa")
+    assert stripe_deliver(api, fake, fake.events_of("payment_intent.succeeded")[-1]) == "processed"
+    return created["payment"]["id"], enroll_id, intent_id
+
+
+def completed_enroll(api: Api, fake: FakeStripe, client: User, mentor: User) -> tuple[str, str]:
+    """The enroll completed: the 100.00 is split, 95.00 the mentor's to withdraw (Stripe's policy: 5%, no tax)."""
+    payment_id, enroll_id, intent_id = paid_intent(api, fake, client, mentor)
+    mentor.ok(doc.ACCEPT_ENROLL, id=enroll_id)
+    mentor.ok(doc.MARK_ENROLL_READY, id=enroll_id)
+    client.ok(doc.CONFIRM_ENROLL, id=enroll_id)
+    assert available(mentor) == "95.00"
+    return payment_id, intent_id
+
+
+def available(user: User, currency: str = "USD") -> str:
+    """What the user may withdraw in CURRENCY."""
+    (account,) = [row for row in user.data(doc.BALANCES)["balances"]["accounts"] if row["currency"] == currency]
+    amount: str = account["available"]["amount"]
+    return amount

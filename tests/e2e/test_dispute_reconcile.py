@@ -16,7 +16,7 @@ import documents as doc
 import pytest
 from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, stripe_api, stripe_cli, stripe_deliver, stripe_fake
 from fakes.stripe_api import FakeStripe
-from flows import book, intent
+from flows import available, completed_enroll, paid_intent
 from sqlalchemy import func, select
 from support import Api, User
 
@@ -59,32 +59,6 @@ def deliver_all(api: Api, fake: FakeStripe) -> None:
     for event in fake.events:
         if event["type"] in DISPUTE_EVENTS:
             assert deliver(api, fake, event) in {"processed", "duplicate"}
-
-
-def paid_intent(api: Api, fake: FakeStripe, client: User, mentor: User) -> tuple[str, str, str]:
-    """A 100.00 USD enroll paid through Stripe (captured at once, so in escrow): payment, enroll and intent ids."""
-    enroll_id = book(client, mentor, "100.00", "USD")
-    created = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="AUTOMATIC")
-    intent_id = created["clientSecret"].split("_secret_")[0]
-    fake.customer_pays(intent_id, "pm_card_visa")
-    assert deliver(api, fake, fake.events_of("payment_intent.succeeded")[-1]) == "processed"
-    return created["payment"]["id"], enroll_id, intent_id
-
-
-def completed_enroll(api: Api, fake: FakeStripe, client: User, mentor: User) -> tuple[str, str]:
-    """The enroll completed: 95.00 the mentor's to withdraw, 5.00 the platform's fee."""
-    payment_id, enroll_id, intent_id = paid_intent(api, fake, client, mentor)
-    mentor.ok(doc.ACCEPT_ENROLL, id=enroll_id)
-    mentor.ok(doc.MARK_ENROLL_READY, id=enroll_id)
-    client.ok(doc.CONFIRM_ENROLL, id=enroll_id)
-    assert available(mentor) == "95.00"
-    return payment_id, intent_id
-
-
-def available(user: User) -> str:
-    (account,) = user.data(doc.BALANCES)["balances"]["accounts"]
-    amount: str = account["available"]["amount"]
-    return amount
 
 
 def platform(admin: User) -> dict[str, str]:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from conftest import STRIPE_SECRET_KEY, STRIPE_WEBHOOK_SECRET, TEST_SECRET, stripe_api, stripe_deliver, stripe_fake
 from fakes.stripe_api import FakeStripe
-from flows import book, intent
+from flows import available, book, completed_enroll, intent, paid_intent
 from servers import payql
 from sqlalchemy import select
 from support import Api, User
@@ -58,32 +58,6 @@ def deliver_new(api: Api, fake: FakeStripe, seen: set[str]) -> None:
         if event["id"] not in seen:
             seen.add(event["id"])
             assert deliver(api, fake, event) == "processed"
-
-
-def paid_intent(api: Api, fake: FakeStripe, client: User, mentor: User) -> tuple[str, str, str]:
-    """A 100.00 USD enroll paid through Stripe (captured at once, so in escrow): payment, enroll and intent ids."""
-    enroll_id = book(client, mentor, "100.00", "USD")
-    created = intent(client, enrollId=enroll_id, provider="STRIPE", captureMethod="AUTOMATIC")
-    intent_id = created["clientSecret"].split("_secret_")[0]
-    fake.customer_pays(intent_id, "pm_card_visa")
-    assert deliver(api, fake, fake.events_of("payment_intent.succeeded")[-1]) == "processed"
-    return created["payment"]["id"], enroll_id, intent_id
-
-
-def completed_enroll(api: Api, fake: FakeStripe, client: User, mentor: User) -> tuple[str, str]:
-    """The enroll completed: the 100.00 is split, 95.00 the mentor's to withdraw (Stripe's policy: 5%, no tax)."""
-    payment_id, enroll_id, intent_id = paid_intent(api, fake, client, mentor)
-    mentor.ok(doc.ACCEPT_ENROLL, id=enroll_id)
-    mentor.ok(doc.MARK_ENROLL_READY, id=enroll_id)
-    client.ok(doc.CONFIRM_ENROLL, id=enroll_id)
-    assert available(mentor) == "95.00"
-    return payment_id, intent_id
-
-
-def available(user: User) -> str:
-    (account,) = user.data(doc.BALANCES)["balances"]["accounts"]
-    amount: str = account["available"]["amount"]
-    return amount
 
 
 def pending(user: User) -> str:

@@ -24,7 +24,7 @@ from conftest import (
     stripe_fake,
 )
 from fakes.stripe_api import FakeStripe
-from flows import book, intent
+from flows import available, book, intent
 from sqlalchemy import select
 from support import Api, User
 
@@ -114,12 +114,6 @@ def refund(user: User, payment_id: str, amount: str | None = None) -> dict[str, 
 def books(admin: User, currency: str = "USD") -> dict[str, str]:
     (row,) = [row for row in admin.data(doc.PLATFORM_BALANCES)["platformBalances"] if row["currency"] == currency]
     return {name: value["amount"] for name, value in row.items() if name != "currency"}
-
-
-def available(user: User) -> str:
-    (usd,) = [row for row in user.data(doc.BALANCES)["balances"]["accounts"] if row["currency"] == "USD"]
-    amount: str = usd["available"]["amount"]
-    return amount
 
 
 def test_a_refund_from_escrow_that_fails_late_is_reversed_and_its_amount_is_refundable_again(
