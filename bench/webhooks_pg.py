@@ -84,6 +84,46 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def postgres_cpu_seconds() -> float:
+    """User + system CPU of every PostgreSQL process on this machine (its backends, WAL writer, checkpointer), with
+    that of the backends which have ended (the postmaster's reaped children: a connection the pool closed)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            fields = rest.split()
+            total += sum(int(field) for field in fields[11:15]) / tick
+    return total
+
+
+class Roles:
+    """CPU seconds by role while a route's chunks run: the app's workers, PostgreSQL, the Stripe fake, and this
+    process (the delivering client). Where the 2 cores go decides what a route can reach here."""
+
+    def __init__(self, server: int, fake: int) -> None:
+        self._server, self._fake = server, fake
+        self.totals = {"app": 0.0, "postgres": 0.0, "fake": 0.0, "client": 0.0}
+
+    def now(self) -> dict[str, float]:
+        return {
+            "app": cpu_seconds(self._server),
+            "postgres": postgres_cpu_seconds(),
+            "fake": cpu_seconds(self._fake),
+            "client": time.process_time(),
+        }
+
+    def add(self, before: dict[str, float], after: dict[str, float]) -> None:
+        for role in self.totals:
+            self.totals[role] += after[role] - before[role]
+
+
 class WaitSampler:
     """Samples what PostgreSQL's client backends of this database wait on, every 50 ms, while a chunk runs."""
 
@@ -193,16 +233,16 @@ def main() -> int:
         size = args.events // args.chunks
         real_eps: list[float] = []
         minimal_eps: list[float] = []
-        real_cpu = minimal_cpu = 0.0
+        real, least = Roles(server.pid, fake.process.pid), Roles(server.pid, fake.process.pid)
         for chunk in range(args.chunks):
             part = slice(warm + chunk * size, warm + (chunk + 1) * size)
-            before = cpu_seconds(server.pid)
+            before = real.now()
             with sampler:
                 real_eps.append(post_all(real_url, hooks[part], args.connections))
-            middle = cpu_seconds(server.pid)
+            middle = real.now()
             minimal_eps.append(post_all(minimal_url, minimal[part], args.connections))
-            real_cpu += middle - before
-            minimal_cpu += cpu_seconds(server.pid) - middle
+            real.add(before, middle)
+            least.add(middle, real.now())
     finally:
         sampler.close()
         server.terminate()
@@ -213,7 +253,10 @@ def main() -> int:
     report(
         args,
         {"real": real_eps, "minimal": minimal_eps},
-        {"real": 1000 * real_cpu / events, "minimal": 1000 * minimal_cpu / events},
+        {
+            route: {role: 1000 * seconds / events for role, seconds in roles.totals.items()}
+            for route, roles in (("real", real), ("minimal", least))
+        },
         sampler,
         (check_rc, check_out),
         counts(url),
@@ -224,19 +267,22 @@ def main() -> int:
 def report(
     args: argparse.Namespace,
     rates: dict[str, list[float]],
-    cpu_ms: dict[str, float],
+    cpu_ms: dict[str, dict[str, float]],
     sampler: WaitSampler,
     check: tuple[int, str],
     seen: dict[str, int],
 ) -> None:
     real_eps, minimal_eps = rates["real"], rates["minimal"]
-    real_ms, minimal_ms = cpu_ms["real"], cpu_ms["minimal"]
+    real_ms, minimal_ms = cpu_ms["real"]["app"], cpu_ms["minimal"]["app"]
     check_rc, check_out = check
     real, least = statistics.median(real_eps), statistics.median(minimal_eps)
     print(f"chunks: real {[round(x) for x in real_eps]}, minimal {[round(x) for x in minimal_eps]} events/s")
     print(f"webhooks on PostgreSQL, {args.workers} workers, {args.connections} concurrent deliveries:")
     print(f"  /webhooks/stripe {real:.0f} events/s, minimal route {least:.0f} events/s, ratio {real / least:.2f}")
     print(f"  app CPU per event (both workers): real {real_ms:.1f} ms, minimal {minimal_ms:.1f} ms")
+    for route, roles in cpu_ms.items():
+        shares = ", ".join(f"{role} {ms:.1f}" for role, ms in roles.items())
+        print(f"  CPU ms per event through the {route} route: {shares} (all: {sum(roles.values()):.1f})")
     waits = ", ".join(f"{what} {n}" for what, n in sorted(sampler.samples.items(), key=lambda item: -item[1])[:6])
     print(f"  active backends during the real route: {100 * sampler.share('Lock/'):.0f}% waiting on a lock ({waits})")
     for statement, n in sorted(sampler.lock_statements.items(), key=lambda item: -item[1])[:4]:
@@ -249,6 +295,9 @@ def report(
         "webhook_pg_vs_minimal": round(real / least, 3),
         "app_cpu_ms_per_event": round(real_ms, 2),
         "minimal_cpu_ms_per_event": round(minimal_ms, 2),
+        "cpu_ms_per_event": {
+            route: {role: round(ms, 2) for role, ms in roles.items()} for route, roles in cpu_ms.items()
+        },
         "lock_wait_share": round(sampler.share("Lock/"), 3),
         "workers": args.workers,
         "connections": args.connections,

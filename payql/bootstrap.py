@@ -23,7 +23,9 @@ def bootstrap(
 ) -> Services:
     faults.arm(settings)  # crash points (PAYQL_ENV=test only) hold in the server and in every command alike
     live.install_bus(settings)  # every commit of a payment or enroll reaches the subscribers (Redis or not)
-    database = db or Database(settings.database_url)
+    database = db or Database(
+        settings.database_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     chosen = providers or build_providers(settings, database)
     services = build_services(settings, database, chosen)
     services.on_close.append(database.dispose)

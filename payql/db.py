@@ -48,7 +48,10 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10) -> Engine:
+    """An engine for `url`. On SQLite the pool is fixed (its writers are serialised anyway); elsewhere it keeps
+    `pool_size` connections open and opens up to `max_overflow` more under a burst (settings DB_POOL_SIZE,
+    DB_MAX_OVERFLOW)."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
@@ -61,7 +64,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         )
         _configure_sqlite(engine)
         return engine
-    engine = create_engine(parsed, echo=echo, pool_size=10, max_overflow=20)
+    engine = create_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
     _ping_after_idle(engine)
     return engine
 
@@ -189,9 +192,9 @@ class UnitOfWork:
 
 
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, pool_size: int = 20, max_overflow: int = 10) -> None:
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._read = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self._write = sessionmaker(
