@@ -6,6 +6,8 @@ authentication, running a request, the error body."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sys
 import threading
 import time
@@ -259,7 +261,29 @@ class FakeServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", port), _Handler)
         self.fake = fake
         self.sent: list[Sent] = []  # every answer written, in order (list.append is atomic across handler threads)
+        self._connections: set[socket.socket] = set()  # open client connections, each with its handler thread
+        self._connections_lock = threading.Lock()
         FakeServer.live.add(self)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        # A handler waiting for the next request on an idle keep-alive connection would hold `server_close`'s join
+        # for its whole timeout: shutting its socket down ends that wait at once (it reads end of stream).
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # the client closed it first
+                connection.shutdown(socket.SHUT_RDWR)
+        super().server_close()
 
     def handle_error(self, request: object, client_address: object) -> None:
         error = sys.exc_info()[1]
@@ -269,7 +293,10 @@ class FakeServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: FakeServer
-    protocol_version = "HTTP/1.0"  # one request per connection: close() never waits on an idle keep-alive socket
+    # Persistent connections, as the providers' APIs keep them (Stripe's SDK and httpx reuse one per host): a client
+    # pays for a connection (and this server for a thread) once, not per request. `FakeServer.server_close` ends
+    # the idle ones.
+    protocol_version = "HTTP/1.1"
     timeout = 30
 
     def do_GET(self) -> None:
@@ -288,6 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         reply = self.server.fake._serve(self.command, self.path, dict(self.headers.items()), body)
         if reply is None:  # dropped: the fake is closing while this request hung
+            self.close_connection = True
             return
         self.send_response(reply.status)
         for name, value in reply.headers.items():
