@@ -79,14 +79,19 @@ REFUSED = "provider_refused"  # a refund's failure reason when the provider refu
 CAPTURE_KINDS = ("sale", "capture", "escrow")
 REFUND_KINDS = ("refund", "refund_reversed")  # what a refund posts, and the undoing of it
 
-_REFUNDED = select(func.coalesce(func.sum(Refund.amount_minor), 0)).where(
-    Refund.payment_id == bindparam("payment"), Refund.status == RefundStatus.SUCCEEDED
+_REFUNDED = (
+    select(func.coalesce(func.sum(Refund.amount_minor), 0))
+    .where(Refund.payment_id == bindparam("payment"), Refund.status == RefundStatus.SUCCEEDED)
+    .scalar_subquery()
 )
 _CAPTURE_POSTED = select(LedgerTransaction.id).where(
     LedgerTransaction.cause_type == "payment",
     LedgerTransaction.cause_id == bindparam("payment"),
     LedgerTransaction.kind.in_(CAPTURE_KINDS),
 )
+# What `settle` reads under the payment's lock, in one round trip: the succeeded refunds' sum and whether the
+# capture (sale, capture or escrow) has posted.
+_SETTLE_READ = select(_REFUNDED, _CAPTURE_POSTED.exists())
 
 
 def can_move(current: S, target: S) -> bool:
@@ -242,7 +247,8 @@ class Lifecycle:
         credits) in line."""
         if _refunds_pending(session):
             session.flush()  # the sum below reads the refund rows in SQL; the payment's own changes can wait
-        refunded = int(session.connection().execute(_REFUNDED, {"payment": payment.id}).scalar_one())
+        refunded, capture_posted = session.connection().execute(_SETTLE_READ, {"payment": payment.id}).one()
+        refunded = int(refunded)
         if payment.status is S.REFUNDED and refunded < payment.captured_minor and _enroll_paid_again(session, payment):
             # An enroll has one open payment: this one cannot reopen while the client's next payment is open. It
             # stays REFUNDED, showing what its standing refunds add up to.
@@ -251,7 +257,8 @@ class Lifecycle:
         else:
             follow_refunds(payment, refunded)
         enroll = session.get(Enroll, payment.enroll_id) if payment.enroll_id else None
-        sync_ledger(session, payment, enroll_completed=enroll is not None and enroll.status is EnrollStatus.COMPLETED)
+        completed = enroll is not None and enroll.status is EnrollStatus.COMPLETED
+        sync_ledger(session, payment, enroll_completed=completed, capture_posted=bool(capture_posted))
         credits.grant_for_payment(session, payment, self._credit_expiry_days)
 
 
@@ -332,14 +339,20 @@ def _split_of(payment: Payment) -> postings.Split:
     )
 
 
-def sync_ledger(session: Session, payment: Payment, *, enroll_completed: bool) -> None:
+def sync_ledger(
+    session: Session, payment: Payment, *, enroll_completed: bool, capture_posted: bool | None = None
+) -> None:
     """Bring the ledger in line with the payment: its capture, its succeeded refunds, its release at completion.
 
-    Idempotent: called after every application of provider state and at an enroll's completion.
+    Idempotent: called after every application of provider state and at an enroll's completion. `capture_posted`:
+    whether the capture has posted, when the caller has just read it under the payment's lock (`settle`); unset,
+    it is read here.
     """
     if payment.captured_minor <= 0:
         return
-    if session.connection().execute(_CAPTURE_POSTED, {"payment": payment.id}).first() is None:
+    if capture_posted is None:
+        capture_posted = session.connection().execute(_CAPTURE_POSTED, {"payment": payment.id}).first() is not None
+    if not capture_posted:
         _post_captured(session, payment, enroll_completed=enroll_completed)
     _post_pending_refunds(session, payment)
     if enroll_completed:
