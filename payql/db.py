@@ -142,6 +142,13 @@ def note_change(line: str) -> None:
         dry.append(line)
 
 
+# Reads end their transaction with COMMIT rather than ROLLBACK (`UnitOfWork`, and payql's Core reads). To the
+# server the two are the same for a transaction that wrote nothing, but psycopg forgets every statement it has
+# prepared on a ROLLBACK (it cannot tell which the rollback undid) and sends DEALLOCATE ALL: when each request's read
+# rolled back, no statement stayed prepared long enough to be used, so PostgreSQL parsed and planned every statement
+# afresh and payql paid a round trip more per read (bench/README.md, "Prepared statements").
+
+
 class UnitOfWork:
     """One database transaction that rolls back unless `commit()` is called.
 
@@ -172,13 +179,16 @@ class UnitOfWork:
     def _on_flush(self, *_args: object) -> None:
         self._flushed = True
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
         try:
             # A unit of work that wrote and did not commit rolls back and expires what it loaded, so nothing
-            # half-written is used; one that only read just closes, and its rows stay readable (detached).
+            # half-written is used; one that only read just closes, and its rows stay readable (detached). A read
+            # unit of work that ended well ends its transaction with COMMIT (see above the class).
             session = self.session
             if not self._committed and (self._flushed or session.new or session.dirty or session.deleted):
                 session.rollback()
+            elif not self._write and exc_type is None and _DRY_RUN.get() is None:
+                session.commit()
         finally:
             self.session.close()
 
@@ -221,7 +231,7 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A read-only session for queries; rolled back at the end whatever happened."""
+        """A read-only session for queries: committed at the end when the block ended well, else rolled back."""
         with self.uow(write=False) as uow:
             yield uow.session
 

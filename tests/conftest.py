@@ -29,7 +29,11 @@ STRIPE_WEBHOOK_SECRET = "whsec_payql_test_secret"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL")
 BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 # PostgreSQL only: lock modes, and subscribers of two servers on one database (LISTEN/NOTIFY)
-collect_ignore = [] if POSTGRES_URL else ["integration/test_locks.py", "e2e/test_subscriptions_postgres.py"]
+collect_ignore = (
+    []
+    if POSTGRES_URL
+    else ["integration/test_locks.py", "integration/test_prepared_reads.py", "e2e/test_subscriptions_postgres.py"]
+)
 
 
 class _Collector(logging.Handler):

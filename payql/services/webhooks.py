@@ -179,8 +179,10 @@ class WebhookService:
                 row = connection.execute(_BY_ID, {**params, "payment": event.payment_id}).first()
             if row is None and event.payment_ref:  # else by the provider's id
                 row = connection.execute(_BY_REF, {**params, "ref": event.payment_ref}).first()
-            if row is None:
-                return connection.scalar(_STATUS, params), None
+            logged = connection.scalar(_STATUS, params) if row is None else None
+            connection.commit()  # a read ends with COMMIT, not ROLLBACK: see payql.db, above UnitOfWork
+        if row is None:
+            return logged, None
         status: WebhookStatus | None = row.logged
         if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
             return status, None
