@@ -253,6 +253,7 @@ class Database:
         try:
             with self.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
+                connection.commit()  # not a rollback: it would wipe the connection's prepared statements
         except Exception:  # noqa: BLE001 - readiness only reports up or down
             return False
         return True
