@@ -146,7 +146,7 @@ def note_change(line: str) -> None:
 # server the two are the same for a transaction that wrote nothing, but psycopg forgets every statement it has
 # prepared on a ROLLBACK (it cannot tell which the rollback undid) and sends DEALLOCATE ALL: when each request's read
 # rolled back, no statement stayed prepared long enough to be used, so PostgreSQL parsed and planned every statement
-# afresh and payql paid a round trip more per read (bench/README.md, "Prepared statements").
+# afresh and payql paid a round trip more per read (bench/README.md, "Fourth pass", prepared statements).
 
 
 class UnitOfWork:

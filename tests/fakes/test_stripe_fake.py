@@ -931,3 +931,31 @@ def test_currency_rules_of_stripes_documentation(client: stripe.StripeClient) ->
         client.v1.refunds.create(params={"payment_intent": paid.id, "amount": 1005})
     assert raised.value.param == "amount"
     assert client.v1.refunds.create(params={"payment_intent": paid.id, "amount": 1010}).amount == 1010
+
+
+def test_connections_are_kept_alive_and_closing_the_fake_ends_idle_ones() -> None:
+    """Like Stripe's API, the fake keeps a client's connection open between requests (HTTP/1.1); closing the fake
+    ends a connection left idle instead of waiting out its handler's timeout."""
+    import http.client  # noqa: PLC0415 - only here: a client that shows its socket
+
+    server = FakeStripe(secret_key="sk_test_fake")
+    host, port = server.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        headers = {"Authorization": "Bearer sk_test_fake"}
+        connection.request("GET", "/v1/payment_intents/pi_missing", headers=headers)
+        first = connection.getresponse()
+        first.read()
+        kept = connection.sock
+        assert first.version == 11  # HTTP/1.1
+        assert kept is not None  # the server did not ask to close it
+        connection.request("GET", "/v1/payment_intents/pi_missing", headers=headers)
+        second = connection.getresponse()
+        second.read()
+        assert connection.sock is kept  # the same socket carried both requests
+        assert (first.status, second.status) == (404, 404)
+        server.close()
+        assert kept.recv(1) == b""  # the fake shut the idle connection down (end of stream, not a timeout)
+    finally:
+        connection.close()
+        server.close()
