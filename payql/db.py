@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Final, Self
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -225,9 +225,10 @@ class Database:
         finally:
             _DRY_RUN.reset(token)
 
-    def new_session(self) -> Session:
-        """A plain read session; the caller closes it (the GraphQL context does, at the end of the request)."""
-        return self._read()
+    def session_on(self, connection: Connection) -> Session:
+        """A read session on `connection`, joining the transaction it is in: closing the session leaves that
+        transaction to the connection's owner (the GraphQL context)."""
+        return self._read(bind=connection)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -9,11 +9,11 @@ away mid-body raises Starlette's `ClientDisconnect`, which `payql.http_edge` log
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from contextlib import aclosing
 
-import anyio
 from starlette.requests import Request
 
 logger = logging.getLogger("payql.http")
@@ -51,7 +51,7 @@ async def read_body(request: Request, *, limit: int, timeout_ms: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     try:
-        with anyio.fail_after(timeout_ms / 1000):
+        async with asyncio.timeout(timeout_ms / 1000):  # asyncio's own: anyio's `fail_after` cost twice the calls
             async with aclosing(request.stream()) as stream:
                 async for chunk in stream:
                     size += len(chunk)

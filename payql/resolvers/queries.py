@@ -60,7 +60,7 @@ def payments(
 ) -> Connection[Payment]:
     principal = caller(info)
     lean = "Payment" in info.context.lean  # the operation reads no more of a payment than its lean columns
-    page = queries.list_payments(info.context.session, principal, first, after, status, purpose, lean=lean)
+    page = queries.list_payments(info.context.connection, principal, first, after, status, purpose, lean=lean)
     loaders = info.context.loaders
     loaders.want_payments(page.items)
     return _connection(page, functools.partial(PaymentNode, loaders=loaders))  # a page has no None rows
@@ -84,7 +84,7 @@ def enrolls(
     info: GQLInfo, first: int = queries.DEFAULT_PAGE, after: str | None = None, status: EnrollStatus | None = None
 ) -> Connection[Enroll]:
     principal = caller(info)
-    page = queries.list_enrolls(info.context.session, principal, first, after, status)
+    page = queries.list_enrolls(info.context.connection, principal, first, after, status)
     loaders = info.context.loaders
     loaders.enroll_payment.want([item.id for item in page.items])
     return _connection(page, lambda row: enroll_node(loaders, row))
@@ -94,7 +94,7 @@ def credit_transactions(
     info: GQLInfo, first: int = queries.DEFAULT_PAGE, after: str | None = None
 ) -> Connection[CreditTransaction]:
     principal = caller(info)
-    page = queries.list_credit_transactions(info.context.session, principal, first, after)
+    page = queries.list_credit_transactions(info.context.connection, principal, first, after)
     return _connection(page, lambda row: row)
 
 
@@ -105,7 +105,7 @@ def withdrawals(
     status: WithdrawalStatusEnum | None = None,
 ) -> Connection[Withdrawal]:
     """A provider's own withdrawals; an admin sees all."""
-    page = queries.list_withdrawals(info.context.session, caller(info), first, after, status)
+    page = queries.list_withdrawals(info.context.connection, caller(info), first, after, status)
     return _connection(page, withdrawal_type)
 
 
@@ -120,5 +120,5 @@ def disputes(
     info: GQLInfo, first: int = queries.DEFAULT_PAGE, after: str | None = None, status: DisputeStatus | None = None
 ) -> Connection[Dispute]:
     """Disputes on the caller's earnings (as payee); an admin sees all."""
-    page = queries.list_disputes(info.context.session, caller(info), first, after, status)
+    page = queries.list_disputes(info.context.connection, caller(info), first, after, status)
     return _connection(page, dispute_node)

@@ -39,6 +39,7 @@ from graphql import (
     is_object_type,
 )
 from graphql.pyutils import Path, gather_with_cancel
+from graphql.type.definition import GraphQLResolveInfoHelpers
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import CustomGraphQLEnumType
 
@@ -198,6 +199,17 @@ SHARED_PLANS = 256
 
 
 class FastExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    # graphql-core stores these helpers (two bound methods of the context) on the context itself: a reference
+    # cycle that left every request's context, variables and collected fields to the cyclic garbage collector.
+    # Built on demand instead, they are only read when a resolver's `info` is built (a few fields a request).
+    @property
+    def async_helpers(self) -> GraphQLResolveInfoHelpers:
+        return GraphQLResolveInfoHelpers(gather=self.gather_async_work, track=self.track_async_work)
+
+    @async_helpers.setter
+    def async_helpers(self, _helpers: GraphQLResolveInfoHelpers) -> None:
+        pass  # the base class's __init__ assigns them: dropped, see the getter
+
     def execute_collected_subfields(
         self,
         parent_type: GraphQLObjectType,

@@ -1,13 +1,14 @@
 """Per-request DataLoaders: a page's nested lookups (enrolls, refunds, an enroll's payment) batched into one
 statement each. They live beside the schema (built per request by the context, never module-level); the statements
-they run are the read side's (services/queries.py)."""
+they run are the read side's (services/queries.py), on the request's Core connection."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from payql.services import queries
 from payql.services.catalogue import Catalogue
@@ -43,34 +44,36 @@ class BatchLoader(Generic[K, T]):
         return self._cache[key]
 
 
-class Loaders:
-    """Per-request loaders (never module-level: they cache for the life of the request only)."""
+def _none() -> None:
+    return None
 
-    def __init__(self, session: Session, catalogue: Catalogue, lean: frozenset[str] = frozenset()) -> None:
-        self.session = session
+
+class Loaders:
+    """Per-request loaders (never module-level: they cache for the life of the request only).
+
+    Each loader's fetch is a `partial` of its query, not a bound method of this object: nothing here refers back
+    to the `Loaders`, so a request's loaders and the rows they cached are freed by reference counting when the
+    request ends, not left to the cyclic garbage collector."""
+
+    def __init__(self, connection: Connection, catalogue: Catalogue, lean: frozenset[str] = frozenset()) -> None:
         self.catalogue = catalogue
         # the operation reads no more of these types' rows than their lean columns (schema/limits.py's `lean_types`)
-        self._lean_enrolls = "Enroll" in lean
-        self._lean_refunds = "Refund" in lean
-        self.enroll: BatchLoader[str, Record | None] = BatchLoader(self._enrolls, lambda: None)
-        self.refunds: BatchLoader[str, list[Record]] = BatchLoader(self._refunds, list)
-        self.enroll_payment: BatchLoader[str, Record | None] = BatchLoader(self._enroll_payments, lambda: None)
-        self.disputes: BatchLoader[str, list[Record]] = BatchLoader(self._disputes, list)
+        lean_enrolls, lean_refunds = "Enroll" in lean, "Refund" in lean
+        self.enroll: BatchLoader[str, Record | None] = BatchLoader(
+            partial(queries.enrolls_by_id, connection, lean=lean_enrolls), _none
+        )
+        self.refunds: BatchLoader[str, list[Record]] = BatchLoader(
+            partial(queries.refunds_by_payment, connection, lean=lean_refunds), list
+        )
+        self.enroll_payment: BatchLoader[str, Record | None] = BatchLoader(
+            partial(queries.payments_by_enroll, connection), _none
+        )
+        self.disputes: BatchLoader[str, list[Record]] = BatchLoader(
+            partial(queries.disputes_by_payment, connection), list
+        )
 
     def want_payments(self, payments: Sequence[Any]) -> None:
         ids = [payment.id for payment in payments]  # lists, not generators: a page is read once per loader
         self.enroll.want([payment.enroll_id for payment in payments])
         self.refunds.want(ids)
         self.disputes.want(ids)
-
-    def _enrolls(self, ids: list[str]) -> dict[str, Record | None]:
-        return dict(queries.enrolls_by_id(self.session, ids, lean=self._lean_enrolls))
-
-    def _refunds(self, ids: list[str]) -> dict[str, list[Record]]:
-        return queries.refunds_by_payment(self.session, ids, lean=self._lean_refunds)
-
-    def _disputes(self, ids: list[str]) -> dict[str, list[Record]]:
-        return queries.disputes_by_payment(self.session, ids)
-
-    def _enroll_payments(self, ids: list[str]) -> dict[str, Record | None]:
-        return dict(queries.payments_by_enroll(self.session, ids))

@@ -147,7 +147,7 @@ def _list_statements(
 
 
 def _page(
-    session: Session,
+    connection: Connection,
     table: Table,
     owners: tuple[str, str],
     principal: Principal,
@@ -170,7 +170,6 @@ def _page(
         after is not None,
         lean,
     )
-    connection = session.connection()  # Core rows: no ORM compile step or instances for rows that are only read
     rows = cast("list[Any]", connection.execute(page, {**params, "limit": size + 1}).all())  # a list, by fetchall
 
     def total() -> int:
@@ -187,7 +186,7 @@ def _payment_count(connection: Connection, params: dict[str, Any]) -> int:
 
 
 def list_payments(
-    session: Session,
+    connection: Connection,
     principal: Principal,
     first: int | None,
     after: str | None,
@@ -199,34 +198,34 @@ def list_payments(
     """`lean`: the rows hold only LEAN_COLUMNS["payments"]."""
     filters = {"status": status, "purpose": purpose}
     owners = ("payer_id", "payee_id")
-    return _page(session, PAYMENTS, owners, principal, first, after, filters, _payment_count, lean)
+    return _page(connection, PAYMENTS, owners, principal, first, after, filters, _payment_count, lean)
 
 
 def list_enrolls(
-    session: Session, principal: Principal, first: int | None, after: str | None, status: EnrollStatus | None
+    connection: Connection, principal: Principal, first: int | None, after: str | None, status: EnrollStatus | None
 ) -> Page[Record]:
-    return _page(session, ENROLLS, ("client_id", "provider_id"), principal, first, after, {"status": status})
+    return _page(connection, ENROLLS, ("client_id", "provider_id"), principal, first, after, {"status": status})
 
 
 def list_credit_transactions(
-    session: Session, principal: Principal, first: int | None, after: str | None
+    connection: Connection, principal: Principal, first: int | None, after: str | None
 ) -> Page[Record]:
     """The caller's own credit history, newest first (an admin sees their own too: credits are personal)."""
     me = Principal(principal.user_id, frozenset())
-    return _page(session, CREDIT_TRANSACTIONS, ("user_id", "user_id"), me, first, after, {})
+    return _page(connection, CREDIT_TRANSACTIONS, ("user_id", "user_id"), me, first, after, {})
 
 
 def list_withdrawals(
-    session: Session, principal: Principal, first: int | None, after: str | None, status: WithdrawalStatus | None
+    connection: Connection, principal: Principal, first: int | None, after: str | None, status: WithdrawalStatus | None
 ) -> Page[Record]:
-    return _page(session, WITHDRAWALS, ("user_id", "user_id"), principal, first, after, {"status": status})
+    return _page(connection, WITHDRAWALS, ("user_id", "user_id"), principal, first, after, {"status": status})
 
 
 def list_disputes(
-    session: Session, principal: Principal, first: int | None, after: str | None, status: DisputeStatus | None
+    connection: Connection, principal: Principal, first: int | None, after: str | None, status: DisputeStatus | None
 ) -> Page[Record]:
     """The disputes on the caller's earnings (as the payee), newest first; an admin sees all."""
-    return _page(session, DISPUTES, ("payee_id", "payee_id"), principal, first, after, {"status": status})
+    return _page(connection, DISPUTES, ("payee_id", "payee_id"), principal, first, after, {"status": status})
 
 
 def _enroll_statement(lean: bool) -> Select[Any]:
@@ -261,33 +260,33 @@ _ENROLL_PAYMENTS = (
 )
 
 
-def enrolls_by_id(session: Session, ids: list[str], *, lean: bool = False) -> dict[str, Record]:
+def enrolls_by_id(connection: Connection, ids: list[str], *, lean: bool = False) -> dict[str, Record]:
     """`lean`: the rows hold only LEAN_COLUMNS["enrolls"]."""
-    return {row.id: row for row in session.connection().execute(_ENROLLS[lean], {"ids": ids})}
+    return {row.id: row for row in connection.execute(_ENROLLS[lean], {"ids": ids})}
 
 
-def refunds_by_payment(session: Session, ids: list[str], *, lean: bool = False) -> dict[str, list[Record]]:
+def refunds_by_payment(connection: Connection, ids: list[str], *, lean: bool = False) -> dict[str, list[Record]]:
     """At most REFUNDS_CAP refunds of each payment, oldest first. `lean`: the rows hold only
     LEAN_COLUMNS["refunds"]."""
     grouped: dict[str, list[Record]] = defaultdict(list)
-    for row in session.connection().execute(_REFUNDS[lean], {"ids": ids}):
+    for row in connection.execute(_REFUNDS[lean], {"ids": ids}):
         grouped[row.payment_id].append(row)
     return dict(grouped)
 
 
-def disputes_by_payment(session: Session, ids: list[str]) -> dict[str, list[Record]]:
+def disputes_by_payment(connection: Connection, ids: list[str]) -> dict[str, list[Record]]:
     """At most DISPUTES_CAP disputes of each payment, oldest first."""
     grouped: dict[str, list[Record]] = defaultdict(list)
-    for row in session.connection().execute(_DISPUTES, {"ids": ids}):
+    for row in connection.execute(_DISPUTES, {"ids": ids}):
         if len(grouped[row.payment_id]) < DISPUTES_CAP:
             grouped[row.payment_id].append(row)
     return dict(grouped)
 
 
-def payments_by_enroll(session: Session, ids: list[str]) -> dict[str, Record]:
+def payments_by_enroll(connection: Connection, ids: list[str]) -> dict[str, Record]:
     """An enroll's payment: the open one if there is one, else the latest attempt."""
     chosen: dict[str, Record] = {}
-    for row in session.connection().execute(_ENROLL_PAYMENTS, {"ids": ids}):
+    for row in connection.execute(_ENROLL_PAYMENTS, {"ids": ids}):
         key = row.enroll_id or ""
         current = chosen.get(key)
         if current is None or current.status not in OPEN_STATUSES or row.status in OPEN_STATUSES:
