@@ -398,7 +398,8 @@ def same_answer(base: str, token: str, user: str) -> None:
 def start_server(
     env: dict[str, str], workdir: Path, port: int, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """The bench app (`bench_app.py`) under uvicorn as `payql serve` runs it (factory, no proxy headers)."""
+    """The bench app (`bench_app.py`) under uvicorn as `payql serve` runs it (factory, no proxy headers, the standard
+    library's event loop)."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -411,6 +412,8 @@ def start_server(
             "--workers",
             str(workers),
             "--no-proxy-headers",
+            "--loop",
+            "asyncio",  # as `payql serve` (payql/cli.py)
             "--no-access-log",
             "--log-level",
             "warning",

@@ -116,10 +116,10 @@ class Settings(BaseSettings):
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     provider_timeout_ms: int = Field(default=10_000, gt=0)
-    # Threads that run GraphQL operations. Queries on SQLite are CPU-bound Python under the GIL: one thread serves
-    # them best (more only convoy with the event loop); on PostgreSQL they also wait on the network, so a few more
-    # help. 0 picks that (1 on SQLite, 4 otherwise). Mutations may wait on a provider for up to
-    # PROVIDER_TIMEOUT_MS: they get their own, larger pool.
+    # Threads that run GraphQL queries. 0 (auto): none on SQLite, where a query is CPU-bound Python under the GIL and
+    # runs inline on the event loop (a thread only added the hop and its convoy with the loop: bench/README.md,
+    # "Fifth pass"); 4 on PostgreSQL, where queries also wait on the network. N: N threads on either. Mutations may
+    # wait on a provider for up to PROVIDER_TIMEOUT_MS: they always run on their own, larger pool.
     query_threads: int = Field(default=0, ge=0, le=256)
     mutation_threads: int = Field(default=32, ge=1, le=1024)
     default_return_url: str = "http://127.0.0.1:8000/payments/return"
@@ -237,6 +237,11 @@ class Settings(BaseSettings):
             "YOOKASSA_PAYOUT_AGENT_ID": self.yookassa_payout_agent_id,
             "YOOKASSA_PAYOUT_SECRET_KEY": self.yookassa_payout_secret_key,
         }
+
+    @property
+    def queries_inline(self) -> bool:
+        """GraphQL queries run on the event loop, not on a thread: QUERY_THREADS=0 (auto) on SQLite."""
+        return self.query_threads == 0 and self.database_url.startswith("sqlite")
 
     @property
     def query_thread_count(self) -> int:

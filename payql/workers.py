@@ -1,8 +1,10 @@
 """The worker threads the HTTP edges run their synchronous work on (one place, for `/graphql` and the webhooks).
 
-Queries are CPU-bound Python under the GIL on SQLite: few threads serve them best. Mutations and webhook
-deliveries may wait on a provider for up to PROVIDER_TIMEOUT_MS: each gets its own, larger pool, so that neither
-a slow provider nor a burst of deliveries holds up reads, and a burst of deliveries never starves the mutations.
+Queries are CPU-bound Python under the GIL on SQLite: there they run inline on the event loop (QUERY_THREADS=0,
+the default), as a thread would only hold the GIL in the loop's place and add its hop; on PostgreSQL they also
+wait on the network, and a few threads serve them. Mutations and webhook deliveries may wait on a provider for up
+to PROVIDER_TIMEOUT_MS: each gets its own, larger pool, so that neither a slow provider nor a burst of deliveries
+holds up reads, and a burst of deliveries never starves the mutations.
 
 The query pool is payql's own (`Threads`): a read is the hot path, and anyio's hop to a thread and back (its
 capacity limiter, its worker's queue, its result relay) cost about 200 Python calls a request, where this pool's
@@ -96,11 +98,15 @@ class Workers:
             Pool.WEBHOOKS: settings.mutation_threads,
         }
         self._limiters: dict[Pool, anyio.CapacityLimiter] = {}
+        self._queries_inline = settings.queries_inline
         self._queries = Threads(settings.query_thread_count, "payql-query")
 
     async def run(self, pool: Pool, function: Callable[..., T], *args: object) -> T:
-        """`function(*args)` on a thread of `pool`."""
+        """`function(*args)` on a thread of `pool`; a query inline on the event loop when `queries_inline` (SQLite),
+        in a copy of the caller's context as on a thread."""
         if pool is Pool.QUERIES:
+            if self._queries_inline:
+                return contextvars.copy_context().run(function, *args)
             return await self._queries.run(function, *args)
         limiter = self._limiters.get(pool)
         if limiter is None:  # made on first use: a limiter belongs to the running event loop

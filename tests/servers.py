@@ -87,6 +87,10 @@ class Server:
         self.launch()
         return self.wait_ready()
 
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
     def launch(self) -> None:
         """Start the process; `wait_ready` waits for it (several servers start faster launched together)."""
         with self.log_path.open("wb") as log:

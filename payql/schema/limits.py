@@ -352,7 +352,8 @@ class Guards(CodedErrors):
         if not self._stream_result_processed:  # MaskErrors.on_operation's end
             result = self.execution_context.result
             if isinstance(result, (GraphQLExecutionResult, ExecutionResult)):
-                self._process_result(result)
+                if result.errors:  # `_process_result`'s own test, without its isinstance of a Protocol (slow)
+                    self._process_result(result)
             elif initial_result := getattr(result, "initial_result", None):
                 self._process_result(initial_result)
 

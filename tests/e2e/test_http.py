@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
+import httpx
 import pytest
+from servers import Server, server_env
 from sqlalchemy import text
 from support import Api
 
@@ -232,3 +235,13 @@ def test_several_operations_need_an_operation_name_and_nothing_runs_without_one(
     assert unknown.status_code == 400
     with db.read() as session:
         assert session.execute(text("SELECT count(*) FROM enrolls")).scalar() == 0
+
+
+def test_payql_serve_runs_on_the_standard_librarys_event_loop(tmp_path: Path, database_url: str) -> None:
+    """Not uvloop, which uvicorn would pick when installed: under load it reads new requests ahead of finishing
+    started ones, and the tail latency grew 8-13x (payql/cli.py). uvloop's extension is never loaded."""
+    with Server(server_env(database_url), tmp_path) as server:
+        assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
+        libraries = Path(f"/proc/{server.pid}/maps").read_text()  # every shared object the process has loaded
+        assert "/httptools/" in libraries  # uvicorn's compiled HTTP parser: compiled extensions are listed here
+        assert "/uvloop/" not in libraries
