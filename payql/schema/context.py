@@ -44,7 +44,7 @@ class Context:
     @property
     def session(self) -> Session:
         """A read session for the resolvers that read ORM objects, on the same connection and in the same
-        transaction as the lists and loaders (one snapshot per request), opened on first use."""
+        transaction as the lists and loaders, opened on first use."""
         if self._session is None:
             connection = self.connection
             if not connection.in_transaction():
