@@ -6,7 +6,8 @@ Seeds a database as `make bench` does (bench/run.py's `seed`, same seed), builds
 with a bare ASGI call per request (no HTTP client, no socket: what is counted is the app's own work, the thread hop
 of the query pool included). `sys.setprofile` counts Python calls (and C calls, apart) per request; the time ratio is
 measured without the profiler, the two routes alternating in rounds, by the wall clock and by the process's CPU time
-(steadier on a shared machine).
+(steadier on a shared machine). Last, the garbage collector's share: 32 concurrent callers (as `make bench`'s
+connections) send 60 list requests each while a `gc.callbacks` timer adds up the collections' time.
 
     .venv/bin/python bench/calls.py [--requests 200] [--rounds 5]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -203,6 +205,38 @@ async def timings(driver: Driver, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+async def collector_share(driver: Driver, callers: int = 32, each: int = 60) -> dict[str, Any]:
+    """The cyclic garbage collector's time as a share of the wall time, and its collections per 1,000 requests,
+    under `callers` concurrent GraphQL list requests: what a request leaves in reference cycles, it pays for here."""
+    spent, started = 0.0, 0.0
+    collections = 0
+
+    def timer(phase: str, _info: dict[str, Any]) -> None:
+        nonlocal spent, started, collections
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            spent += time.perf_counter() - started
+            collections += 1
+
+    async def caller() -> None:
+        for _ in range(each):
+            await driver.call(driver.graphql)
+
+    gc.collect()
+    gc.callbacks.append(timer)
+    try:
+        begun = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        wall = time.perf_counter() - begun
+    finally:
+        gc.callbacks.remove(timer)
+    return {
+        "graphql_gc_share": round(spent / wall, 4),
+        "graphql_gc_collections_per_1000": round(1000 * collections / (callers * each), 1),
+    }
+
+
 async def phase(args: argparse.Namespace) -> dict[str, Any]:
     """In a child process: `count` (calls per request, the profiler on every thread) or `time` (no profiler)."""
     counting = Counting()
@@ -230,9 +264,10 @@ async def phase(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(30):  # warm-up: caches, plans, pools
         await driver.call(driver.graphql)
         await driver.call(driver.raw)
-    summary = await (
-        counted(driver, counting, verbose=args.verbose) if args.phase == "count" else timings(driver, args)
-    )
+    if args.phase == "count":
+        summary = await counted(driver, counting, verbose=args.verbose)
+    else:
+        summary = await timings(driver, args) | await collector_share(driver)
     await inbox.put({"type": "lifespan.shutdown"})
     await task
     return summary
