@@ -1,8 +1,7 @@
 """A GraphQL read leaves no reference cycles: everything a request built (its context, loaders, execution context,
 the rows it read) is freed by reference counting when it ends, so the cyclic garbage collector has nothing to
-find. When each request left cycles behind, collections ran every few requests and scanned everything still
-alive: about 4% of a request's time under 32 concurrent list requests (bench/README.md, "Fifth pass").
-"""
+find. When each request left cycles behind, the collector ran every few requests and took 8% of the wall time
+under 32 concurrent list requests (`bench/calls.py`'s `graphql_gc_share`; bench/README.md, "Fifth pass")."""
 
 from __future__ import annotations
 
