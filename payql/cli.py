@@ -45,8 +45,7 @@ def app_factory() -> object:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn  # noqa: PLC0415
-
+    from payql import serving  # noqa: PLC0415 - uvicorn, only for a server
     from payql.migrate import upgrade  # noqa: PLC0415
 
     if args.no_migrate:
@@ -61,21 +60,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         os.environ["HOST"] = args.host
     if args.port:
         os.environ["PORT"] = str(args.port)
-    uvicorn.run(
-        "payql.cli:app_factory",
-        factory=True,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        workers=args.workers,
-        log_level=settings.log_level.lower(),
-        log_config=logs.logging_config(settings.log_level, settings.log_format),
-        proxy_headers=False,
-        # The standard library's event loop, not uvloop (uvicorn's pick when it is installed): under load uvloop
-        # reads new requests ahead of finishing started ones (MagicStack/uvloop#123), and a saturated worker's p99
-        # was 8-13x its p50 against 1.4-2x on asyncio's loop, at equal or better throughput (bench/README.md).
-        loop="asyncio",
-        ws_max_size=settings.subscription_max_message_bytes,  # a bigger WebSocket message is refused (1009)
-    )
+    try:
+        serving.run(
+            "payql.cli:app_factory",
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            workers=args.workers,
+            log_level=settings.log_level.lower(),
+            log_config=logs.logging_config(settings.log_level, settings.log_format),
+            proxy_headers=False,
+            ws_max_size=settings.subscription_max_message_bytes,  # a bigger WebSocket message is refused (1009)
+        )
+    except serving.CannotListen as exc:
+        print(f"payql serve: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -68,8 +68,9 @@ def payql(*args: str, env: dict[str, str], cwd: Path, timeout: float = 60) -> su
 class Server:
     """`payql serve` in a process of its own; `with Server(...) as server:` waits until it answers /healthz."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, name: str = "server") -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, name: str = "server", *, workers: int = 1) -> None:
         self.port = free_port()
+        self.workers = workers
         self.url = f"http://127.0.0.1:{self.port}"
         self._env = env
         self._cwd = cwd
@@ -95,7 +96,7 @@ class Server:
         """Start the process; `wait_ready` waits for it (several servers start faster launched together)."""
         with self.log_path.open("wb") as log:
             self._process = subprocess.Popen(  # noqa: S603 - our own console script
-                [PAYQL, "serve", "--no-migrate", "--port", str(self.port)],
+                [PAYQL, "serve", "--no-migrate", "--port", str(self.port), "--workers", str(self.workers)],
                 env=process_env(self._env),
                 cwd=self._cwd,
                 stdout=log,
