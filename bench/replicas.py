@@ -10,7 +10,10 @@
 4. prints a table and, last, one JSON line.
 
 On this machine kind (2 cores for the servers, PostgreSQL, HAProxy and wrk together) the ratios say how much of
-the second core a second process can take; they cannot show what a second machine would add.
+the second core a second process can take; they cannot show what a second machine would add. So each scenario's
+run also counts the CPU every role spends per request (the payql processes, every PostgreSQL process, HAProxy,
+wrk), and the table prints the machine's ceiling for it: the cores divided by the CPU one request costs, as a
+multiple of one worker's measured rate. A ratio near its ceiling is the machine's limit, not payql's.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402 - bench/run.py's seeding, wrk and server helpers
+from webhooks_pg import cpu_seconds, postgres_cpu_seconds  # noqa: E402 - CPU of a process tree, of PostgreSQL
 
 from payql.auth import issue_token  # noqa: E402
 from payql.settings import Settings  # noqa: E402
@@ -74,6 +79,21 @@ def serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
     )
     wait_for(f"http://127.0.0.1:{port}/readyz")
     return server
+
+
+ROLES = ("app", "postgres", "haproxy", "wrk")
+
+
+def role_cpu(apps: list[int], proxy: int) -> dict[str, float]:
+    """CPU seconds so far of every role: the payql processes (with their workers), PostgreSQL, HAProxy, and wrk
+    (this process's ended children: each wrk run is waited for)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {
+        "app": sum(cpu_seconds(pid) for pid in apps),
+        "postgres": postgres_cpu_seconds(),
+        "haproxy": cpu_seconds(proxy),
+        "wrk": children.ru_utime + children.ru_stime,
+    }
 
 
 def wait_for(url: str) -> None:
@@ -196,6 +216,8 @@ def main() -> int:
     ports = [bench.free_port() for _ in range(4)]
     one, two, lb_port, double = ports
     runs: dict[str, list[dict[str, float]]] = {"one_worker": [], "two_workers": [], "two_replicas": []}
+    spent: dict[str, dict[str, float]] = {name: dict.fromkeys(ROLES, 0.0) for name in runs}
+    served = dict.fromkeys(runs, 0.0)
     servers = [serve(url, one, 1), serve(url, two, 1)]
     proxy = haproxy(lb_port, [one, two], workdir)
     doubled = serve(url, double, 2)
@@ -207,9 +229,15 @@ def main() -> int:
     try:
         for target in targets.values():
             bench.wrk(target, body, token, 2, args.connections)
+        apps = [server.pid for server in (*servers, doubled)]
         for _ in range(args.rounds):
             for name, target in targets.items():
+                before = role_cpu(apps, proxy.pid)
                 runs[name].append(bench.wrk(target, body, token, args.seconds, args.connections))
+                after = role_cpu(apps, proxy.pid)
+                for role in ROLES:
+                    spent[name][role] += after[role] - before[role]
+                served[name] += runs[name][-1]["rps"] * args.seconds
         passed, refused = refund_race([f"http://127.0.0.1:{one}", f"http://127.0.0.1:{two}"], settings)
     finally:
         stop(proxy, doubled, *servers)
@@ -221,15 +249,26 @@ def main() -> int:
         check=False,
     )
     rps = {name: statistics.median(run["rps"] for run in measured) for name, measured in runs.items()}
-    print(f"{'scenario':<14} {'req/s':>8}")
+    cores = os.cpu_count() or 1
+    per_request = {name: {role: 1000 * spent[name][role] / served[name] for role in ROLES} for name in runs}
+    ceiling = {name: cores / (sum(per_request[name].values()) / 1000) / rps["one_worker"] for name in runs}
+    print(f"{'scenario':<14} {'req/s':>8} {'x one':>6} {'ceiling':>8}  CPU ms per request")
     for name, value in rps.items():
-        print(f"{name:<14} {value:8.0f}")
+        roles = ", ".join(f"{role} {ms:.2f}" for role, ms in per_request[name].items())
+        ratio = value / rps["one_worker"]
+        print(f"{name:<14} {value:8.0f} {ratio:6.2f} {ceiling[name]:7.2f}x  {roles}")
+    print(f"(ceiling: {cores} cores / the CPU one request costs, over one worker's rate)")
     print(f"refund race through both replicas: {passed} passed, {refused} refused (14 and 6 expected)")
     print(f"payql ledger check: exit {checked.returncode} {checked.stdout.strip()[:200]}")
     result = {
         "one_worker_rps": round(rps["one_worker"], 1),
         "two_workers_vs_one": round(rps["two_workers"] / rps["one_worker"], 3),
         "two_replicas_vs_one": round(rps["two_replicas"] / rps["one_worker"], 3),
+        "two_workers_ceiling": round(ceiling["two_workers"], 3),
+        "two_replicas_ceiling": round(ceiling["two_replicas"], 3),
+        "cpu_ms_per_request": {
+            name: {role: round(ms, 3) for role, ms in roles.items()} for name, roles in per_request.items()
+        },
         "race_passed": passed,
         "race_refused": refused,
         "ledger_check": checked.returncode,

@@ -145,7 +145,19 @@ def seed(url: str, rng: random.Random) -> None:
         session.execute(insert(Refund), refunds)
         counts.rebuild(session.connection())  # bulk inserts skip the ORM flush that keeps the counters
         uow.commit()
+    analyze(db)
     db.dispose()
+
+
+def analyze(db: Database) -> None:
+    """On PostgreSQL, gather the planner's statistics after a bulk load, as autovacuum does within a minute of one
+    in production. This machine's server runs with `autovacuum = off`: without statistics the planner guessed 3
+    rows for a user's payments, sorted all 211 of them for a page of 20 and read `refunds` sequentially, and
+    PostgreSQL spent 3.1 ms of CPU per list request in `make bench-replicas` against 0.6 with them (bench/README.md,
+    "Fifth session of 2026-12-06"). SQLite keeps no statistics unless told to, in production as here: left alone."""
+    if db.engine.dialect.name == "postgresql":
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("ANALYZE")
 
 
 WEBHOOK_SECRET = "whsec_bench_secret"
@@ -272,6 +284,7 @@ def seed_webhook_payments(url: str, fake: StripeFakeProcess, count: int) -> list
         uow.session.execute(insert(Payment), payments)
         counts.rebuild(uow.session.connection())  # bulk inserts skip the ORM flush that keeps the counters
         uow.commit()
+    analyze(db)
     db.dispose()
     return deliveries
 
@@ -283,31 +296,62 @@ def minimal_deliveries(template: tuple[bytes, dict[str, str]], count: int) -> li
 
 
 def post_all(url: str, deliveries: list[tuple[bytes, dict[str, str]]], connections: int) -> float:
-    """Send every delivery once, `connections` at a time; returns deliveries per second (all must answer 200)."""
-    import asyncio  # noqa: PLC0415
+    """Send every delivery once, over `connections` keep-alive HTTP/1.1 connections opened beforehand; returns
+    deliveries per second (all must answer 200).
 
-    import httpx  # noqa: PLC0415
+    The requests are encoded before the clock starts and the answers are read by their `Content-Length`, so the
+    client spends a few hundredths of a millisecond of CPU on each. httpx's `AsyncClient`, used here before, spent
+    about 3 ms: as much as the minimal route's server, on the same 2 cores, which capped the baseline below the
+    stack's limit (bench/README.md, "Fifth session of 2026-12-06"). wrk cannot send a fixed list of distinct requests exactly once."""
+    import asyncio  # noqa: PLC0415
+    import urllib.parse  # noqa: PLC0415
+
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    encoded = [_request(parts.path, host, port, body, headers) for body, headers in deliveries]
 
     async def run() -> float:
-        queue = list(reversed(deliveries))
+        queue = list(reversed(encoded))
         failures: list[int] = []
-        async with httpx.AsyncClient(timeout=30) as client:
+        streams = [await asyncio.open_connection(host, port) for _ in range(min(connections, len(queue)))]
 
-            async def worker() -> None:
-                while queue:
-                    body, headers = queue.pop()
-                    answer = await client.post(url, content=body, headers=headers)
-                    if answer.status_code != 200:
-                        failures.append(answer.status_code)
+        async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while queue:
+                writer.write(queue.pop())
+                status, close = await _answer(reader)
+                if status != 200:
+                    failures.append(status)
+                if close:  # the server ended the connection: open another
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+            writer.close()
 
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(connections)))
-            elapsed = time.perf_counter() - started
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(reader, writer) for reader, writer in streams))
+        elapsed = time.perf_counter() - started
         if failures:
             raise SystemExit(f"webhook deliveries failed: {failures[:5]}")
-        return len(deliveries) / elapsed
+        return len(encoded) / elapsed
 
     return asyncio.run(run())
+
+
+def _request(path: str, host: str, port: int, body: bytes, headers: dict[str, str]) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _answer(reader: Any) -> tuple[int, bool]:
+    """The status of one answer and whether the server closes the connection after it; its body is read and
+    dropped. A chunked answer is refused: the bench's routes answer with a length."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+    status = int(head[9:12])
+    fields = dict(line.split(":", 1) for line in head.split("\r\n")[1:] if ":" in line)
+    if "content-length" not in fields:
+        raise SystemExit(f"an answer without Content-Length: {head!r}")
+    await reader.readexactly(int(fields["content-length"]))
+    return status, fields.get("connection", "").strip() == "close"
 
 
 def free_port() -> int:
@@ -398,26 +442,14 @@ def same_answer(base: str, token: str, user: str) -> None:
 def start_server(
     env: dict[str, str], workdir: Path, port: int, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """The bench app (`bench_app.py`) under uvicorn as `payql serve` runs it (factory, no proxy headers, the standard
-    library's event loop)."""
+    """The bench app (`bench_app.py`) under uvicorn as `payql serve` runs it (`payql.serving.run`: factory, the
+    standard library's event loop, a listening socket per worker), without proxy headers or an access log."""
+    launch = (
+        "import sys; from payql.serving import run; run('bench_app:create_with_webhooks', host='127.0.0.1',"
+        " port=int(sys.argv[1]), workers=int(sys.argv[2]), proxy_headers=False, access_log=False, log_level='warning')"
+    )
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "bench_app:create_with_webhooks",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--no-proxy-headers",
-            "--loop",
-            "asyncio",  # as `payql serve` (payql/cli.py)
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
+        [sys.executable, "-c", launch, str(port), str(workers)],
         env=env,
         cwd=workdir,
     )
