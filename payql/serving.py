@@ -15,6 +15,10 @@ does, through `ReusePortLoop`, the standard library's event loop whose `create_s
 parent first binds the address once outside the group and lets it go, so that a port taken by another program (or
 by another `payql serve`, whose group the workers would silently join) fails the start with a clear error.
 
+The price of a socket per worker: a connection the kernel has queued on a worker's socket but the worker has not
+accepted yet is reset when that worker ends (a crash, a SIGHUP restart), where with one shared socket another
+worker would have taken it. The client sees a reset before it has sent anything and connects again.
+
 Where the kernel offers no `SO_REUSEPORT` balancing (not Linux) or the port is 0 (each worker would get its own),
 `payql serve` keeps uvicorn's shared socket.
 """

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import signal
 import socket
 import sys
 import time
@@ -304,3 +306,29 @@ def test_payql_serve_workers_each_listen_on_their_own_socket(tmp_path: Path, dat
                 connection.close()
         assert sum(spread) == 64
         assert spread[0] >= 8  # a hash of each connection's ports: below 8 of 64 has odds of about 1 in 10^11
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT balancing and /proc are Linux's")
+def test_a_worker_that_dies_is_replaced_by_one_with_its_own_socket(tmp_path: Path, database_url: str) -> None:
+    """uvicorn still supervises the workers: one killed is replaced, and the new one binds its own socket."""
+    with Server(server_env(database_url), tmp_path, workers=2) as server:
+        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
+
+        def listeners() -> dict[int, set[int]]:
+            listening = _tcp_sockets(server.port, "0A")
+            held = {int(pid): _held_by(int(pid)) & listening for pid in children.read_text().split()}
+            return {pid: sockets for pid, sockets in held.items() if sockets}
+
+        deadline = time.monotonic() + 30
+        while len(before := listeners()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        victim = min(before)
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (len(after := listeners()) < 2 or victim in after) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert victim not in after
+        assert len(after) == 2
+        first, second = after.values()
+        assert first != second
+        assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
