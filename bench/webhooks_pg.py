@@ -4,11 +4,13 @@ Migrates a fresh schema, seeds PaymentIntents paid at the Stripe fake (its own p
 payql (enroll payments, automatic capture: each `payment_intent.succeeded` posts the escrow capture, which moves the
 platform-wide `provider_cash` and `escrow` accounts: the rows every capture used to queue on), then serves the bench
 app (payql's `create_app` as `payql serve` builds it, plus the minimal `POST /raw/webhook` of `bench_app.py`) with
-`uvicorn --workers 2` and sends every signed delivery once, `--connections` at a time, in interleaved chunks:
+two workers as `payql serve --workers 2` runs them (a socket each) and sends every signed delivery once,
+`--connections` at a time, in interleaved chunks:
 a chunk through `/webhooks/stripe` (verification, the webhook log, the re-fetch from the fake, `PaymentService.apply`
 with its ledger posting), then distinct events for the same payments through the minimal route (HMAC check, one
-insert, one update of that payment). Prints events/s for both, their ratio, `payql ledger check`'s verdict, and
-one JSON object as the last line.
+insert, one update of that payment). Prints events/s for both, their ratio, the CPU per event of every role on the
+machine and the ceiling that puts on each route (the cores over that CPU), `payql ledger check`'s verdict, and one
+JSON object as the last line.
 """
 
 from __future__ import annotations
@@ -283,6 +285,13 @@ def report(
     for route, roles in cpu_ms.items():
         shares = ", ".join(f"{role} {ms:.1f}" for role, ms in roles.items())
         print(f"  CPU ms per event through the {route} route: {shares} (all: {sum(roles.values()):.1f})")
+    # What this machine could carry at most if every core went to a route's work: its cores over the CPU one event
+    # costs on the machine (the app, PostgreSQL, the fake's re-fetch answers, the client).
+    cores = os.cpu_count() or 1
+    ceiling = {route: cores * 1000 / sum(roles.values()) for route, roles in cpu_ms.items()}
+    print(
+        f"  this machine's ceiling ({cores} cores): real {ceiling['real']:.0f} events/s, minimal {ceiling['minimal']:.0f}"
+    )
     waits = ", ".join(f"{what} {n}" for what, n in sorted(sampler.samples.items(), key=lambda item: -item[1])[:6])
     print(f"  active backends during the real route: {100 * sampler.share('Lock/'):.0f}% waiting on a lock ({waits})")
     for statement, n in sorted(sampler.lock_statements.items(), key=lambda item: -item[1])[:4]:
@@ -295,6 +304,7 @@ def report(
         "webhook_pg_vs_minimal": round(real / least, 3),
         "app_cpu_ms_per_event": round(real_ms, 2),
         "minimal_cpu_ms_per_event": round(minimal_ms, 2),
+        "ceiling_eps": {route: round(eps, 1) for route, eps in ceiling.items()},
         "cpu_ms_per_event": {
             route: {role: round(ms, 2) for role, ms in roles.items()} for route, roles in cpu_ms.items()
         },

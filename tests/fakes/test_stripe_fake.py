@@ -936,7 +936,7 @@ def test_currency_rules_of_stripes_documentation(client: stripe.StripeClient) ->
 def test_the_fakes_connections_send_without_waiting_for_acks() -> None:
     """The fake's connections have TCP_NODELAY, as the providers' front ends do. An answer goes out in two writes
     (headers, then body): with Nagle's algorithm the body waited for the client's delayed ACK of the headers, about
-    40 ms on every call over a kept-alive connection (42 ms a call before, 1.7 ms after, bench/README.md)."""
+    40 ms on every call over a kept-alive connection (`make bench-webhooks` seeded at 44 ms a call, bench/README.md)."""
     import http.client  # noqa: PLC0415 - only here: a client that keeps its one connection
     import socket  # noqa: PLC0415
 
