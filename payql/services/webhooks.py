@@ -366,7 +366,11 @@ class WebhookService:
             if self._enrolls.give_back(payment_id):
                 logger.info("payment %s was paid after its enroll was cancelled: given back", payment_id)
         except (ProviderError, DomainError) as exc:
-            logger.warning("payment %s paid after its enroll was cancelled, not given back yet: %s", payment_id, exc)
+            # The provider's code says which failure it was (a timeout, a dropped connection, an error answer).
+            why = f" ({exc.provider_code})" if isinstance(exc, ProviderError) and exc.provider_code else ""
+            logger.warning(
+                "payment %s paid after its enroll was cancelled, not given back yet: %s%s", payment_id, exc, why
+            )
 
 
 def _target(row: Any) -> Target:
