@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -275,23 +276,34 @@ def _held_by(pid: int) -> set[int]:
     return held
 
 
+def _listeners(server: Server) -> dict[int, set[int]]:
+    """The server's workers that hold a listening socket on its port, with the inodes of those sockets."""
+    listening = _tcp_sockets(server.port, "0A")
+    children = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+    held = {int(pid): _held_by(int(pid)) & listening for pid in children}
+    return {pid: sockets for pid, sockets in held.items() if sockets}
+
+
+def _listeners_when(server: Server, ready: Callable[[dict[int, set[int]]], bool]) -> dict[int, set[int]]:
+    """`_listeners` once `ready` holds of them (a worker may still be starting), or after 30 s as they are."""
+    deadline = time.monotonic() + 30
+    while not ready(found := _listeners(server)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return found
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT balancing and /proc are Linux's")
 def test_payql_serve_workers_each_listen_on_their_own_socket(tmp_path: Path, database_url: str) -> None:
     """`payql serve --workers 2`: each worker has its own listening socket on the port, and the kernel spreads new
     connections over them. With uvicorn's one shared socket, an idle worker's loop took every waiting connection:
     32 of 32 of a burst, in one run of three (payql/serving.py)."""
     with Server(server_env(database_url), tmp_path, workers=2) as server:
-        deadline = time.monotonic() + 30
-        while len(listening := _tcp_sockets(server.port, "0A")) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)  # /healthz answered from the first worker up; the second may still be starting
-        workers = [int(pid) for pid in Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()]
-        holders = {pid: _held_by(pid) & listening for pid in workers}
-        serving = {pid: held for pid, held in holders.items() if held}
+        serving = _listeners_when(server, lambda found: len(found) == 2)  # /healthz answered from the first up
         assert len(serving) == 2
         first, second = serving.values()
         assert len(first) == len(second) == 1
         assert first != second  # not one socket shared by both
-        assert _held_by(server.pid) & listening == set()  # the parent holds none
+        assert _held_by(server.pid) & _tcp_sockets(server.port, "0A") == set()  # the parent holds none
 
         burst = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(64)]
         try:
@@ -312,21 +324,10 @@ def test_payql_serve_workers_each_listen_on_their_own_socket(tmp_path: Path, dat
 def test_a_worker_that_dies_is_replaced_by_one_with_its_own_socket(tmp_path: Path, database_url: str) -> None:
     """uvicorn still supervises the workers: one killed is replaced, and the new one binds its own socket."""
     with Server(server_env(database_url), tmp_path, workers=2) as server:
-        children = Path(f"/proc/{server.pid}/task/{server.pid}/children")
-
-        def listeners() -> dict[int, set[int]]:
-            listening = _tcp_sockets(server.port, "0A")
-            held = {int(pid): _held_by(int(pid)) & listening for pid in children.read_text().split()}
-            return {pid: sockets for pid, sockets in held.items() if sockets}
-
-        deadline = time.monotonic() + 30
-        while len(before := listeners()) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+        before = _listeners_when(server, lambda found: len(found) == 2)
         victim = min(before)
         os.kill(victim, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while (len(after := listeners()) < 2 or victim in after) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        after = _listeners_when(server, lambda found: len(found) == 2 and victim not in found)
         assert victim not in after
         assert len(after) == 2
         first, second = after.values()

@@ -7,17 +7,11 @@ import socket
 import sys
 
 import pytest
+from servers import free_port
 
 from payql import serving
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT balancing is Linux's")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def _two_servers(port: int) -> list[int]:
@@ -39,14 +33,14 @@ async def _two_servers(port: int) -> list[int]:
 
 
 def test_the_workers_loop_lets_each_worker_bind_the_same_port() -> None:
-    port = _free_port()
+    port = free_port()
     with asyncio.Runner(loop_factory=serving.ReusePortLoop) as runner:
         assert runner.run(_two_servers(port)) == [port, port]
 
 
 def test_the_standard_loop_alone_refuses_a_second_bind() -> None:
     """What the workers' loop changes: without `SO_REUSEPORT` the second bind fails (uvicorn's shared socket)."""
-    port = _free_port()
+    port = free_port()
     with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner, pytest.raises(OSError, match="in use"):
         runner.run(_two_servers(port))
 
@@ -54,7 +48,7 @@ def test_the_standard_loop_alone_refuses_a_second_bind() -> None:
 def test_check_address_refuses_a_taken_port_even_by_another_group() -> None:
     """A port something listens on fails the start, another `payql serve --workers` (a SO_REUSEPORT group, which
     the new workers would otherwise join) included; a free one passes."""
-    port = _free_port()
+    port = free_port()
     serving.check_address("127.0.0.1", port)
     with socket.socket() as plain:
         plain.bind(("127.0.0.1", port))
