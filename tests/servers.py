@@ -1,10 +1,10 @@
 """Real payql processes for the tests that need them: crash recovery (a server killed mid-request) and the races
 between two servers sharing one database.
 
-`Server` runs `payql serve` (uvicorn, one worker unless `workers` asks for more) on a free port in its own process, with the environment a test
-gives it and nothing inherited from the developer's shell or `.env`; `HttpApi` speaks GraphQL to it with real JWTs
-and quacks like `support.Api`, so `support.User` and the scenario steps in `flows.py` work against it unchanged.
-`payql()` runs another console command (reconcile, payouts run) the same way.
+`Server` runs `payql serve` (uvicorn, one worker unless `workers` asks for more) on a free port in its own process,
+with the environment a test gives it and nothing inherited from the developer's shell or `.env`; `HttpApi` speaks
+GraphQL to it with real JWTs and quacks like `support.Api`, so `support.User` and the scenario steps in `flows.py`
+work against it unchanged. `payql()` runs another console command (reconcile, payouts run) the same way.
 """
 
 from __future__ import annotations
