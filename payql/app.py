@@ -49,6 +49,7 @@ def create_app(
     view = GraphQLView(schema, services, workers)
     metrics = Metrics(settings.metrics_token, multiprocess=settings.prometheus_multiproc_dir is not None)
     services.on_close.append(metrics.watch(db))
+    services.webhooks.on_group = metrics.webhook_group
     live = Live(settings)  # subscriptions' hub: woken by every committed change, from any process (payql.live)
 
     @asynccontextmanager

@@ -210,6 +210,20 @@ class Database:
         self._write = sessionmaker(
             self.engine.execution_options(**{_WRITE: True}), expire_on_commit=False, autoflush=True
         )
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
+    def single_reads(self) -> Iterator[Connection]:
+        """A Core connection for reads that each stand alone (no two need one snapshot): on PostgreSQL each
+        statement runs in its own implicit transaction (psycopg's autocommit), which spares the BEGIN and COMMIT
+        round trips; on SQLite (whose BEGIN payql emits itself) a read transaction committed at the end."""
+        if self.is_sqlite:
+            with self.engine.connect() as connection:
+                yield connection
+                connection.commit()  # a read ends with COMMIT, not ROLLBACK: see above UnitOfWork
+            return
+        with self._autocommit.connect() as connection:
+            yield connection
 
     def uow(self, *, write: bool = True) -> UnitOfWork:
         return UnitOfWork(self._write if write else self._read, write=write)

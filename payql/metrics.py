@@ -8,6 +8,7 @@ webhook lag and processing time.
 | `payql_payments_total` | provider, outcome | payment status changes, counted once each when its transaction commits |
 | `payql_webhook_lag_seconds` | provider | from the event's creation at the provider to its processing (histogram) |
 | `payql_webhook_processing_seconds` | provider, outcome | verifying and applying one delivery (histogram) |
+| `payql_webhook_group_size` | | deliveries applied in one transaction (histogram; `services/webhooks.py`) |
 
 `payql_payments_total` is fed by the database, not by the code that moves a payment: `Metrics.watch(db)` listens to
 the sessions of the app's database (SQLAlchemy `after_flush`, `after_commit`, `after_transaction_end`), so whatever path
@@ -63,6 +64,7 @@ OUTCOMES = frozenset(
     }
 )
 # Webhook lag: from a second (a delivery on time) to a day (Stripe retries for three days).
+GROUP_BUCKETS = (1, 2, 4, 8, 16, 32)
 LAG_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 21600, 86400)
 _PENDING = "payql_payment_outcomes"
 
@@ -97,6 +99,16 @@ class Metrics:
             ["provider", "outcome"],
             registry=self.registry,
         )
+        self.webhook_groups = Histogram(
+            "payql_webhook_group_size",
+            "Webhook deliveries whose payments were applied in one transaction (one commit)",
+            buckets=GROUP_BUCKETS,
+            registry=self.registry,
+        )
+
+    def webhook_group(self, size: int) -> None:
+        """A group of deliveries committed together (services/webhooks.py, `_apply_group`)."""
+        self.webhook_groups.observe(size)
 
     def webhook_done(self, provider: str, outcome: str, seconds: float, created_at: int | None) -> None:
         """One delivery verified and handled: its processing time, and its lag when the provider dated the event."""

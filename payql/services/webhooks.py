@@ -10,11 +10,21 @@ holds one row per (provider, dedupe key) under a unique constraint:
 - a failure is recorded in a transaction of its own (status FAILED, the error, the attempt count) and the route
   answers 500 so that the provider delivers again; the retry is processed once.
 
-Recording the delivery together with its effects keeps one commit (one fsync) per event on the common path,
-instead of a commit to record it and another to apply it. The common path is also kept cheap in the app: the
-look-up is one Core statement (the log's status and the few columns of the payment the re-fetch needs), the
-payment is loaded through the ORM once, locked, with its enroll in the same statement, in the transaction that applies,
-and the log row is one insert.
+Recording the delivery together with its effects keeps one commit per event at most, instead of a commit to record
+it and another to apply it. And deliveries that arrive together commit together (group commit, `_apply_group`):
+the deliveries whose re-fetched payments are ready while this process's previous group is in its transaction wait
+for it, and the next group applies them all in one transaction. Their payments are locked in id order in one
+statement (with their enrolls), what each payment's `settle` reads is read in one statement, their log rows are one
+insert and their ledger postings one insert of transactions and one of entries (`ledger.defer_postings`), and
+there is one commit (one fsync). A lone delivery finds no group running and is applied at once, alone. A group
+that fails (a duplicate delivery, a deadlock, any error) rolls back and each of its deliveries is applied again in
+a transaction of its own, as it would have been alone, so that one delivery's failure is its own. A payment is in
+one group at a time (two deliveries of one payment go in turn). The log lines of a group's transaction carry the
+request context of the delivery whose thread ran it.
+
+The common path is also kept cheap in the app: the look-up is one Core statement outside a transaction (the log's
+status and the few columns of the payment the re-fetch needs), and the payment is loaded through the ORM once,
+locked, in the transaction that applies.
 """
 
 from __future__ import annotations
@@ -34,9 +44,11 @@ from payql.db import ROW_LOCK, Database
 from payql.models import Enroll, Payment, WebhookEvent, Withdrawal, new_id, utcnow
 from payql.models.enums import PaymentPurpose, PaymentStatus, ProviderName, WebhookStatus
 from payql.providers.base import ObjectKind, ProviderError, ProviderEvent, ProviderPayment
+from payql.services import ledger
 from payql.services.disputes import DisputeNotReady, DisputeService
 from payql.services.enrolls import EnrollService, owed_back
 from payql.services.errors import DomainError
+from payql.services.grouping import Combiner, Job
 from payql.services.payments import PaymentService
 from payql.services.payouts import PayoutService
 
@@ -105,13 +117,37 @@ _BY_REF = _TARGET.where(
     _PAYMENTS.c.provider == bindparam("payment_provider"), _PAYMENTS.c.provider_payment_id == bindparam("ref")
 ).limit(1)
 _STATUS = select(_LOGGED)
-_LOCKED_WITH_ENROLL = (
+_LOCKED_WITH_ENROLLS = (
     select(Payment, Enroll)
     .outerjoin(Enroll, Enroll.id == Payment.enroll_id)
-    .where(Payment.id == bindparam("payment"))
+    .where(Payment.id.in_(bindparam("payments", expanding=True)))
+    .order_by(Payment.id)
     .with_for_update(of=Payment, **ROW_LOCK)
 )
 _INSERT_EVENT = insert(_EVENTS)
+_EVENT_ROWS = "payql_webhook_rows"  # session.info: the delivery rows a group inserts together
+# At most this many deliveries apply in one transaction: a group holds its payments' locks until its commit.
+GROUP_LIMIT = 32
+
+
+class _Apply(Job):
+    """One delivery's re-fetched payment, to apply in a group (`WebhookService._apply_group`)."""
+
+    __slots__ = ("answer", "owed", "payment_id", "status", "store")
+
+    def __init__(
+        self,
+        payment_id: str,
+        answer: ProviderPayment,
+        status: WebhookStatus,
+        store: Callable[[Session, WebhookStatus], None],
+    ) -> None:
+        super().__init__()
+        self.payment_id = payment_id
+        self.answer = answer
+        self.status = status
+        self.store = store
+        self.owed = False  # set by the group: the payer paid for an enroll cancelled meanwhile
 
 
 class WebhookService:
@@ -139,6 +175,9 @@ class WebhookService:
         }
         if disputes is not None:
             self._handlers[ObjectKind.DISPUTE] = self._sync_dispute
+        self._applies: Combiner[_Apply] = Combiner(self._apply_group, limit=GROUP_LIMIT, key=lambda job: job.payment_id)
+        # Told the size of each group that committed (the app's metrics: `payql_webhook_group_size`).
+        self.on_group: Callable[[int], None] | None = None
 
     def receive(
         self, provider: ProviderName, event: ProviderEvent, body: bytes, headers: dict[str, str], sender_ip: str | None
@@ -173,14 +212,14 @@ class WebhookService:
         event names a payment of ours by id, as payql's own metadata makes the common case."""
         event, provider = delivery.event, delivery.provider
         params: dict[str, Any] = {"provider": provider, "key": event.dedupe_key, "payment_provider": provider}
-        with self._db.engine.connect() as connection:  # Core only: no session to build for three columns
+        # Core only (no session to build for three columns), outside a transaction: each statement stands alone
+        with self._db.single_reads() as connection:
             row = None
             if event.payment_id:  # by our id, when the payment is the provider's the event comes from
                 row = connection.execute(_BY_ID, {**params, "payment": event.payment_id}).first()
             if row is None and event.payment_ref:  # else by the provider's id
                 row = connection.execute(_BY_REF, {**params, "ref": event.payment_ref}).first()
             logged = connection.scalar(_STATUS, params) if row is None else None
-            connection.commit()  # a read ends with COMMIT, not ROLLBACK: see payql.db, above UnitOfWork
         if row is None:
             return logged, None
         status: WebhookStatus | None = row.logged
@@ -205,23 +244,25 @@ class WebhookService:
         if row is None:  # one Core insert: no ORM object to build and flush
             kept = {name: delivery.headers[name] for name in KEPT_HEADERS if name in delivery.headers}
             now = utcnow()
-            session.connection().execute(
-                _INSERT_EVENT,
-                {
-                    "id": new_id("whk"),
-                    "provider": delivery.provider,
-                    "dedupe_key": delivery.event.dedupe_key,
-                    "event_type": delivery.event.event_type,
-                    "payload": delivery.body.decode("utf-8", errors="replace"),
-                    "headers": json.dumps(kept),
-                    "sender_ip": delivery.sender_ip,
-                    "status": status,
-                    "error": error,
-                    "attempts": 1,
-                    "received_at": now,
-                    "processed_at": now,
-                },
-            )
+            values = {
+                "id": new_id("whk"),
+                "provider": delivery.provider,
+                "dedupe_key": delivery.event.dedupe_key,
+                "event_type": delivery.event.event_type,
+                "payload": delivery.body.decode("utf-8", errors="replace"),
+                "headers": json.dumps(kept),
+                "sender_ip": delivery.sender_ip,
+                "status": status,
+                "error": error,
+                "attempts": 1,
+                "received_at": now,
+                "processed_at": now,
+            }
+            grouped: list[dict[str, Any]] | None = session.info.get(_EVENT_ROWS)
+            if grouped is not None:  # `_apply_together` inserts its group's rows in one statement
+                grouped.append(values)
+            else:
+                session.connection().execute(_INSERT_EVENT, values)
             return
         if row.status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
             raise _Duplicate
@@ -324,25 +365,11 @@ class WebhookService:
         refunds = event.touches_refunds or event.kind is ObjectKind.REFUND or payment.refunded_minor > 0
         answer = self._payments.provider(payment.provider).retrieve_payment(provider_id, refunds=refunds)
         confirmed = _confirms(event, answer)
-        with self._db.uow() as uow:  # the delivery's row and the payment's new state commit together
-            session = uow.session
-            # The payment, locked, and its enroll (not locked) in one statement; the enroll is held here so that
-            # `apply` (which reads it) finds it in the session, not in the database again: the session keeps
-            # unchanged rows only while something references them.
-            row = session.execute(_LOCKED_WITH_ENROLL, {"payment": payment.id}).first()
-            if row is None:  # pragma: no cover - payments are never deleted
-                raise RetryLater(f"payment {payment.id} vanished")
-            locked, enroll = row[0], row[1]
-            self._payments.lifecycle.apply(session, locked, answer)
-            # Whether the payer paid for an enroll cancelled meanwhile, read under the payment's lock: only then
-            # does giving it back need a transaction of its own.
-            paid = answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED}
-            owed = paid and enroll is not None and owed_back(locked, enroll)
-            try:
-                store(session, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED)
-                uow.commit()
-            except IntegrityError as exc:
-                raise _Duplicate from exc
+        # The delivery's row and the payment's new state commit together, in one transaction with whatever other
+        # deliveries this process has ready at the same moment (`_apply_group`).
+        job = _Apply(payment.id, answer, WebhookStatus.PROCESSED if confirmed else WebhookStatus.RECEIVED, store)
+        self._applies.submit(job)
+        owed = job.owed
         if owed:
             self._give_back(payment.id)
         if not confirmed:
@@ -355,6 +382,64 @@ class WebhookService:
             )
             return Outcome.UNCONFIRMED
         return Outcome.PROCESSED
+
+    def _apply_group(self, jobs: list[_Apply]) -> None:
+        """Apply re-fetched payments and record their deliveries, all in one transaction (one commit); if that
+        fails (a duplicate delivery, a deadlock, any error), each again in a transaction of its own, so that one
+        delivery's failure is its own and the others commit."""
+        if len(jobs) > 1:
+            try:
+                self._apply_together(jobs)
+            except Exception as exc:  # noqa: BLE001 - nothing was written: each is tried alone below
+                logger.info(
+                    "a group of %d webhook deliveries rolled back (%s): each is applied alone",
+                    len(jobs),
+                    type(exc).__name__,
+                )
+            else:
+                return
+        for job in jobs:
+            try:
+                self._apply_together([job])
+            except Exception as exc:  # noqa: BLE001 - raised in the thread that submitted the job
+                job.error = exc
+
+    def _apply_together(self, jobs: list[_Apply]) -> None:
+        with self._db.uow() as uow:
+            session = uow.session
+            # The payments, locked in id order (one order for every group), with their enrolls (not locked), in one
+            # statement. The enrolls are held here so that `apply` (which reads them) finds them in the session,
+            # not in the database again: the session keeps unchanged rows only while something references them.
+            ids = sorted(job.payment_id for job in jobs)
+            rows = session.execute(_LOCKED_WITH_ENROLLS, {"payments": ids}).all()
+            found = {row[0].id: (row[0], row[1]) for row in rows}
+            if len(jobs) > 1:
+                # A group reads what each payment's `settle` reads in one statement, and writes its postings in
+                # one insert each of transactions and entries at the commit (a failed commit is the group's: it
+                # runs again one by one, without either).
+                self._payments.lifecycle.read_ahead(session, ids)
+                ledger.defer_postings(session)
+            for job in jobs:
+                if job.payment_id not in found:  # pragma: no cover - payments are never deleted
+                    raise RetryLater(f"payment {job.payment_id} vanished")
+                locked, enroll = found[job.payment_id]
+                self._payments.lifecycle.apply(session, locked, job.answer)
+                # Whether the payer paid for an enroll cancelled meanwhile, read under the payment's lock: only
+                # then does giving it back need a transaction of its own.
+                paid = job.answer.status in {PaymentStatus.AUTHORIZED, PaymentStatus.SUCCEEDED}
+                job.owed = paid and enroll is not None and owed_back(locked, enroll)
+            inserts: list[dict[str, Any]] = []
+            session.info[_EVENT_ROWS] = inserts
+            try:
+                for job in jobs:
+                    job.store(session, job.status)
+                if inserts:
+                    session.connection().execute(_INSERT_EVENT, inserts)
+                uow.commit()
+            except IntegrityError as exc:  # a delivery's row: a concurrent delivery of the same event wrote it
+                raise _Duplicate from exc
+        if self.on_group is not None:
+            self.on_group(len(jobs))
 
     def _give_back(self, payment_id: str) -> None:
         """The payer paid for an enroll cancelled while its payment was unpaid: void or refund it now. The delivery

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import IntegrityError
 
 from payql.db import Database
 from payql.models import PLATFORM, AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
@@ -181,3 +182,73 @@ def test_an_account_created_by_a_rolled_back_posting_is_created_again(db: Databa
         assert (
             session.scalar(select(func.count()).select_from(LedgerAccount).where(LedgerAccount.owner_id == "u1")) == 1
         )
+
+
+def test_deferred_postings_are_written_together_at_the_commit(db: Database) -> None:
+    statements: list[str] = []
+
+    def note(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        statements.append(" ".join(statement.split()[:3]))
+
+    event.listen(db.engine, "before_cursor_execute", note)
+    try:
+        with db.uow() as uow:
+            ledger.defer_postings(uow.session)
+            assert ledger.post(uow.session, "sale", "payment", "pay_1", lines(250), unposted=True) is True
+            assert ledger.post(uow.session, "sale", "payment", "pay_2", lines(100), unposted=True) is True
+            assert not [s for s in statements if s.startswith("INSERT INTO ledger_")]  # nothing written yet
+            uow.commit()
+    finally:
+        event.remove(db.engine, "before_cursor_execute", note)
+
+    assert statements.count("INSERT INTO ledger_transactions") == 1  # both postings in one statement
+    assert statements.count("INSERT INTO ledger_entries") == 1
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 2
+        assert ledger.balances(session, PLATFORM) == {(AccountKind.REVENUE, "USD"): -350}
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 350}
+
+
+def test_a_read_of_the_ledger_sees_the_postings_deferred_before_it(db: Database) -> None:
+    with db.uow() as uow:
+        ledger.defer_postings(uow.session)
+        ledger.post(uow.session, "sale", "payment", "pay_1", lines(250), unposted=True)
+        assert ledger.balance_of(uow.session, "STRIPE", AccountKind.PROVIDER_CASH, "USD") == 250
+        assert ledger.posted_lines(uow.session, "payment", ["pay_1"], ["sale"]) == lines(250)
+        # a posting that checks its cause sees the deferred one: a replay writes nothing
+        assert ledger.post(uow.session, "sale", "payment", "pay_1", lines(250)) is False
+        uow.commit()
+
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 250}
+
+
+def test_deferred_postings_rolled_back_are_gone_and_a_cause_deferred_twice_fails_the_commit(db: Database) -> None:
+    with db.uow() as uow:
+        ledger.defer_postings(uow.session)
+        ledger.post(uow.session, "sale", "payment", "pay_1", lines(250), unposted=True)
+        # no commit: rolled back
+    with db.uow() as uow:
+        ledger.defer_postings(uow.session)
+        ledger.post(uow.session, "sale", "payment", "pay_2", lines(100), unposted=True)
+        ledger.post(uow.session, "sale", "payment", "pay_2", lines(100), unposted=True)  # the caller was wrong
+        with pytest.raises(IntegrityError):
+            uow.commit()
+
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+        assert ledger.balances(session, "STRIPE") == {}
+
+
+def test_a_dry_run_defers_nothing_and_records_each_posting(db: Database) -> None:
+    with db.dry_run() as changes, db.uow() as uow:
+        ledger.defer_postings(uow.session)
+        ledger.post(uow.session, "sale", "payment", "pay_1", lines(250), unposted=True)
+        uow.commit()
+
+    assert changes == [
+        "ledger_transactions (new): kind=sale cause=payment pay_1 provider_cash:STRIPE+250 revenue:platform-250"
+    ]
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
