@@ -186,11 +186,13 @@ def counts(url: str) -> dict[str, int]:
             text(
                 "SELECT (SELECT count(*) FROM webhook_events WHERE status = 'PROCESSED' AND dedupe_key LIKE 'evt_hook_%'),"
                 " (SELECT count(*) FROM ledger_transactions WHERE kind = 'escrow'),"
-                " (SELECT count(*) FROM payments WHERE status = 'SUCCEEDED')"
+                " (SELECT count(*) FROM payments WHERE status = 'SUCCEEDED'),"
+                # the transactions that wrote them (rows of one transaction share its xmin): deliveries per commit
+                " (SELECT count(DISTINCT xmin::text) FROM webhook_events WHERE dedupe_key LIKE 'evt_hook_%')"
             )
         ).one()
     engine.dispose()
-    return {"processed": row[0], "escrow_postings": row[1], "succeeded": row[2]}
+    return {"processed": row[0], "escrow_postings": row[1], "succeeded": row[2], "commits": row[3]}
 
 
 def main() -> int:
@@ -298,6 +300,10 @@ def report(
         print(f"    waiting on a lock {n}x: {statement}")
     print(f"  payql ledger check: {'ok' if check_rc == 0 else 'FAILED'} ({check_out})")
     print(f"  {seen}")
+    if seen["commits"]:
+        print(
+            f"  deliveries per commit (webhook_events rows per writing transaction): {seen['processed'] / seen['commits']:.1f}"
+        )
     summary: dict[str, Any] = {
         "webhook_pg_eps": round(real, 1),
         "minimal_pg_eps": round(least, 1),
