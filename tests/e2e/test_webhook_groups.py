@@ -87,37 +87,40 @@ def first_held(
         answers[index] = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
 
     events = [event for _, event in made]
-    with db.uow() as uow:
-        uow.session.execute(select(Payment.id).where(Payment.id == made[0][0]).with_for_update()).all()
-        if logged is not None:
-            now = utcnow()
-            uow.session.add(
-                WebhookEvent(
-                    id=new_id("whk"),
-                    provider=ProviderName.STRIPE,
-                    dedupe_key=logged,
-                    event_type="payment_intent.succeeded",
-                    payload="{}",
-                    headers="{}",
-                    status=WebhookStatus.PROCESSED,
-                    attempts=1,
-                    received_at=now,
-                    processed_at=now,
+    before = refetches(fake, events)  # an event's payment may have been read before (an earlier delivery)
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(made))]
+    try:
+        with db.uow() as uow:
+            uow.session.execute(select(Payment.id).where(Payment.id == made[0][0]).with_for_update()).all()
+            if logged is not None:
+                now = utcnow()
+                uow.session.add(
+                    WebhookEvent(
+                        id=new_id("whk"),
+                        provider=ProviderName.STRIPE,
+                        dedupe_key=logged,
+                        event_type="payment_intent.succeeded",
+                        payload="{}",
+                        headers="{}",
+                        status=WebhookStatus.PROCESSED,
+                        attempts=1,
+                        received_at=now,
+                        processed_at=now,
+                    )
                 )
-            )
-            uow.session.flush()
-        threads = [threading.Thread(target=send, args=(0,))]
-        threads[0].start()
-        wait_for(lambda: refetches(fake, events[:1]) == 1, "the first delivery's re-fetch")
-        time.sleep(0.3)  # it is now in its transaction, waiting for the lock
-        threads += [threading.Thread(target=send, args=(i,)) for i in range(1, len(made))]
-        for thread in threads[1:]:
-            thread.start()
-        wait_for(lambda: refetches(fake, events) == len(made), "every delivery's re-fetch")
-        time.sleep(0.5)  # each is now queued behind the first group
-        uow.commit()
-    for thread in threads:
-        thread.join(30)
+                uow.session.flush()
+            threads[0].start()
+            wait_for(lambda: refetches(fake, events) >= before + 1, "the first delivery's re-fetch")
+            time.sleep(0.3)  # it is now in its transaction, waiting for the lock
+            for thread in threads[1:]:
+                thread.start()
+            wait_for(lambda: refetches(fake, events) >= before + len(made), "every delivery's re-fetch")
+            time.sleep(0.5)  # each is now queued behind the first group
+            uow.commit()
+    finally:  # the lock is let go (committed, or rolled back on a failure): every delivery ends
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join(30)
     yield answers
 
 

@@ -1,10 +1,10 @@
 """The Stripe adapter: the only module that calls the `stripe` SDK.
 
-One `StripeClient` is built in `create_app` with its own HTTPX client and timeout; nothing is configured globally
-per call (only `stripe.enable_telemetry = False`). Operations run synchronously (`allow_sync_methods`): every
-GraphQL operation already runs in a worker thread, so a call never blocks the event loop. Our idempotency key goes
-on every POST, suffixed per endpoint because Stripe refuses one key reused across endpoints. SDK exceptions become
-`ProviderError`s here and nowhere else.
+One `StripeClient` is built in `create_app` with its own HTTP transport (urllib3, `transport.py`) and timeout;
+nothing is configured globally per call (only `stripe.enable_telemetry = False`). Operations run synchronously:
+every GraphQL operation already runs in a worker thread, so a call never blocks the event loop. Our idempotency key
+goes on every POST, suffixed per endpoint because Stripe refuses one key reused across endpoints. SDK exceptions
+become `ProviderError`s here and nowhere else.
 
 Enroll payments are PaymentIntents (`capture_method=manual` for MANUAL); credit packages are Checkout Sessions,
 whose id is the payment's provider id (its PaymentIntent is looked up when a refund needs it).
@@ -43,6 +43,7 @@ from payql.providers.base import (
     WebhookRejected,
 )
 from payql.providers.stripe import mapping, units
+from payql.providers.stripe.transport import Urllib3Client
 
 logger = logging.getLogger("payql.providers.stripe")
 T = TypeVar("T")
@@ -141,7 +142,7 @@ class StripeProvider:
         max_network_retries: int = 0,
     ) -> None:
         stripe.enable_telemetry = False
-        self._http = stripe.HTTPXClient(timeout=timeout_ms / 1000, allow_sync_methods=True)
+        self._http = Urllib3Client(timeout_ms / 1000)  # the SDK's transport: see transport.py
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base},
@@ -151,7 +152,7 @@ class StripeProvider:
         self._webhook_secret = webhook_secret
 
     def close(self) -> None:
-        self._http.close()  # type: ignore[no-untyped-call]
+        self._http.close()
 
     def _call(self, fn: Callable[[], T]) -> T:
         with _translated():
