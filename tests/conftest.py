@@ -32,7 +32,12 @@ BACKENDS = ["sqlite", "postgres"] if POSTGRES_URL else ["sqlite"]
 collect_ignore = (
     []
     if POSTGRES_URL
-    else ["integration/test_locks.py", "integration/test_prepared_reads.py", "e2e/test_subscriptions_postgres.py"]
+    else [
+        "integration/test_locks.py",
+        "integration/test_prepared_reads.py",
+        "e2e/test_subscriptions_postgres.py",
+        "e2e/test_webhook_lookups_postgres.py",
+    ]
 )
 
 

@@ -22,8 +22,10 @@ a transaction of its own, as it would have been alone, so that one delivery's fa
 one group at a time (two deliveries of one payment go in turn). The log lines of a group's transaction carry the
 request context of the delivery whose thread ran it.
 
-The common path is also kept cheap in the app: the look-up is one Core statement outside a transaction (the log's
-status and the few columns of the payment the re-fetch needs), and the payment is loaded through the ORM once,
+The look-ups that come first are grouped the same way (`_look_up_group`), outside any transaction: a lone
+delivery's look-up is one Core statement (the log's status and the few columns of the payment the re-fetch
+needs), a group's is two for all of its deliveries (their payments by our ids, their log rows), and a delivery
+that names its payment by the provider's id only costs one more. The payment is loaded through the ORM once,
 locked, in the transaction that applies.
 """
 
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -117,6 +119,18 @@ _BY_REF = _TARGET.where(
     _PAYMENTS.c.provider == bindparam("payment_provider"), _PAYMENTS.c.provider_payment_id == bindparam("ref")
 ).limit(1)
 _STATUS = select(_LOGGED)
+# The look-ups of a group of deliveries (`_look_up_group`): their payments by our ids, and their log rows, one
+# provider at a time (the log's unique key leads with the provider).
+_PAYMENTS_BY_IDS = select(
+    _PAYMENTS.c.id,
+    _PAYMENTS.c.provider,
+    _PAYMENTS.c.provider_payment_id,
+    _PAYMENTS.c.purpose,
+    _PAYMENTS.c.refunded_minor,
+).where(_PAYMENTS.c.id.in_(bindparam("ids", expanding=True)))
+_LOGGED_MANY = select(_EVENTS.c.dedupe_key, _EVENTS.c.status).where(
+    _EVENTS.c.provider == bindparam("provider"), _EVENTS.c.dedupe_key.in_(bindparam("keys", expanding=True))
+)
 _LOCKED_WITH_ENROLLS = (
     select(Payment, Enroll)
     .outerjoin(Enroll, Enroll.id == Payment.enroll_id)
@@ -128,6 +142,17 @@ _INSERT_EVENT = insert(_EVENTS)
 _EVENT_ROWS = "payql_webhook_rows"  # session.info: the delivery rows a group inserts together
 # At most this many deliveries apply in one transaction: a group holds its payments' locks until its commit.
 GROUP_LIMIT = 32
+
+
+class _LookUp(Job):
+    """One delivery's look-up, to run with others arriving at the same moment (`WebhookService._look_up_group`)."""
+
+    __slots__ = ("delivery", "found")
+
+    def __init__(self, delivery: Delivery) -> None:
+        super().__init__()
+        self.delivery = delivery
+        self.found: tuple[WebhookStatus | None, Target | None] = (None, None)
 
 
 class _Apply(Job):
@@ -176,6 +201,7 @@ class WebhookService:
         if disputes is not None:
             self._handlers[ObjectKind.DISPUTE] = self._sync_dispute
         self._applies: Combiner[_Apply] = Combiner(self._apply_group, limit=GROUP_LIMIT, key=lambda job: job.payment_id)
+        self._look_ups: Combiner[_LookUp] = Combiner(self._look_up_group, limit=GROUP_LIMIT, key=id)
         # Told the size of each group that committed (the app's metrics: `payql_webhook_group_size`).
         self.on_group: Callable[[int], None] | None = None
 
@@ -183,7 +209,9 @@ class WebhookService:
         self, provider: ProviderName, event: ProviderEvent, body: bytes, headers: dict[str, str], sender_ip: str | None
     ) -> Outcome:
         delivery = Delivery(provider, event, body, headers, sender_ip)
-        status, payment = self._look_up(delivery)
+        look_up = _LookUp(delivery)
+        self._look_ups.submit(look_up)  # with the look-ups of the deliveries arriving at the same moment
+        status, payment = look_up.found
         if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
             return Outcome.DUPLICATE
         handler = self._handlers.get(event.kind)
@@ -207,25 +235,54 @@ class WebhookService:
 
     # -- the log -----------------------------------------------------------------------------------------
 
-    def _look_up(self, delivery: Delivery) -> tuple[WebhookStatus | None, Target | None]:
+    def _look_up_group(self, jobs: list[_LookUp]) -> None:
+        """Look up each delivery (`_look_up`), on one connection. A lone delivery takes one statement when its
+        event names a payment of ours by id; a group, two for all of them (their payments, their log rows), and
+        one more for each delivery that names its payment by the provider's id only."""
+        # Core only (no session to build for a few columns), outside a transaction: each statement stands alone
+        with self._db.single_reads() as connection:
+            if len(jobs) == 1:
+                jobs[0].found = self._look_up(connection, jobs[0].delivery)
+                return
+            ids = sorted({job.delivery.event.payment_id for job in jobs if job.delivery.event.payment_id})
+            payments = {row.id: row for row in connection.execute(_PAYMENTS_BY_IDS, {"ids": ids})} if ids else {}
+            logged: dict[tuple[ProviderName, str], WebhookStatus] = {}
+            for provider in sorted({job.delivery.provider for job in jobs}):
+                keys = sorted({job.delivery.event.dedupe_key for job in jobs if job.delivery.provider is provider})
+                rows = connection.execute(_LOGGED_MANY, {"provider": provider, "keys": keys})
+                logged.update(((provider, row.dedupe_key), row.status) for row in rows)
+            for job in jobs:
+                event, provider = job.delivery.event, job.delivery.provider
+                row = payments.get(event.payment_id) if event.payment_id else None
+                if row is not None and row.provider is not provider:
+                    row = None  # our id, but a payment of another provider's
+                job.found = self._look_up(
+                    connection, job.delivery, known=(logged.get((provider, event.dedupe_key)), row)
+                )
+
+    @staticmethod
+    def _look_up(
+        connection: Connection, delivery: Delivery, known: tuple[WebhookStatus | None, Any] | None = None
+    ) -> tuple[WebhookStatus | None, Target | None]:
         """The event's status in the log (None: never seen), and the payment it names: one statement when the
-        event names a payment of ours by id, as payql's own metadata makes the common case."""
+        event names a payment of ours by id, as payql's own metadata makes the common case. `known`: what a
+        group's statements read of both already (the payment's row is None when they did not find it by id)."""
         event, provider = delivery.event, delivery.provider
         params: dict[str, Any] = {"provider": provider, "key": event.dedupe_key, "payment_provider": provider}
-        # Core only (no session to build for three columns), outside a transaction: each statement stands alone
-        with self._db.single_reads() as connection:
-            row = None
-            if event.payment_id:  # by our id, when the payment is the provider's the event comes from
-                row = connection.execute(_BY_ID, {**params, "payment": event.payment_id}).first()
-            if row is None and event.payment_ref:  # else by the provider's id
-                row = connection.execute(_BY_REF, {**params, "ref": event.payment_ref}).first()
-            logged = connection.scalar(_STATUS, params) if row is None else None
+        row, logged = None, None
+        if known is not None:
+            logged, row = known
+        elif event.payment_id:  # by our id, when the payment is the provider's the event comes from
+            row = connection.execute(_BY_ID, {**params, "payment": event.payment_id}).first()
+            logged = None if row is None else row.logged
+        if row is None and event.payment_ref:  # else by the provider's id
+            row = connection.execute(_BY_REF, {**params, "ref": event.payment_ref}).first()
+            logged = logged if row is None else row.logged
         if row is None:
+            return (logged if known is not None else connection.scalar(_STATUS, params)), None
+        if logged in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
             return logged, None
-        status: WebhookStatus | None = row.logged
-        if status in {WebhookStatus.PROCESSED, WebhookStatus.IGNORED}:
-            return status, None
-        return status, _target(row)
+        return logged, _target(row)
 
     @staticmethod
     def _store(
