@@ -3,8 +3,8 @@
 
 Why not the SDK's `HTTPXClient`: every webhook re-reads its payment at Stripe, and the re-read's CPU is a good share
 of the route's. Measured serially against the Stripe fake (a GET of a PaymentIntent through `raw_request`, the
-webhook's re-fetch), httpx cost 0.76-0.84 ms of client CPU per call and urllib3 0.49-0.59 ms (bench/README.md,
-"First session of 2026-12-07"); the SDK's `RequestsClient` (requests over urllib3) cost 1.08-1.17 ms.
+webhook's re-fetch: `bench/stripe_transport.py`), httpx cost 1.3-1.9x the client CPU per call of urllib3, and the
+SDK's `RequestsClient` (requests over urllib3) 1.8-2.8x (bench/README.md, "First session of 2026-12-07").
 
 What the SDK's clients do, this does: TLS verified against the SDK's CA bundle (`stripe.ca_bundle_path`), one
 deadline for the connect and for each read (httpx's `timeout`), no redirects, and every network failure raised as
