@@ -19,8 +19,10 @@ insert and their ledger postings one insert of transactions and one of entries (
 there is one commit (one fsync). A lone delivery finds no group running and is applied at once, alone. A group
 that fails (a duplicate delivery, a deadlock, any error) rolls back and each of its deliveries is applied again in
 a transaction of its own, as it would have been alone, so that one delivery's failure is its own. A payment is in
-one group at a time (two deliveries of one payment go in turn). The log lines of a group's transaction carry the
-request context of the delivery whose thread ran it.
+one group at a time (two deliveries of one payment go in turn). One group runs at a time per process: a group
+whose payment row another transaction holds waits for it, and the process's next group waits behind it (payql's
+transactions hold a payment's row only for their database work, never across a provider call). The log lines of a
+group's transaction carry the request context of the delivery whose thread ran it.
 
 The look-ups that come first are grouped the same way (`_look_up_group`), outside any transaction: a lone
 delivery's look-up is one Core statement (the log's status and the few columns of the payment the re-fetch
