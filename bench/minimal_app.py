@@ -138,7 +138,7 @@ def _record(engine: Engine, group: list[Delivery]) -> None:
     now = utcnow()
     with engine.begin() as connection:
         connection.execute(
-            insert(WebhookEvent),
+            insert(WebhookEvent).returning(WebhookEvent.id),  # one multi-row INSERT, as payql's (insertmanyvalues)
             [
                 {
                     "id": new_id("whk"),

@@ -129,12 +129,14 @@ _KEY = ["user_id", "status", "purpose", "shard"]
 _PG_INSERT = pg_insert(_TABLE)
 _SQLITE_INSERT = sqlite_insert(_TABLE)
 _UPSERT = {
+    # RETURNING: many rows in one statement, not one per row (services/ledger.py, above _INSERT_TRANSACTION); the
+    # rows' keys are distinct (summed per key), as one statement's ON CONFLICT needs
     "postgresql": _PG_INSERT.on_conflict_do_update(
         index_elements=_KEY, set_={"count": _TABLE.c.count + _PG_INSERT.excluded.count}
-    ),
+    ).returning(_TABLE.c.count),
     "sqlite": _SQLITE_INSERT.on_conflict_do_update(
         index_elements=_KEY, set_={"count": _TABLE.c.count + _SQLITE_INSERT.excluded.count}
-    ),
+    ).returning(_TABLE.c.count),
 }
 
 event.listen(Session, "before_flush", _note)

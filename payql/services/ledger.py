@@ -70,8 +70,11 @@ _ACCOUNT_IDS = select(
         bindparam("keys", expanding=True)
     )
 )
-_INSERT_TRANSACTION = insert(_TRANSACTIONS)
-_INSERT_ENTRY = insert(_ENTRIES)
+# RETURNING (of the key, which is not used) makes SQLAlchemy send many rows as one multi-row INSERT
+# ("insertmanyvalues") rather than the driver's executemany, which is one statement per row: for a group of webhook
+# deliveries' postings, less CPU in the app and far fewer statements for the database.
+_INSERT_TRANSACTION = insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id)
+_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
 _MOVE_BALANCE = (
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.id == bindparam("account"))

@@ -140,7 +140,7 @@ _LOCKED_WITH_ENROLLS = (
     .order_by(Payment.id)
     .with_for_update(of=Payment, **ROW_LOCK)
 )
-_INSERT_EVENT = insert(_EVENTS)
+_INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)  # a group's rows in one statement (see ledger.py)
 _EVENT_ROWS = "payql_webhook_rows"  # session.info: the delivery rows a group inserts together
 # At most this many deliveries apply in one transaction: a group holds its payments' locks until its commit.
 GROUP_LIMIT = 32
