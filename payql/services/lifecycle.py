@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
@@ -79,33 +80,32 @@ REFUSED = "provider_refused"  # a refund's failure reason when the provider refu
 CAPTURE_KINDS = ("sale", "capture", "escrow")
 REFUND_KINDS = ("refund", "refund_reversed")  # what a refund posts, and the undoing of it
 
-_REFUNDED = (
-    select(func.coalesce(func.sum(Refund.amount_minor), 0))
-    .where(Refund.payment_id == bindparam("payment"), Refund.status == RefundStatus.SUCCEEDED)
-    .scalar_subquery()
-)
-_CAPTURE_POSTED = select(LedgerTransaction.id).where(
-    LedgerTransaction.cause_type == "payment",
-    LedgerTransaction.cause_id == bindparam("payment"),
-    LedgerTransaction.kind.in_(CAPTURE_KINDS),
-)
-# What `settle` reads under the payment's lock, in one round trip: the succeeded refunds' sum and whether the
-# capture (sale, capture or escrow) has posted.
-_SETTLE_READ = select(_REFUNDED, _CAPTURE_POSTED.exists())
-# The same for several payments locked in one transaction (`read_ahead`).
-_SETTLE_READ_MANY = select(
-    Payment.id,
-    select(func.coalesce(func.sum(Refund.amount_minor), 0))
-    .where(Refund.payment_id == Payment.id, Refund.status == RefundStatus.SUCCEEDED)
-    .scalar_subquery(),
-    select(LedgerTransaction.id)
-    .where(
+
+def _refunded(payment_id: Any) -> Any:
+    """The succeeded refunds' sum of the payment `payment_id` names (a bound parameter or a column)."""
+    return (
+        select(func.coalesce(func.sum(Refund.amount_minor), 0))
+        .where(Refund.payment_id == payment_id, Refund.status == RefundStatus.SUCCEEDED)
+        .scalar_subquery()
+    )
+
+
+def _capture_posted(payment_id: Any) -> Any:
+    """The payment's capture posting (sale, capture or escrow), if it has one."""
+    return select(LedgerTransaction.id).where(
         LedgerTransaction.cause_type == "payment",
-        LedgerTransaction.cause_id == Payment.id,
+        LedgerTransaction.cause_id == payment_id,
         LedgerTransaction.kind.in_(CAPTURE_KINDS),
     )
-    .exists(),
-).where(Payment.id.in_(bindparam("payments", expanding=True)))
+
+
+_CAPTURE_POSTED = _capture_posted(bindparam("payment"))
+# What `settle` reads under the payment's lock, in one round trip: the succeeded refunds' sum and whether the
+# capture has posted; and the same for several payments locked in one transaction (`read_ahead`).
+_SETTLE_READ = select(_refunded(bindparam("payment")), _CAPTURE_POSTED.exists())
+_SETTLE_READ_MANY = select(Payment.id, _refunded(Payment.id), _capture_posted(Payment.id).exists()).where(
+    Payment.id.in_(bindparam("payments", expanding=True))
+)
 _READ_AHEAD = "payql_settle_read_ahead"  # session.info: {payment id: (refunded, capture posted)}
 
 
