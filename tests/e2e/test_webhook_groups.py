@@ -213,3 +213,31 @@ def test_a_refund_that_settles_late_is_applied_in_a_group_with_captures(
     for payment_id, _ in new_ones:
         assert client.data(doc.PAYMENT, id=payment_id)["payment"]["status"] == "SUCCEEDED"
         assert escrows(db, payment_id) == 1
+
+
+def test_a_retry_of_a_failed_delivery_is_processed_once_in_a_group(api: Api, fake: FakeStripe, db: Database) -> None:
+    """A delivery that failed (Stripe could not be read) is recorded FAILED; its retry, arriving in a group, moves
+    that row on (the group's insert covers only new deliveries) and applies its payment once."""
+    made = paid(api, fake, 4)
+    client = api.user("client")
+    _, retried = made[2]
+    fake.fail_next(count=1, status=500, path_prefix=f"/v1/payment_intents/{intent_of(retried)}", method="GET")
+    body, headers = fake.signed_delivery(retried, STRIPE_WEBHOOK_SECRET)
+    first = api.request("POST", "/webhooks/stripe", content=body, headers=headers)
+    assert first.status_code == 500
+    with db.read() as session:
+        row = session.scalars(select(WebhookEvent).where(WebhookEvent.dedupe_key == retried["id"])).one()
+        assert (row.status, row.attempts) == (WebhookStatus.FAILED, 1)
+
+    with first_held(api, fake, db, made) as answers:
+        pass
+
+    assert [a.json()["status"] for a in answers] == ["processed"] * 4
+    assert group_sizes(api) == (2, 4)  # the first alone, then three together, the retry among them
+    with db.read() as session:
+        row = session.scalars(select(WebhookEvent).where(WebhookEvent.dedupe_key == retried["id"])).one()
+        assert (row.status, row.attempts, row.error) == (WebhookStatus.PROCESSED, 2, None)
+        assert session.scalar(select(func.count()).select_from(WebhookEvent)) == 4
+    for payment_id, _ in made:
+        assert client.data(doc.PAYMENT, id=payment_id)["payment"]["status"] == "SUCCEEDED"
+        assert escrows(db, payment_id) == 1
