@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-import anyio.to_thread
 from sqlalchemy import Engine, Integer, bindparam, func, insert, or_, select, update
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +34,7 @@ from payql.services.grouping import Combiner, Job
 from payql.services.queries import REFUNDS_CAP, encode_cursor
 from payql.services.webhooks import GROUP_LIMIT
 from payql.settings import Settings
+from payql.workers import Threads
 
 PAYMENTS, ENROLLS, REFUNDS = Payment.__table__, Enroll.__table__, Refund.__table__
 MINE = or_(PAYMENTS.c.payer_id == bindparam("user"), PAYMENTS.c.payee_id == bindparam("user"))
@@ -173,10 +173,14 @@ def create(database_url: str) -> Starlette:
     inline = engine.dialect.name == "sqlite"  # one writer, and reads cost less than a thread hop
     secret = os.environ.get("STRIPE_WEBHOOK_SECRET", "").encode()
     groups: Combiner[Delivery] = Combiner(lambda group: record(engine, group), limit=GROUP_LIMIT, key=id)
-    limiters: list[anyio.CapacityLimiter] = []  # made on the event loop, at the first delivery
+    # the cheapest hop to a thread this stack has, payql's own (`payql.workers.Threads`), with as many threads as
+    # payql's pools: the query pool's default on PostgreSQL, and the webhook pool's (MUTATION_THREADS), for groups as
+    # large as the real route's
+    reads = Threads(4, "minimal-read")  # `Settings.query_thread_count` on PostgreSQL
+    deliveries = Threads(Settings.model_fields["mutation_threads"].default, "minimal-webhook")
 
     async def run(work: Callable[[], Any]) -> Any:
-        return work() if inline else await anyio.to_thread.run_sync(work)
+        return work() if inline else await reads.run(work)
 
     async def raw_payments(request: Request) -> Response:
         user = request.query_params["user"]
@@ -187,12 +191,8 @@ def create(database_url: str) -> Starlette:
         body = await request.body()
         signature = request.headers["stripe-signature"]
         # a commit waits on fsync: in a thread, so that the loop reads the next requests meanwhile (inline, this
-        # route ran at a third of the rate on SQLite); as many threads as payql's webhook pool (MUTATION_THREADS),
-        # for groups as large as the real route's (the app's default limiter is the few query threads)
-        if not limiters:
-            limiters.append(anyio.CapacityLimiter(Settings.model_fields["mutation_threads"].default))
-        work = lambda: delivered(groups, secret, signature, body)  # noqa: E731
-        if not await anyio.to_thread.run_sync(work, limiter=limiters[0]):
+        # route ran at a third of the rate on SQLite)
+        if not await deliveries.run(delivered, groups, secret, signature, body):
             return JSONResponse({"error": "bad signature"}, status_code=400)
         return JSONResponse({"status": "processed"})
 

@@ -426,7 +426,8 @@ class Live:
             await connection.execute(f"LISTEN {CHANNEL}")
             self._connected(reconnected)
             async for notify in connection.notifies():
-                self.wake(decode(notify.payload))
+                if self._watches:  # with no subscription here, a payload wakes no one: not even decoded
+                    self.wake(decode(notify.payload))
 
     async def _listen_redis(self, reconnected: bool) -> None:
         import redis.asyncio  # noqa: PLC0415
@@ -437,7 +438,7 @@ class Live:
                 await pubsub.subscribe(CHANNEL)
                 self._connected(reconnected)
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                    if message.get("type") == "message" and self._watches:
                         self.wake(decode(message["data"]))
         finally:
             await client.aclose()

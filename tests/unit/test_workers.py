@@ -103,6 +103,16 @@ def test_queries_run_on_the_event_loop_on_sqlite_and_on_threads_on_postgresql() 
         assert not _on_the_loop(sqlite, pool)
 
 
+def test_webhook_deliveries_run_on_payqls_own_webhook_threads() -> None:
+    async def main() -> str:
+        name: str = await Workers(make_settings("sqlite:///unused.db")).run(
+            Pool.WEBHOOKS, lambda: threading.current_thread().name
+        )
+        return name
+
+    assert asyncio.run(main()) == "payql-webhook"
+
+
 def test_an_inline_query_gets_the_callers_context_and_keeps_its_own_changes() -> None:
     async def main() -> None:
         pool = Workers(make_settings("sqlite:///unused.db"))
