@@ -37,6 +37,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from payql.db import ManyRows
 from payql.models.base import Base
 from payql.models.enums import PaymentStatus
 from payql.models.payment import Payment
@@ -117,7 +118,10 @@ def _write(session: Session) -> None:
     ]
     if rows:
         connection = session.connection()
-        connection.execute(_UPSERT[connection.dialect.name], rows)
+        if connection.dialect.name == "postgresql":
+            _PG_UPSERT.execute(connection, rows)
+        else:
+            connection.execute(_UPSERT[connection.dialect.name], rows)
 
 
 def _forget(session: Session, *_args: object) -> None:
@@ -138,6 +142,13 @@ _UPSERT = {
         index_elements=_KEY, set_={"count": _TABLE.c.count + _SQLITE_INSERT.excluded.count}
     ).returning(_TABLE.c.count),
 }
+
+# On PostgreSQL one array per column (`ManyRows`): a statement whose text is the same for any number of rows.
+_PG_UPSERT = ManyRows(
+    _UPSERT["postgresql"],
+    [*_KEY, "count"],
+    suffix=f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET count = payment_counts.count + excluded.count",
+)
 
 event.listen(Session, "before_flush", _note)
 event.listen(Session, "before_commit", _write)

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, SessionTransaction
 
-from payql.db import dry_running, note_change
+from payql.db import ManyRows, dry_running, note_change
 from payql.models import (
     LEDGER_SHARDS,
     SHARDED_KINDS,
@@ -70,11 +70,16 @@ _ACCOUNT_IDS = select(
         bindparam("keys", expanding=True)
     )
 )
-# RETURNING (of the key, which is not used) makes SQLAlchemy send many rows as one multi-row INSERT
-# ("insertmanyvalues") rather than the driver's executemany, which is one statement per row: for a group of webhook
-# deliveries' postings, less CPU in the app and far fewer statements for the database.
-_INSERT_TRANSACTION = insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id)
-_INSERT_ENTRY = insert(_ENTRIES).returning(_ENTRIES.c.id)
+# Many rows in one statement, not the driver's executemany (one statement per row): for a group of webhook
+# deliveries' postings, less CPU in the app and far fewer statements for the database. On PostgreSQL, one array per
+# column (`ManyRows`); elsewhere RETURNING (of the key, not used) makes SQLAlchemy send one multi-row INSERT
+# ("insertmanyvalues").
+_INSERT_TRANSACTION = ManyRows(
+    insert(_TRANSACTIONS).returning(_TRANSACTIONS.c.id), ["id", "created_at", "cause_type", "cause_id", "kind"]
+)
+_INSERT_ENTRY = ManyRows(
+    insert(_ENTRIES).returning(_ENTRIES.c.id), ["transaction_id", "account_id", "amount_minor", "currency"]
+)
 _MOVE_BALANCE = (
     update(_ACCOUNTS)
     .where(_ACCOUNTS.c.id == bindparam("account"))
@@ -247,8 +252,8 @@ def _write(session: Session, connection: Connection, postings: list[Posting]) ->
                 }
             )
             (later if defer and line.kind in SHARDED_KINDS else deltas)[accounts[key]] += line.amount_minor
-    connection.execute(_INSERT_TRANSACTION, transactions)
-    connection.execute(_INSERT_ENTRY, entries)
+    _INSERT_TRANSACTION.execute(connection, transactions)
+    _INSERT_ENTRY.execute(connection, entries)
     if moves := [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]:
         connection.execute(_MOVE_BALANCE, moves)
     if later:

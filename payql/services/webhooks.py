@@ -44,7 +44,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from payql.db import ROW_LOCK, Database
+from payql.db import ROW_LOCK, Database, ManyRows
 from payql.models import Enroll, Payment, WebhookEvent, Withdrawal, new_id, utcnow
 from payql.models.enums import PaymentPurpose, PaymentStatus, ProviderName, WebhookStatus
 from payql.providers.base import ObjectKind, ProviderError, ProviderEvent, ProviderPayment
@@ -141,6 +141,23 @@ _LOCKED_WITH_ENROLLS = (
     .with_for_update(of=Payment, **ROW_LOCK)
 )
 _INSERT_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)  # a group's rows in one statement (see ledger.py)
+_INSERT_EVENTS = ManyRows(
+    _INSERT_EVENT,
+    [
+        "id",
+        "provider",
+        "dedupe_key",
+        "event_type",
+        "payload",
+        "headers",
+        "sender_ip",
+        "status",
+        "error",
+        "attempts",
+        "received_at",
+        "processed_at",
+    ],
+)
 _EVENT_ROWS = "payql_webhook_rows"  # session.info: the delivery rows a group inserts together
 # At most this many deliveries apply in one transaction: a group holds its payments' locks until its commit.
 GROUP_LIMIT = 32
@@ -493,7 +510,7 @@ class WebhookService:
                 for job in jobs:
                     job.store(session, job.status)
                 if inserts:
-                    session.connection().execute(_INSERT_EVENT, inserts)
+                    _INSERT_EVENTS.execute(session.connection(), inserts)
                 uow.commit()
             except IntegrityError as exc:  # a delivery's row: a concurrent delivery of the same event wrote it
                 raise _Duplicate from exc
