@@ -29,13 +29,14 @@ from sqlalchemy import (
     bindparam,
     event,
     func,
-    inspect,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm.attributes import instance_state
+from sqlalchemy.orm.base import NO_VALUE, PASSIVE_NO_RESULT
 
 from payql.db import ManyRows
 from payql.models.base import Base
@@ -75,11 +76,16 @@ def _keys(payment_id: str, payer: str | None, payee: str | None, status: Any, pu
     return [(user, str(status), str(purpose), shard_of(payment_id)) for user in sorted(users)]
 
 
-def _old(payment: Payment, name: str) -> Any:
-    history = inspect(payment).attrs[name].history
-    if history.deleted:
-        return history.deleted[0]
-    return history.unchanged[0] if history.unchanged else getattr(payment, name)
+_NAMES = ("payer_id", "payee_id", "status", "purpose")  # what a payment's counter keys are made of
+_UNSEEN = object()
+_NOT_LOADED = (NO_VALUE, PASSIVE_NO_RESULT)  # what SQLAlchemy's history reads as "no previous value"
+
+
+def _old(committed: dict[str, Any], payment: Payment, name: str) -> Any:
+    """An attribute's value when the payment was loaded: the one its change recorded (`status` loads it before it
+    changes), else the current value (unchanged, or changed while expired without loading it)."""
+    value = committed.get(name, _UNSEEN)
+    return getattr(payment, name) if value is _UNSEEN or value in _NOT_LOADED else value
 
 
 def _note(session: Session, *_args: object) -> None:
@@ -90,18 +96,22 @@ def _note(session: Session, *_args: object) -> None:
             status = payment.status or PaymentStatus.PENDING  # the column's default, applied by the insert
             moves.update(_keys(payment.id, payment.payer_id, payment.payee_id, status, payment.purpose))
     for payment in session.dirty:
-        if not isinstance(payment, Payment) or not session.is_modified(payment):
+        if not isinstance(payment, Payment):
             continue
-        names = ("payer_id", "payee_id", "status", "purpose")
-        before = _keys(payment.id, *(_old(payment, name) for name in names))
-        after = _keys(payment.id, *(getattr(payment, name) for name in names))
+        # A changed attribute's old value is in the state's committed_state: a payment none of whose keys changed
+        # (the most of a flush's) is passed over without building their histories.
+        committed = instance_state(payment).committed_state
+        if not any(name in committed for name in _NAMES):
+            continue
+        before = _keys(payment.id, *(_old(committed, payment, name) for name in _NAMES))
+        after = _keys(payment.id, *(getattr(payment, name) for name in _NAMES))
         if before != after:
             moves.subtract(before)
             moves.update(after)
     for payment in session.deleted:
         if isinstance(payment, Payment):
-            names = ("payer_id", "payee_id", "status", "purpose")
-            moves.subtract(_keys(payment.id, *(_old(payment, name) for name in names)))
+            committed = instance_state(payment).committed_state
+            moves.subtract(_keys(payment.id, *(_old(committed, payment, name) for name in _NAMES)))
     if moves:
         notes: Counter[Key] = session.info.setdefault(_NOTES, Counter())
         notes.update(moves)  # update() adds negative counts too, unlike the + operator

@@ -98,6 +98,43 @@ def test_a_payment_whose_payer_is_its_payee_counts_once_and_moves_with_its_statu
         assert counts.count_for(session.connection(), "u1", "CANCELED", "ENROLL") == 1
 
 
+def test_a_payee_set_after_the_payment_was_written_is_counted_from_then(db: Database) -> None:
+    # given a package payment (no payee) and a second payment in the same flush whose keys do not change
+    with db.uow() as uow:
+        uow.session.add_all([User(id="payer"), User(id="payee")])
+        uow.session.flush()
+        for key in ("k1", "k2"):
+            uow.session.add(
+                Payment(
+                    id=new_id("pay"),
+                    purpose=PaymentPurpose.PACKAGE,
+                    provider=ProviderName.STRIPE,
+                    capture_method=CaptureMethod.AUTOMATIC,
+                    currency="USD",
+                    amount_minor=100,
+                    payer_id="payer",
+                    provider_key=key,
+                )
+            )
+        uow.commit()
+
+    # when one gets a payee and another purpose (its old payee was None), and the other only a new amount
+    with db.uow() as uow:
+        first, second = uow.session.scalars(select(Payment).order_by(Payment.provider_key)).all()
+        first.payee_id = "payee"
+        first.purpose = PaymentPurpose.ENROLL
+        second.amount_minor = 200
+        uow.commit()
+
+    # then the payee counts the first from now, and the payer's counters moved with its purpose
+    with db.read() as session:
+        assert counts.count_for(session.connection(), "payee", None, None) == 1
+        assert counts.count_for(session.connection(), "payee", "PENDING", "ENROLL") == 1
+        assert counts.count_for(session.connection(), "payer", None, "PACKAGE") == 1
+        assert counts.count_for(session.connection(), "payer", None, "ENROLL") == 1
+        assert counts.differences(session.connection()) == []
+
+
 def test_a_unit_of_work_that_rolls_back_moves_no_counter(api: Api, db: Database) -> None:
     # given a captured payment
     client, mentor = api.user("client"), api.user("mentor", "provider")
