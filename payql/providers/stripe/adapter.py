@@ -1,6 +1,6 @@
 """The Stripe adapter: the only module that calls the `stripe` SDK.
 
-One `StripeClient` is built in `create_app` with its own HTTP transport (urllib3, `transport.py`) and timeout;
+One `StripeClient` is built in `create_app` with its own HTTP transport (libcurl, `transport.py`) and timeout;
 nothing is configured globally per call (only `stripe.enable_telemetry = False`). Operations run synchronously:
 every GraphQL operation already runs in a worker thread, so a call never blocks the event loop. Our idempotency key
 goes on every POST, suffixed per endpoint because Stripe refuses one key reused across endpoints. SDK exceptions
@@ -43,7 +43,7 @@ from payql.providers.base import (
     WebhookRejected,
 )
 from payql.providers.stripe import mapping, units
-from payql.providers.stripe.transport import Urllib3Client
+from payql.providers.stripe.transport import CurlClient
 
 logger = logging.getLogger("payql.providers.stripe")
 T = TypeVar("T")
@@ -142,7 +142,7 @@ class StripeProvider:
         max_network_retries: int = 0,
     ) -> None:
         stripe.enable_telemetry = False
-        self._http = Urllib3Client(timeout_ms / 1000)  # the SDK's transport: see transport.py
+        self._http = CurlClient(timeout_ms / 1000)  # the SDK's transport: see transport.py
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base},
