@@ -331,11 +331,17 @@ def _account_ids(session: Session, connection: Connection, keys: set[AccountKey]
     return found
 
 
+# Keys per read of account ids. PostgreSQL expands a row IN list into one comparison per row, and refused one of
+# 10,001 keys ("stack depth limit exceeded", a posting to 10,000 new payees: bench/payouts.py's seed).
+_KEYS_PER_READ = 1000
+
+
 def _read_ids(connection: Connection, keys: list[AccountKey]) -> dict[AccountKey, int]:
-    return {
-        (row.owner_id, AccountKind(row.kind), row.currency, row.shard): row.id
-        for row in connection.execute(_ACCOUNT_IDS, {"keys": keys})
-    }
+    found: dict[AccountKey, int] = {}
+    for start in range(0, len(keys), _KEYS_PER_READ):
+        for row in connection.execute(_ACCOUNT_IDS, {"keys": keys[start : start + _KEYS_PER_READ]}):
+            found[(row.owner_id, AccountKind(row.kind), row.currency, row.shard)] = row.id
+    return found
 
 
 def posted_lines(session: Session, cause_type: str, cause_ids: Iterable[str], kinds: Iterable[str]) -> list[Line]:

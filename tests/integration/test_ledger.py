@@ -42,6 +42,20 @@ def test_the_same_cause_posts_once_and_balances_move_with_their_entries(db: Data
         assert session.scalar(select(func.count()).select_from(LedgerTransaction)) == 2
 
 
+def test_a_posting_to_thousands_of_new_accounts_is_written(db: Database) -> None:
+    # one posting paying 10,000 payees that never had an account: their ids are read in several statements
+    # (PostgreSQL 15.20 refused one row IN list of 10,001 keys: "stack depth limit exceeded")
+    payees = [ledger.Line(f"payee-{i:05d}", AccountKind.PAYABLE, "USD", -1) for i in range(10_000)]
+    with db.uow() as uow:
+        assert ledger.post(uow.session, "seed", "batch", "b1", [*payees, *lines(10_000)[:1]]) is True
+        uow.commit()
+
+    with db.read() as session:
+        assert session.scalar(select(func.count()).select_from(LedgerAccount)) == 10_001
+        assert ledger.balances(session, "payee-09999") == {(AccountKind.PAYABLE, "USD"): -1}
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 10_000}
+
+
 def test_an_empty_posting_writes_nothing(db: Database) -> None:
     with db.uow() as uow:
         assert ledger.post(uow.session, "sale", "payment", "pay_0", lines(0)) is False
