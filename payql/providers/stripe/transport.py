@@ -16,7 +16,10 @@ hold a webhook thread past it. Proxies set in the environment are not used (as w
 `Expect: 100-continue` is sent (libcurl would wait up to a second for it before a larger POST body).
 
 Connections are kept alive: each idle handle keeps its own, and a call takes an idle handle (or makes one), so
-concurrent calls never share a handle; a handle whose call failed is closed rather than reused.
+concurrent calls never share a handle; a handle whose call failed is closed rather than reused. Unlike urllib3 as
+it was set up here (no retries), libcurl sends a request again, once, on a fresh connection when a kept one turns
+out closed before any byte of the answer came back; a POST's resend is harmless because each carries payql's
+idempotency key (`adapter.py`), as the SDK's own retries rely on.
 """
 
 from __future__ import annotations
