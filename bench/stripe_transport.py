@@ -51,14 +51,14 @@ def main() -> int:
     stripe.enable_telemetry = False
     fake = StripeFakeProcess()
     try:
-        setup = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": fake.url}, http_client=CurlClient(10.0))
+        setup = stripe.StripeClient(STRIPE_KEY, base_addresses={"api": fake.url}, http_client=CurlClient(10_000))
         intent = setup.v1.payment_intents.create(params={"amount": 1000, "currency": "usd"})
         path = f"/v1/payment_intents/{intent.id}"
         makers = {
             "httpx (the SDK's HTTPXClient)": lambda: stripe.HTTPXClient(timeout=10, allow_sync_methods=True),
             "requests (the SDK's RequestsClient)": lambda: stripe.RequestsClient(timeout=10),
             "urllib3 (payql's transport until 2026-12-07)": lambda: Urllib3Client(10.0),
-            "libcurl (payql's CurlClient)": lambda: CurlClient(10.0),
+            "libcurl (payql's CurlClient)": lambda: CurlClient(10_000),
         }
         for round_ in (1, 2):
             for name, make in makers.items():

@@ -79,7 +79,7 @@ def server() -> Iterator[str]:
 
 
 def test_an_answer_reaches_the_sdk_as_its_own_clients_hand_it_over(server: str) -> None:
-    client = CurlClient(2.0)
+    client = CurlClient(2000)
     body, status, headers = client.request("get", f"{server}/v1/payment_intents/pi_1", {"Authorization": "Bearer k"})
     assert (body, status) == (b"GET /v1/payment_intents/pi_1", 200)  # bytes, which the SDK decodes
     assert headers["Request-Id"] == headers["request-id"] == "req_123"  # the SDK reads both spellings
@@ -94,7 +94,7 @@ def test_an_answer_reaches_the_sdk_as_its_own_clients_hand_it_over(server: str) 
 
 
 def test_a_post_sends_its_form_at_once_and_a_redirect_is_not_followed(server: str) -> None:
-    client = CurlClient(2.0)
+    client = CurlClient(2000)
     form = "amount=1000&currency=usd&metadata[note]=" + "x" * 2000  # past libcurl's 1 KB `Expect` threshold
     started = time.monotonic()
     body, status, _ = client.request(
@@ -121,14 +121,14 @@ def test_a_proxy_set_in_the_environment_is_not_used(server: str, monkeypatch: py
         monkeypatch.setenv(name, nowhere)
     monkeypatch.delenv("no_proxy", raising=False)
     monkeypatch.delenv("NO_PROXY", raising=False)
-    client = CurlClient(2.0)
+    client = CurlClient(2000)
     _, status, _ = client.request("get", f"{server}/v1/balance", {})
     assert status == 200
     client.close()
 
 
 def test_concurrent_calls_never_share_a_handle_and_connections_are_kept(server: str) -> None:
-    client = CurlClient(5.0)
+    client = CurlClient(5000)
 
     def call(i: int) -> bytes:
         body, _, _ = client.request("get", f"{server}/v1/payment_intents/pi_{i}", {})
@@ -144,7 +144,7 @@ def test_concurrent_calls_never_share_a_handle_and_connections_are_kept(server: 
 
 
 def test_a_refused_connection_is_a_retryable_connection_error_that_names_no_url() -> None:
-    client = CurlClient(1.0)
+    client = CurlClient(1000)
     url = f"http://127.0.0.1:{free_port()}/v1/payment_intents/pi_secret_looking"
     with pytest.raises(stripe.APIConnectionError) as raised:
         client.request("get", url, {"Authorization": "Bearer sk_test_x"})
@@ -159,7 +159,7 @@ def test_a_server_that_accepts_and_never_answers_is_cut_off_at_the_deadline() ->
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()  # the kernel accepts the connection; nothing ever answers
-        client = CurlClient(0.3)
+        client = CurlClient(300)
         started = time.monotonic()
         with pytest.raises(stripe.APIConnectionError) as raised:
             client.request("get", f"http://127.0.0.1:{silent.getsockname()[1]}/v1/balance", {})
@@ -170,7 +170,7 @@ def test_a_server_that_accepts_and_never_answers_is_cut_off_at_the_deadline() ->
 
 
 def test_an_answer_that_drips_is_cut_off_at_the_deadline(server: str) -> None:
-    client = CurlClient(0.5)  # the answer takes 5 s, a byte every 50 ms
+    client = CurlClient(500)  # the answer takes 5 s, a byte every 50 ms
     started = time.monotonic()
     with pytest.raises(stripe.APIConnectionError) as raised:
         client.request("get", f"{server}/drip", {})

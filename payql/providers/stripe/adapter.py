@@ -142,7 +142,7 @@ class StripeProvider:
         max_network_retries: int = 0,
     ) -> None:
         stripe.enable_telemetry = False
-        self._http = CurlClient(timeout_ms / 1000)  # the SDK's transport: see transport.py
+        self._http = CurlClient(timeout_ms)  # the SDK's transport: see transport.py
         self._client = stripe.StripeClient(
             secret_key,
             base_addresses={"api": api_base},

@@ -11,7 +11,7 @@ which libcurl forbids, and waits 80 s whatever the settings: this one keeps a ha
 What the SDK's clients do, this does: TLS verified against the SDK's CA bundle (`stripe.ca_bundle_path`), no
 redirects, HTTP/1.1, and every network failure raised as `stripe.APIConnectionError` (retryable), which the adapter
 turns into `ProviderUnavailable`; its message names the kind of failure (libcurl's code), nothing of the request.
-The deadline is `timeout_s` for the connect and again for the whole exchange: a server that drips its answer cannot
+The deadline is `timeout_ms` for the connect and again for the whole exchange: a server that drips its answer cannot
 hold a webhook thread past it. Proxies set in the environment are not used (as with urllib3), and no
 `Expect: 100-continue` is sent (libcurl would wait up to a second for it before a larger POST body).
 
@@ -45,9 +45,9 @@ _CURL_ERRORS = {
 class CurlClient(stripe.HTTPClient):
     name = "pycurl"
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_ms: int) -> None:
         super().__init__(verify_ssl_certs=True)
-        self._timeout_ms = max(1, round(timeout_s * 1000))
+        self._timeout_ms = max(1, timeout_ms)
         self._idle: queue.SimpleQueue[pycurl.Curl] = queue.SimpleQueue()
 
     def request(
