@@ -85,6 +85,17 @@ _MOVE_BALANCE = (
     .where(_ACCOUNTS.c.id == bindparam("account"))
     .values(balance_minor=_ACCOUNTS.c.balance_minor + bindparam("delta"))
 )
+# On PostgreSQL, the moves of many accounts in two statements, whatever their number (`_move`): their rows locked in
+# account-id order (ORDER BY comes before the lock: one order for every writer, so two transactions that meet wait
+# for each other and never deadlock), then updated from one array of ids and one of amounts, sent in binary.
+_PG_LOCK_ACCOUNTS = (
+    "SELECT id FROM ledger_accounts WHERE id = ANY(%(accounts)b::integer[]) ORDER BY id FOR NO KEY UPDATE"
+)
+_PG_MOVE_BALANCES = (
+    "UPDATE ledger_accounts SET balance_minor = ledger_accounts.balance_minor + moves.delta"
+    " FROM unnest(%(accounts)b::integer[], %(deltas)b::bigint[]) AS moves(account, delta)"
+    " WHERE ledger_accounts.id = moves.account"
+)
 _NEW_ACCOUNT = {
     "postgresql": pg_insert(_ACCOUNTS).on_conflict_do_nothing(),
     "sqlite": sqlite_insert(_ACCOUNTS).on_conflict_do_nothing(),
@@ -254,8 +265,7 @@ def _write(session: Session, connection: Connection, postings: list[Posting]) ->
             (later if defer and line.kind in SHARDED_KINDS else deltas)[accounts[key]] += line.amount_minor
     _INSERT_TRANSACTION.execute(connection, transactions)
     _INSERT_ENTRY.execute(connection, entries)
-    if moves := [{"account": account, "delta": delta} for account, delta in sorted(deltas.items()) if delta]:
-        connection.execute(_MOVE_BALANCE, moves)
+    _move(connection, deltas)
     if later:
         _move_later(session, later)
 
@@ -276,8 +286,20 @@ def _move_later(session: Session, deltas: dict[int, int]) -> None:
 def _write_moves(session: Session) -> None:
     """before_commit (and before any read of balances in the same transaction): write the pending moves."""
     pending: dict[int, int] | None = session.info.pop(_PENDING, None)
-    if moves := [{"account": account, "delta": delta} for account, delta in sorted((pending or {}).items()) if delta]:
-        session.connection().execute(_MOVE_BALANCE, moves)
+    if pending:
+        _move(session.connection(), pending)
+
+
+def _move(connection: Connection, deltas: dict[int, int]) -> None:
+    """Add each amount to its account's balance, the rows taken in account-id order. One statement per account
+    (executemany), or on PostgreSQL, for more than one, two statements in all (`_PG_MOVE_BALANCES`)."""
+    moves = sorted((account, delta) for account, delta in deltas.items() if delta)
+    if len(moves) > 1 and connection.dialect.name == "postgresql":
+        accounts = [account for account, _ in moves]
+        connection.exec_driver_sql(_PG_LOCK_ACCOUNTS, {"accounts": accounts})
+        connection.exec_driver_sql(_PG_MOVE_BALANCES, {"accounts": accounts, "deltas": [delta for _, delta in moves]})
+    elif moves:
+        connection.execute(_MOVE_BALANCE, [{"account": account, "delta": delta} for account, delta in moves])
 
 
 def _end_transaction(session: Session, transaction: SessionTransaction) -> None:

@@ -113,3 +113,64 @@ def test_captures_of_different_payments_do_not_wait_on_the_platform_accounts(db:
         finally:
             other.dispose()
         holder.commit()
+
+
+def test_a_transactions_balance_moves_take_their_rows_in_account_id_order(db: Database) -> None:
+    """The moves a transaction makes (on PostgreSQL, for many accounts, in two statements: the rows locked, then
+    updated from arrays) take their rows in account-id order, the one order of every writer: while another
+    transaction holds the highest of them, the lowest is already taken, and nothing deadlocks."""
+    import threading  # noqa: PLC0415
+
+    from sqlalchemy import select  # noqa: PLC0415
+    from sqlalchemy.exc import OperationalError  # noqa: PLC0415
+
+    from payql.models import AccountKind, LedgerAccount  # noqa: PLC0415
+    from payql.services import ledger, postings  # noqa: PLC0415
+
+    causes = [f"pay_{n}" for n in range(4)]
+    for cause in causes:  # the platform's shard rows exist (an escrow posting moves provider_cash and escrow)
+        with db.uow() as uow:
+            ledger.post(uow.session, "escrow", "payment", cause, postings.escrow("STRIPE", "USD", 100))
+            uow.commit()
+    with db.read() as session:
+        ids = sorted(session.scalars(select(LedgerAccount.id)))
+    assert len(ids) > 2  # several rows, or the order would not show
+    lowest, highest = ids[0], ids[-1]
+
+    other = create_engine(normalise_url(db.url))
+    failures: list[BaseException] = []
+
+    def group() -> None:  # one transaction moving every one of those rows (a webhook group's postings)
+        try:
+            with db.uow() as uow:
+                again = [ledger.Posting("test-move", "payment", c, postings.escrow("STRIPE", "USD", 7)) for c in causes]
+                assert all(ledger.post_many(uow.session, again))
+                uow.commit()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    try:
+        with other.connect() as holder, other.connect() as probe:
+            holding = holder.begin()
+            holder.execute(text("SELECT id FROM ledger_accounts WHERE id = :id FOR NO KEY UPDATE"), {"id": highest})
+            mover = threading.Thread(target=group)
+            mover.start()
+            for _ in range(200):  # until the group waits for the held row
+                waiting = probe.execute(text("SELECT count(*) FROM pg_locks WHERE NOT granted")).scalar()
+                probe.rollback()
+                if waiting:
+                    break
+                mover.join(timeout=0.05)
+            assert waiting, "the group never waited for the held row"
+            with pytest.raises(OperationalError, match="could not obtain lock"):
+                probe.execute(
+                    text("SELECT id FROM ledger_accounts WHERE id = :id FOR NO KEY UPDATE NOWAIT"), {"id": lowest}
+                )
+            probe.rollback()
+            holding.rollback()
+            mover.join(timeout=30)
+    finally:
+        other.dispose()
+    assert not failures, failures[0]
+    with db.read() as session:
+        assert ledger.balances(session, "STRIPE") == {(AccountKind.PROVIDER_CASH, "USD"): 4 * 107}
