@@ -7,11 +7,13 @@ when a read lock is upgraded; read-only units of work use a plain `BEGIN`. Postg
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, Final, Self
+from dataclasses import dataclass
+from typing import Any, Final, Literal, Self
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
@@ -67,6 +69,8 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 20, max_overfl
         return engine
     engine = create_engine(parsed, echo=echo, pool_size=pool_size, max_overflow=max_overflow)
     _ping_after_idle(engine)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "do_executemany", _update_many)
     return engine
 
 
@@ -188,6 +192,88 @@ class ManyRows:
         table = dialect.identifier_preparer.format_table(self._table)
         sql = f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {self._suffix}".rstrip()  # noqa: S608 - names from the table, no input
         return sql, [column.type.dialect_impl(dialect).bind_processor(dialect) for column in columns]
+
+
+# -- many rows of one UPDATE in one statement (PostgreSQL) ---------------------------------------------------------
+
+# Execution option (`rows_locked`): the tables whose rows this transaction updates are locked already.
+_LOCKED_TABLES = "payql_locked_tables"
+
+
+def rows_locked(session: Session, *tables: str) -> None:
+    """Say that this session's transaction holds the lock of every row it will update in `tables` (the caller took
+    them, in one order, as `SELECT … ORDER BY id FOR NO KEY UPDATE` does). On PostgreSQL the flush may then write
+    many rows of such a table in one statement (`_update_many`) instead of one statement per row: a statement
+    that updates many rows takes their locks in an order of the planner's choosing, harmless only when they are
+    held already."""
+    session.connection().execution_options(**{_LOCKED_TABLES: frozenset(tables)})
+
+
+# What the ORM's flush sends to update rows by their primary key (SQLAlchemy's compiled text on PostgreSQL):
+# `UPDATE payments SET status=%(status)s, paid_at=%(paid_at)s::TIMESTAMP WITH TIME ZONE WHERE payments.id =
+# %(payments_id)s::VARCHAR`. Anything else, a quoted name or an expression, is left to the driver.
+_CAST = r"(?:::[A-Z][A-Z0-9 ()]*)?"
+_UPDATE_BY_KEY = re.compile(  # a pattern that reads SQL, not SQL:
+    rf"UPDATE (?P<table>[a-z_][a-z0-9_]*) SET (?P<set>.+) WHERE (?P=table)\.(?P<key>[a-z_][a-z0-9_]*) = "  # noqa: S608
+    rf"%\((?P<param>[a-z_][a-z0-9_]*)\)s{_CAST}"
+)
+_SET_ITEM = re.compile(rf"(?P<column>[a-z_][a-z0-9_]*)=%\((?P<param>[a-z_][a-z0-9_]*)\)s{_CAST}")
+
+
+@dataclass(frozen=True, slots=True)
+class _UpdatePlan:
+    table: str
+    sql: str
+    params: tuple[str, ...]  # the ORM's parameter names, in the order of the arrays p0, p1, …
+
+
+_UPDATE_PLANS: dict[str, _UpdatePlan | None] = {}
+
+
+def _update_many(cursor: Any, statement: str, parameters: Sequence[Any], context: Any) -> Literal[True] | None:
+    """`do_executemany` on PostgreSQL: the rows of an ORM update by primary key, when their table's rows are
+    locked already (`rows_locked`), go in as one statement, `UPDATE t SET c = v.p0, … FROM unnest(%(p0)b::type[],
+    …) AS v(p0, …) WHERE t.id = v.pN`: one array per column, in binary, as `ManyRows` sends them. The values are the
+    ones SQLAlchemy bound for the driver, and the ORM still checks that as many rows were updated as it sent."""
+    locked: frozenset[str] | None = context.execution_options.get(_LOCKED_TABLES)
+    if not locked or len(parameters) < 2 or not context.isupdate:  # noqa: PLR2004 - one row: one statement anyway
+        return None
+    if statement not in _UPDATE_PLANS:
+        _UPDATE_PLANS[statement] = _plan_update(statement, context)
+    plan = _UPDATE_PLANS[statement]
+    if plan is None or plan.table not in locked:
+        return None
+    cursor.execute(plan.sql, {f"p{i}": [row[name] for row in parameters] for i, name in enumerate(plan.params)})
+    return True
+
+
+def _plan_update(statement: str, context: Any) -> _UpdatePlan | None:
+    """The one-statement form of an UPDATE by primary key, or None when `statement` is not exactly one."""
+    match = _UPDATE_BY_KEY.fullmatch(statement)
+    table = getattr(context.compiled, "statement", None)
+    table = getattr(table, "table", None)
+    if match is None or not isinstance(table, Table) or table.name != match["table"]:
+        return None
+    items = [_SET_ITEM.fullmatch(item) for item in match["set"].split(", ")]
+    keys = [column.name for column in table.primary_key.columns]
+    if any(item is None for item in items) or keys != [match["key"]]:
+        return None
+    pairs = [(item["column"], item["param"]) for item in items if item is not None]
+    pairs.append((match["key"], match["param"]))
+    if any(column not in table.c for column, _ in pairs):
+        return None
+    dialect = context.dialect
+    arrays = ", ".join(
+        f"%(p{i})b::{table.c[column].type.compile(dialect=dialect)}[]" for i, (column, _) in enumerate(pairs)
+    )
+    names = ", ".join(f"p{i}" for i in range(len(pairs)))
+    last = len(pairs) - 1
+    sets = ", ".join(f"{column} = v.p{i}" for i, (column, _) in enumerate(pairs[:last]))
+    sql = (
+        f"UPDATE {table.name} SET {sets} FROM unnest({arrays}) AS v({names})"  # noqa: S608 - names from the table
+        f" WHERE {table.name}.{match['key']} = v.p{last}"
+    )
+    return _UpdatePlan(table.name, sql, tuple(param for _, param in pairs))
 
 
 # Reads end their transaction with COMMIT rather than ROLLBACK (`UnitOfWork`, and payql's Core reads). To the

@@ -14,12 +14,13 @@ Recording the delivery together with its effects keeps one commit per event at m
 it and another to apply it. And deliveries that arrive together commit together (group commit, `_apply_group`):
 the deliveries whose re-fetched payments are ready while this process's previous group is in its transaction wait
 for it, and the next group applies them all in one transaction. Their payments are locked in id order in one
-statement (with their enrolls), what each payment's `settle` reads is read in one statement, their log rows are one
-insert and their ledger postings one insert of transactions and one of entries (`ledger.defer_postings`), and
-there is one commit (one fsync). A lone delivery finds no group running and is applied at once, alone. A group
-that fails (a duplicate delivery, a deadlock, any error) rolls back and each of its deliveries is applied again in
-a transaction of its own, as it would have been alone, so that one delivery's failure is its own. A payment is in
-one group at a time (two deliveries of one payment go in turn). One group runs at a time per process: a group
+statement (with their enrolls) and updated in one on PostgreSQL (`payql.db.rows_locked`), what each payment's
+`settle` reads is read in one statement, their log rows are one insert and their ledger postings one insert of
+transactions and one of entries (`ledger.defer_postings`), and there is one commit (one fsync). A lone delivery
+finds no group running and is applied at once, alone. A group that fails (a duplicate delivery, a deadlock, any
+error) rolls back and each of its deliveries is applied again in a transaction of its own, as it would have been
+alone, so that one delivery's failure is its own. A payment is in one group at a time (two deliveries of one
+payment go in turn). One group runs at a time per process: a group
 whose payment row another transaction holds waits for it, and the process's next group waits behind it (payql's
 transactions hold a payment's row only for their database work, never across a provider call). The log lines of a
 group's transaction carry the request context of the delivery whose thread ran it.
@@ -44,7 +45,7 @@ from sqlalchemy import Connection, Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from payql.db import ROW_LOCK, Database, ManyRows
+from payql.db import ROW_LOCK, Database, ManyRows, rows_locked
 from payql.models import Enroll, Payment, WebhookEvent, Withdrawal, new_id, utcnow
 from payql.models.enums import PaymentPurpose, PaymentStatus, ProviderName, WebhookStatus
 from payql.providers.base import ObjectKind, ProviderError, ProviderEvent, ProviderPayment
@@ -488,6 +489,7 @@ class WebhookService:
             # not in the database again: the session keeps unchanged rows only while something references them.
             ids = sorted(job.payment_id for job in jobs)
             rows = session.execute(_LOCKED_WITH_ENROLLS, {"payments": ids}).all()
+            rows_locked(session, "payments")  # so that their updates may go in one statement (`payql.db`)
             found = {row[0].id: (row[0], row[1]) for row in rows}
             if len(jobs) > 1:
                 # A group reads what each payment's `settle` reads in one statement, and writes its postings in
