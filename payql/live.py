@@ -10,15 +10,16 @@ own; a refund or a dispute its payment's (a payment shows them). A payment's sub
 
 How a note travels (one bus per database, chosen the same way by the server and by every command):
 - Redis, when REDIS_URL is set: published on the `payql_live` channel after the commit; each server process
-  listens on its own connection and reconnects.
+  listens on its own connection, from its first subscription on, and reconnects.
 - PostgreSQL otherwise: `pg_notify('payql_live', …)` after the commit, from a connection of its own in a thread of
   its own (`_Notifier`, one per database and process; several commits' keys go in one NOTIFY when they come faster
   than it sends). Not inside the application's transaction: a transaction that NOTIFYs holds PostgreSQL's
   database-wide notification lock through its commit, WAL flush included, so every payment commit would wait for
   every other one (`make bench-webhooks` measured 31% of backends waiting on it, at commit). Each server process
-  LISTENs on its own psycopg connection and reconnects; after a reconnect every subscriber re-reads (a change may
-  have been missed meanwhile). A process that dies between its commit and the NOTIFY (milliseconds) loses that
-  note, as with Redis: the subscribers see the change with the next one, or when they resubscribe.
+  LISTENs on its own psycopg connection, from its first subscription on (see `Live`), and reconnects; once it
+  listens and after every reconnect every subscriber re-reads (a change may have been missed meanwhile). A process
+  that dies between its commit and the NOTIFY (milliseconds) loses that note, as with Redis: the subscribers see the
+  change with the next one, or when they resubscribe.
 - In process on SQLite: the hubs of the servers of this process on that database file are woken after the commit;
   a commit by another process (a command, another worker) is seen in the file's `data_version`, polled four times
   a second, and wakes every subscription of the server to read again.
@@ -62,7 +63,6 @@ _COMMITTED = "payql_live_committed"  # session.info: keys to publish after the c
 # NOTIFY payloads must stay under 8000 bytes: ids are short, and a transaction that touches more is split.
 _NOTIFY_BYTES = 7000
 RECONNECT_DELAY = 1.0
-START_WAIT = 2.0  # seconds a server's start waits for its listener to connect
 SQLITE_POLL = 0.25  # seconds between two looks at an SQLite file's data_version (commits by other processes)
 
 
@@ -303,7 +303,12 @@ class Watch:
 
 
 class Live:
-    """A server process's hub: subscriptions watch keys, the bus's listener wakes them."""
+    """A server process's hub: subscriptions watch keys, the bus's listener wakes them.
+
+    On PostgreSQL and Redis the process listens from its first subscription on, not from its start: a process that
+    no client subscribes to (one that only takes webhooks, say) would otherwise receive and read every change of
+    every process, each worker of each replica. Once it listens, and after every reconnect, every subscription
+    reads again: a change committed while it did not listen yet is not missed. It then listens until it stops."""
 
     def __init__(self, settings: Settings) -> None:
         self._url = _url_key(normalise_url(settings.database_url))
@@ -313,6 +318,7 @@ class Live:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()  # set while the listener is connected (tests wait on it)
+        self._started = False
         self.connections: dict[str, int] = defaultdict(int)  # open WebSocket connections per user
 
     @property
@@ -324,16 +330,18 @@ class Live:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.listening = asyncio.Event()
+        self._started = True
         if self.backend == "local":
             _LOCAL[self._url].add(self)
             self.listening.set()
             self._task = asyncio.create_task(self._watch_file(), name="payql-live-sqlite")
-        else:
-            self._task = asyncio.create_task(self._listen(), name=f"payql-live-{self.backend}")
-            with contextlib.suppress(TimeoutError):  # ready once it listens, or without it (it goes on trying)
-                await asyncio.wait_for(self.listening.wait(), START_WAIT)
+
+    def _start_listening(self) -> None:
+        """On the event loop, at the first subscription: connect to the bus (and keep reconnecting)."""
+        self._task = asyncio.create_task(self._listen(), name=f"payql-live-{self.backend}")
 
     async def stop(self) -> None:
+        self._started = False
         _LOCAL[self._url].discard(self)
         if self._task is not None:
             self._task.cancel()
@@ -342,9 +350,13 @@ class Live:
             self._task = None
 
     def watch(self, keys: Iterable[Key]) -> Watch:
+        """On the event loop: wake `watch.changed` whenever one of KEYS changes from now on (and whenever the
+        listener connects or reconnects)."""
         watch = Watch(frozenset(keys))
         for key in watch.keys:
             self._watches[key].add(watch)
+        if self._task is None and self._started and self.backend != "local":
+            self._start_listening()
         return watch
 
     def unwatch(self, watch: Watch) -> None:
@@ -416,7 +428,7 @@ class Live:
         self.listening.set()
         if reconnected:
             logger.info("live updates listener reconnected to %s", self.backend)
-            self.wake_all()  # a change may have been committed while no one listened
+        self.wake_all()  # a change may have been committed while this process did not listen (yet, or again)
 
     async def _listen_postgres(self, reconnected: bool) -> None:
         import psycopg  # noqa: PLC0415

@@ -5,6 +5,7 @@ Collected only with TEST_POSTGRES_URL (conftest)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,38 @@ def test_a_change_through_one_server_reaches_a_subscriber_of_the_other(
         assert update["payload"]["data"]["paymentUpdated"] == {"failureMessage": "noted"}
 
 
+def test_a_server_listens_from_its_first_subscription_on(pair: list[Server], database_url: str, db: Database) -> None:
+    """A server no client subscribes to (one that only takes webhooks, say) does not receive every change of every
+    process: it opens its LISTEN connection at its first subscription, which then sees the changes committed
+    elsewhere as any subscription does."""
+    settings = make_settings(database_url)
+    first, second = pair
+
+    def listeners() -> int:
+        with db.uow() as uow:
+            count = uow.session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE query = 'LISTEN payql_live'"))
+            uow.commit()
+        return int(count or 0)
+
+    payer = first.api(settings).user("pg-lazy")
+    payment_id = intent(payer, packageCode="standard")["payment"]["id"]
+    before = listeners()  # both servers are up, have served requests, and nothing subscribed yet
+    with LiveClient(second.url) as live:
+        assert live.init(payer.token) == {"type": "connection_ack"}
+        live.subscribe("1", PAYMENT_UPDATED, id=payment_id)
+        assert live.recv()["payload"]["data"]["paymentUpdated"]["status"] == "PENDING"
+        for _ in range(100):  # its listener connects beside the subscription's first read
+            if listeners() > before:
+                break
+            time.sleep(0.05)
+        assert listeners() == before + 1  # the subscribed server's own, and no other
+        payer.ok(doc.CONFIRM, paymentId=payment_id)  # through the first server, which does not listen
+        update = live.recv()
+        while update["payload"]["data"]["paymentUpdated"]["status"] == "PENDING":  # the read once it listened
+            update = live.recv()
+        assert update["payload"]["data"]["paymentUpdated"]["status"] == "SUCCEEDED"
+
+
 def test_the_listener_reconnects_and_subscribers_read_again(database_url: str, db: Database, api: Api) -> None:
     """The server's LISTEN connection is cut (a PostgreSQL restart, a failover): it reconnects, every subscription
     reads again (a change may have been missed), and later commits reach them as before."""
@@ -88,8 +121,10 @@ def test_the_listener_reconnects_and_subscribers_read_again(database_url: str, d
         live = Live(settings)
         await live.start()
         try:
-            assert live.listening.is_set()
             watch = live.watch({("payment", payment_id)})
+            await asyncio.wait_for(live.listening.wait(), 10)  # it listens from its first subscription on
+            await asyncio.wait_for(watch.changed.wait(), 5)  # and every subscription reads again then
+            watch.changed.clear()
             assert await asyncio.to_thread(cut) >= 1
             await asyncio.wait_for(watch.changed.wait(), 10)  # woken by the reconnect itself
             assert live.listening.is_set()
