@@ -303,6 +303,19 @@ def report(
     print(
         f"  this machine's ceiling ({cores} cores): real {ceiling['real']:.0f} events/s, minimal {ceiling['minimal']:.0f}"
     )
+    # The fake's CPU per re-fetch as a yardstick: its code does not change between two checkouts, and it drifts with
+    # the machine's speed (which moves by tens of percent from run to run here) as the app's and PostgreSQL's do.
+    fake_ms = cpu_ms["real"].get("fake", 0.0)
+    yardstick = {
+        role: round(cpu_ms["real"][role] / fake_ms, 2)
+        for role in ("app", "postgres")
+        if fake_ms and role in cpu_ms["real"]
+    }
+    if yardstick:
+        print(
+            f"  the real route's CPU per event in re-fetches answered by the fake: app {yardstick.get('app')},"
+            f" postgres {yardstick.get('postgres')}"
+        )
     waits = ", ".join(f"{what} {n}" for what, n in sorted(sampler.samples.items(), key=lambda item: -item[1])[:6])
     print(f"  active backends during the real route: {100 * sampler.share('Lock/'):.0f}% waiting on a lock ({waits})")
     for statement, n in sorted(sampler.lock_statements.items(), key=lambda item: -item[1])[:4]:
@@ -325,6 +338,7 @@ def report(
         "cpu_ms_per_event": {
             route: {role: round(ms, 2) for role, ms in roles.items()} for route, roles in cpu_ms.items()
         },
+        "cpu_in_fake_refetches": yardstick,
         "lock_wait_share": round(sampler.share("Lock/"), 3),
         "workers": args.workers,
         "connections": args.connections,
