@@ -11,6 +11,10 @@ with its ledger posting), then distinct events for the same payments through the
 insert, one update of that payment; deliveries arriving together commit together, as the real route's do). Prints events/s for both, their ratio, the CPU per event of every role on the
 machine and the ceiling that puts on each route (the cores over that CPU), `payql ledger check`'s verdict, and one
 JSON object as the last line.
+
+`--stages` also sends each chunk through the real route cut short after each of its stages (bench/webhook_stages.py:
+verification, the look-up, the re-fetch, an apply reduced to the minimal route's writes), each with events of its own,
+and prints each stage's rate against the minimal route and its CPU per event: where the real route's time goes.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Self
 
+import webhook_stages
 from run import (
     SECRET,
     STRIPE_KEY,
@@ -54,13 +59,14 @@ def reset(url: str) -> None:
     upgrade(url)
 
 
-def minimal_for(deliveries: list[tuple[bytes, dict[str, str]]]) -> list[tuple[bytes, dict[str, str]]]:
-    """For each delivery, a distinct event (its own id) naming the same PaymentIntent: the minimal route's update
-    then touches one payment per event, as the real route does, not one row for all."""
+def renamed(deliveries: list[tuple[bytes, dict[str, str]]], route: str) -> list[tuple[bytes, dict[str, str]]]:
+    """For each delivery, a distinct event (its own id, `evt_<route>_…`) naming the same PaymentIntent: the minimal
+    route's update then touches one payment per event, as the real route does, not one row for all; and a stage of
+    the real route finds the event new, so it goes as far as a new delivery does."""
     out = []
     for body, _ in deliveries:
         event = json.loads(body)
-        out.append(signed({**event, "id": event["id"].replace("evt_hook_", "evt_minimal_")}))
+        out.append(signed({**event, "id": event["id"].replace("evt_hook_", f"evt_{route}_")}))
     return out
 
 
@@ -204,13 +210,36 @@ def counts(url: str) -> dict[str, int]:
     }
 
 
+def stage_rows(url: str, stages: tuple[str, ...]) -> dict[str, int]:
+    """The webhook log rows each stage wrote: only `bare-apply` writes any (one per delivery it was sent)."""
+    if not stages:
+        return {}
+    engine = create_engine(normalise_url(url))
+    with engine.connect() as connection:
+        found = {
+            f"{stage}_recorded": connection.execute(
+                text("SELECT count(*) FROM webhook_events WHERE dedupe_key LIKE :prefix"),
+                {"prefix": f"evt\\_{stage}\\_%"},
+            ).scalar_one()
+            for stage in stages
+        }
+    engine.dispose()
+    return found
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=2000, help="deliveries through each route")
     parser.add_argument("--chunks", type=int, default=4, help="interleaved chunks per route")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also send each chunk through the real route cut short at each stage (bench/webhook_stages.py)",
+    )
     args = parser.parse_args()
+    stages = webhook_stages.STAGES if args.stages else ()
     url = os.environ.get("BENCH_DATABASE_URL")
     if not url or not url.startswith("postgresql"):
         raise SystemExit("set BENCH_DATABASE_URL to a PostgreSQL database (it is wiped)")
@@ -220,7 +249,9 @@ def main() -> int:
     fake = StripeFakeProcess()
     warm = 64
     hooks = seed_webhook_payments(url, fake, args.events + warm)
-    minimal = minimal_for(hooks)
+    # each route's deliveries, in the order each chunk sends them: the real route first, so that the stages and the
+    # minimal route find the payments it applied (they change nothing the ledger holds)
+    routes = {"real": hooks, **{stage: renamed(hooks, stage) for stage in stages}, "minimal": renamed(hooks, "minimal")}
     print(f"seeded {len(hooks)} paid intents in {time.perf_counter() - started:.1f}s", file=sys.stderr)
     env = {
         **os.environ,
@@ -238,24 +269,28 @@ def main() -> int:
     except BaseException:  # the server did not start: the fake is not left running
         fake.close()
         raise
-    real_url, minimal_url = f"{base}/webhooks/stripe", f"{base}/raw/webhook"
+    urls = {
+        "real": f"{base}/webhooks/stripe",
+        **{stage: f"{base}{webhook_stages.path(stage)}" for stage in stages},
+        "minimal": f"{base}/raw/webhook",
+    }
     sampler = WaitSampler(url)
     try:
-        post_all(real_url, hooks[:warm], args.connections)  # warm up both workers' pools and caches
-        post_all(minimal_url, minimal[:warm], args.connections)
+        for route, deliveries in routes.items():  # warm up the workers' pools and caches
+            post_all(urls[route], deliveries[:warm], args.connections)
         size = args.events // args.chunks
-        real_eps: list[float] = []
-        minimal_eps: list[float] = []
-        real, least = Roles(server.pid, fake.process.pid), Roles(server.pid, fake.process.pid)
+        eps: dict[str, list[float]] = {route: [] for route in routes}
+        roles = {route: Roles(server.pid, fake.process.pid) for route in routes}
         for chunk in range(args.chunks):
             part = slice(warm + chunk * size, warm + (chunk + 1) * size)
-            before = real.now()
-            with sampler:
-                real_eps.append(post_all(real_url, hooks[part], args.connections))
-            middle = real.now()
-            minimal_eps.append(post_all(minimal_url, minimal[part], args.connections))
-            real.add(before, middle)
-            least.add(middle, real.now())
+            for route, deliveries in routes.items():
+                before = roles[route].now()
+                if route == "real":
+                    with sampler:
+                        eps[route].append(post_all(urls[route], deliveries[part], args.connections))
+                else:
+                    eps[route].append(post_all(urls[route], deliveries[part], args.connections))
+                roles[route].add(before, roles[route].now())
     finally:
         sampler.close()
         server.terminate()
@@ -265,14 +300,14 @@ def main() -> int:
     events = size * args.chunks
     report(
         args,
-        {"real": real_eps, "minimal": minimal_eps},
+        eps,
         {
-            route: {role: 1000 * seconds / events for role, seconds in roles.totals.items()}
-            for route, roles in (("real", real), ("minimal", least))
+            route: {role: 1000 * seconds / events for role, seconds in one.totals.items()}
+            for route, one in roles.items()
         },
         sampler,
         (check_rc, check_out),
-        counts(url),
+        {**counts(url), **stage_rows(url, stages)},
     )
     return 0 if check_rc == 0 else 1
 
@@ -316,6 +351,14 @@ def report(
             f"  the real route's CPU per event in re-fetches answered by the fake: app {yardstick.get('app')},"
             f" postgres {yardstick.get('postgres')}"
         )
+    stages = [route for route in rates if route not in {"real", "minimal"}]
+    if stages:
+        print("  the real route cut short (bench/webhook_stages.py), each stage's deliveries new to it:")
+        print("    route: events/s (median), vs the minimal route, CPU ms per event (app, postgres, fake)")
+        for route in [*stages, "real", "minimal"]:
+            median = statistics.median(rates[route])
+            shares = ", ".join(f"{cpu_ms[route].get(role, 0.0):.2f}" for role in ("app", "postgres", "fake"))
+            print(f"    {route:>10}: {median:6.0f}, {median / least:4.2f}, {shares}")
     waits = ", ".join(f"{what} {n}" for what, n in sorted(sampler.samples.items(), key=lambda item: -item[1])[:6])
     print(f"  active backends during the real route: {100 * sampler.share('Lock/'):.0f}% waiting on a lock ({waits})")
     for statement, n in sorted(sampler.lock_statements.items(), key=lambda item: -item[1])[:4]:
@@ -339,6 +382,7 @@ def report(
             route: {role: round(ms, 2) for role, ms in roles.items()} for route, roles in cpu_ms.items()
         },
         "cpu_in_fake_refetches": yardstick,
+        "stages_vs_minimal": {route: round(statistics.median(rates[route]) / least, 3) for route in stages},
         "lock_wait_share": round(sampler.share("Lock/"), 3),
         "workers": args.workers,
         "connections": args.connections,
