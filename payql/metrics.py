@@ -41,8 +41,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import SecretStr
-from sqlalchemy import inspect
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm.attributes import get_history
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -123,7 +123,8 @@ class Metrics:
             for obj in (*session.new, *session.dirty):
                 if not isinstance(obj, Payment):
                     continue
-                added = inspect(obj).attrs.status.history.added
+                # the attribute's own history: `inspect(obj).attrs` would build a view of every attribute first
+                added = get_history(obj, "status").added
                 if added and added[0] in OUTCOMES:
                     session.info.setdefault(_PENDING, []).append((obj.provider.value.lower(), added[0].value.lower()))
 
