@@ -1,7 +1,7 @@
 """The weekly payout run at scale: `make bench-payouts`.
 
 Seeds a fresh database (SQLite in a temporary directory; `BENCH_DATABASE_URL` for PostgreSQL, whose tables are
-emptied first) with N providers, each with a verified Stripe Connect account and an available balance above the
+emptied first, the database made if it does not exist) with N providers, each with a verified Stripe Connect account and an available balance above the
 minimum (one balanced ledger posting). Serves the Stripe fake (`tests/fakes/stripe_api.py`, `latency_ms` added to
 every request) from this process, and times the real command, `payql payouts run --auto-approve --concurrency C`,
 in a subprocess of its own: each provider gets one approved withdrawal and one keyed transfer. Then checks that
@@ -24,6 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from pgdb import ensure_database
 from sqlalchemy import func, insert, select, text
 
 from payql.batches import DEFAULT_CONCURRENCY
@@ -46,6 +47,7 @@ def fresh_database(url: str | None, workdir: Path, name: str) -> str:
     if url is None:
         url = f"sqlite:///{workdir / name}.db"
     else:
+        ensure_database(url)
         db = Database(url)
         with db.engine.begin() as connection:
             connection.execute(text("DROP SCHEMA public CASCADE"))

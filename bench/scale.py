@@ -15,7 +15,7 @@ within the lookback window, and no withdrawal is approved or in flight. Prints m
 then one JSON line with every median and the ratios 1M / 10k.
 
 Each size lives in its own schema (`scale_10000`, `scale_1000000`) of the database at BENCH_DATABASE_URL, whose
-name must contain "bench" (the schemas are dropped and made again); the sizes are timed in interleaved rounds, so
+name must contain "bench" (the schemas are dropped and made again; the database itself is made if it does not exist); the sizes are timed in interleaved rounds, so
 that the machine's noise falls on each alike. `--reuse` times the schemas a previous run seeded.
 """
 
@@ -32,6 +32,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pgdb import ensure_database
 from sqlalchemy import create_engine, make_url, text
 
 from payql.auth import Principal
@@ -247,6 +248,7 @@ def in_schema(url: str, size: int) -> str:
 
 def build(url: str, size: int) -> None:
     """A fresh schema `scale_<size>` at `url`, migrated, with `size` payments."""
+    ensure_database(url)
     engine = create_engine(normalise_url(url))
     with engine.begin() as connection:
         connection.execute(text(f"DROP SCHEMA IF EXISTS scale_{size} CASCADE"))

@@ -1,4 +1,5 @@
-"""Webhook ingestion on PostgreSQL: `make bench-webhooks` (needs BENCH_DATABASE_URL; the database is wiped).
+"""Webhook ingestion on PostgreSQL: `make bench-webhooks` (needs BENCH_DATABASE_URL; the database is wiped,
+and made on its server if it does not exist: bench/pgdb.py).
 
 Migrates a fresh schema, seeds PaymentIntents paid at the Stripe fake (its own process) with their payments in
 payql (enroll payments, automatic capture: each `payment_intent.succeeded` posts the escrow capture, which moves the
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import webhook_stages
+from pgdb import ensure_database
 from run import (
     SECRET,
     STRIPE_KEY,
@@ -51,6 +53,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def reset(url: str) -> None:
+    ensure_database(url)
     engine = create_engine(normalise_url(url))
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
