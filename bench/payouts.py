@@ -1,12 +1,13 @@
 """The weekly payout run at scale: `make bench-payouts`.
 
 Seeds a fresh database (SQLite in a temporary directory; `BENCH_DATABASE_URL` for PostgreSQL, whose tables are
-emptied first, the database made if it does not exist) with N providers, each with a verified Stripe Connect account and an available balance above the
-minimum (one balanced ledger posting). Serves the Stripe fake (`tests/fakes/stripe_api.py`, `latency_ms` added to
-every request) from this process, and times the real command, `payql payouts run --auto-approve --concurrency C`,
-in a subprocess of its own: each provider gets one approved withdrawal and one keyed transfer. Then checks that
-every withdrawal is COMPLETED with a transfer of its own, that the fake received exactly one transfer request per
-withdrawal (one idempotency key each, none sent twice), and that `payql ledger check` passes.
+emptied first, the database made if it does not exist) with N providers, each with a verified Stripe Connect account
+and an available balance above the minimum (one balanced ledger posting). Serves the Stripe fake
+(`tests/fakes/stripe_api.py`, `latency_ms` added to every request) from this process, and times the real command,
+`payql payouts run --auto-approve --concurrency C`, in a subprocess of its own: each provider gets one approved
+withdrawal and one keyed transfer. Then checks that every withdrawal is COMPLETED with a transfer of its own, that
+the fake received exactly one transfer request per withdrawal (one idempotency key each, none sent twice), and that
+`payql ledger check` passes.
 
 Concurrency 1 (one after another) runs on a smaller sample (`--sample`) and is extrapolated to N, labelled so. Prints
 a table and, as the last line, one JSON object.

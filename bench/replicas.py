@@ -34,13 +34,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import run as bench  # noqa: E402 - bench/run.py's seeding, wrk and server helpers
+from pgdb import recreate_database  # noqa: E402
 from webhooks_pg import cpu_seconds, postgres_cpu_seconds  # noqa: E402 - CPU of a process tree, of PostgreSQL
 
 from payql.auth import issue_token  # noqa: E402
@@ -50,17 +48,6 @@ DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/payql_bench_replicas"
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/14")
 SECRET = bench.SECRET
 MUTATION_HEADERS = {"Content-Type": "application/json"}
-
-
-def fresh_database(url: str) -> None:
-    parsed = make_url(url)
-    if not parsed.drivername.startswith("postgresql"):
-        raise SystemExit("BENCH_DATABASE_URL must be a PostgreSQL URL: replicas share one database")
-    admin = create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)'))
-        connection.execute(text(f'CREATE DATABASE "{parsed.database}"'))
-    admin.dispose()
 
 
 def serve(url: str, port: int, workers: int) -> subprocess.Popen[bytes]:
@@ -207,7 +194,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} is not installed: `make bench-replicas` installs it")
     url = os.environ.get("BENCH_DATABASE_URL", DEFAULT_URL)
-    fresh_database(url)
+    recreate_database(url)
     bench.seed(url, random.Random(7))
     settings = Settings(_env_file=None, jwt_secret=SECRET, database_url=url)  # type: ignore[call-arg]
     token = issue_token(settings, "user-000", ttl_seconds=3600)

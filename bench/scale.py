@@ -14,9 +14,10 @@ Nothing is due: every intent is finished, no payment waits on its payer within t
 within the lookback window, and no withdrawal is approved or in flight. Prints medians (ms) per query and size,
 then one JSON line with every median and the ratios 1M / 10k.
 
-Each size lives in its own schema (`scale_10000`, `scale_1000000`) of the database at BENCH_DATABASE_URL, whose
-name must contain "bench" (the schemas are dropped and made again; the database itself is made if it does not exist); the sizes are timed in interleaved rounds, so
-that the machine's noise falls on each alike. `--reuse` times the schemas a previous run seeded.
+Each size lives in its own schema (`scale_10000`, `scale_1000000`) of the database at BENCH_DATABASE_URL, whose name
+must contain "bench" (the schemas are dropped and made again; the database itself is made if it does not exist); the
+sizes are timed in interleaved rounds, so that the machine's noise falls on each alike. `--reuse` times the schemas
+a previous run seeded.
 """
 
 from __future__ import annotations
@@ -248,7 +249,6 @@ def in_schema(url: str, size: int) -> str:
 
 def build(url: str, size: int) -> None:
     """A fresh schema `scale_<size>` at `url`, migrated, with `size` payments."""
-    ensure_database(url)
     engine = create_engine(normalise_url(url))
     with engine.begin() as connection:
         connection.execute(text(f"DROP SCHEMA IF EXISTS scale_{size} CASCADE"))
@@ -356,6 +356,7 @@ def main() -> None:
     url = checked_url()
     sizes = [int(size) for size in args.sizes.split(",")]
     if not args.reuse:
+        ensure_database(url)
         for size in sizes:
             build(url, size)
     opened = {size: queries(in_schema(url, size)) for size in sizes}
